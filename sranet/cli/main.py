@@ -1,0 +1,41 @@
+"""The ``sranet`` command: one Typer app, one module per command. Importing this stays light (no torch)."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="sranet",
+    help="SRANet for femoral head necrosis on CT: synthesise, prepare, train, evaluate, export, predict, benchmark.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# (module under sranet.cli, function name); each module imports only typer and light code at top level
+COMMANDS: list[tuple[str, str]] = [
+]
+
+for _module, _func in COMMANDS:
+    app.command(name=_func.replace("_", "-"))(getattr(importlib.import_module(f"sranet.cli.{_module}"), _func))
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+) -> None:
+    if version:
+        from sranet import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""What every exported artifact carries so that it can be run alone: ``ArtifactInfo``.
+
+ONNX models keep it in ``metadata_props`` under the keys below; TensorRT plans in a JSON sidecar; checkpoints in
+the ``torch.save`` dict. ``Predictor.from_artifact(path)`` needs nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from sranet.config import ModelConfig, PreprocessConfig
+from sranet.errors import ArtifactError
+
+FORMAT_VERSION = "1"
+INPUT_NAME = "ct"
+OUTPUT_NAMES = ("prob", "attention")
+
+# metadata_props keys (ONNX) and sidecar keys (engine JSON), one list for both
+KEY_FORMAT = "sranet.format_version"
+KEY_MODEL = "sranet.model_config"
+KEY_PREPROCESS = "sranet.preprocess_config"
+KEY_THRESHOLD = "sranet.threshold"
+KEY_SOURCE_SHA = "sranet.source_sha256"
+KEY_PRECISION = "sranet.precision"
+KEY_VERSION = "sranet.version"
+
+
+@dataclass
+class ArtifactInfo:
+    model: ModelConfig
+    preprocess: PreprocessConfig
+    threshold: float
+    source_sha256: str = ""
+    precision: str = "fp32"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def to_metadata(self) -> dict[str, str]:
+        from sranet import __version__
+
+        return {
+            KEY_FORMAT: FORMAT_VERSION,
+            KEY_MODEL: self.model.to_json(),
+            KEY_PREPROCESS: self.preprocess.to_json(),
+            KEY_THRESHOLD: repr(float(self.threshold)),
+            KEY_SOURCE_SHA: self.source_sha256,
+            KEY_PRECISION: self.precision,
+            KEY_VERSION: __version__,
+            **self.extra,
+        }
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, str], *, path: str | os.PathLike | None = None) -> ArtifactInfo:
+        missing = [k for k in (KEY_MODEL, KEY_PREPROCESS, KEY_THRESHOLD) if k not in meta]
+        if missing:
+            raise ArtifactError(
+                f"has no sranet metadata ({', '.join(missing)} missing); it was not written by `sranet export`.",
+                path=path,
+                hint="Export it again with `sranet export CHECKPOINT --out model.onnx`.",
+            )
+        try:
+            threshold = float(meta[KEY_THRESHOLD])
+        except ValueError as exc:
+            raise ArtifactError(f"metadata {KEY_THRESHOLD}={meta[KEY_THRESHOLD]!r} is not a number.", path=path) from exc
+        known = {KEY_FORMAT, KEY_MODEL, KEY_PREPROCESS, KEY_THRESHOLD, KEY_SOURCE_SHA, KEY_PRECISION, KEY_VERSION}
+        return cls(
+            model=ModelConfig.from_json(meta[KEY_MODEL]),
+            preprocess=PreprocessConfig.from_json(meta[KEY_PREPROCESS]),
+            threshold=threshold,
+            source_sha256=meta.get(KEY_SOURCE_SHA, ""),
+            precision=meta.get(KEY_PRECISION, "fp32"),
+            extra={k: v for k, v in meta.items() if k not in known},
+        )
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {k: (json.loads(v) if k in (KEY_MODEL, KEY_PREPROCESS) else v) for k, v in self.to_metadata().items()}
+
+
+def sha256_file(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
