@@ -1,0 +1,131 @@
+"""TorchBackend on the CPU (always) and on CUDA (marked gpu; skipped without a GPU)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+checkpoint = pytest.importorskip(
+    "sranet.train.checkpoint", reason="sranet.train.checkpoint (load_checkpoint) is not in this tree yet"
+)
+
+from sranet.config import ModelConfig, PreprocessConfig  # noqa: E402
+from sranet.errors import BackendError, InputError  # noqa: E402
+from sranet.model.sranet import SRANet  # noqa: E402
+from sranet.runtime.backends.base import open_backend  # noqa: E402
+from sranet.runtime.backends.torch import TorchBackend  # noqa: E402
+
+CUDA = torch.cuda.is_available()
+
+
+def write_checkpoint(path, *, seed: int = 0, threshold: float = 0.37):
+    """A checkpoint in the contract's format (docs/CONTRACTS.md), tiny model with random weights."""
+    torch.manual_seed(seed)
+    cfg = ModelConfig.preset("tiny")
+    model = SRANet(cfg).eval()
+    torch.save(
+        {
+            "format": "sranet-checkpoint/1",
+            "model_state": model.state_dict(),
+            "model_config": cfg.to_dict(),
+            "preprocess_config": PreprocessConfig.for_model(cfg).to_dict(),
+            "threshold": threshold,
+            "epoch": 0,
+            "metrics": {},
+            "train_config": {},
+            "optimizer_state": None,
+            "scheduler_state": None,
+        },
+        path,
+    )
+    return model
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp("torch_backend") / "best.pt"
+    model = write_checkpoint(path)
+    return path, model
+
+
+def batch(n: int, seed: int = 1) -> np.ndarray:
+    S = ModelConfig.preset("tiny").input_size
+    return np.random.default_rng(seed).standard_normal((n, 1, S, S, S)).astype(np.float32)
+
+
+def reference(model, ct: np.ndarray):
+    with torch.no_grad():
+        out = model(torch.from_numpy(ct))
+    return torch.sigmoid(out.logit).numpy(), out.attention.numpy()
+
+
+def test_cpu_matches_the_model_and_carries_the_checkpoint_configs(ckpt):
+    path, model = ckpt
+    ct = batch(3)
+    with open_backend(path) as backend:
+        assert isinstance(backend, TorchBackend)
+        assert backend.info.threshold == pytest.approx(0.37)
+        assert backend.info.model == ModelConfig.preset("tiny")
+        assert backend.info.preprocess.output_size == 48
+        out = backend.infer(ct)
+    prob, attention = reference(model, ct)
+    assert out["prob"].shape == (3,) and out["prob"].dtype == np.float32
+    assert out["attention"].shape == (3, 64)
+    np.testing.assert_allclose(out["prob"], prob, atol=1e-6)
+    np.testing.assert_allclose(out["attention"], attention, atol=1e-6)
+    np.testing.assert_allclose(out["attention"].sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_bf16_autocast_on_cpu_stays_close(ckpt):
+    path, model = ckpt
+    ct = batch(2, seed=3)
+    out = TorchBackend(path, dtype="bf16").infer(ct)
+    prob, attention = reference(model, ct)
+    assert out["prob"].dtype == np.float32
+    assert np.abs(out["prob"] - prob).max() < 0.05
+    assert np.abs(out["attention"] - attention).max() < 0.05
+
+
+def test_bad_input_is_refused_once_in_the_base_class(ckpt):
+    backend = TorchBackend(ckpt[0])
+    with pytest.raises(InputError, match=r"expected \(B, 1, 48, 48, 48\)"):
+        backend.infer(np.zeros((1, 1, 32, 32, 32), np.float32))
+    with pytest.raises(InputError, match="float32"):
+        backend.infer(np.zeros((1, 1, 48, 48, 48), np.float64))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"dtype": "fp8"}, "dtype='fp8' is not one of"),
+        ({"device": "tpu"}, "device='tpu' is not"),
+        ({"cuda_graphs": True, "device": "cpu"}, "cuda_graphs=True needs a CUDA device"),
+    ],
+)
+def test_bad_options_are_refused(ckpt, options, message):
+    with pytest.raises(BackendError, match=message):
+        TorchBackend(ckpt[0], **options)
+
+
+@pytest.mark.skipif(CUDA, reason="this machine has a GPU; the no-GPU refusal cannot be shown here")
+def test_cuda_without_a_gpu_is_an_error_not_a_cpu_fallback(ckpt):
+    with pytest.raises(BackendError, match="sees no CUDA GPU"):
+        TorchBackend(ckpt[0], device="cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs an NVIDIA GPU with a CUDA build of PyTorch")
+@pytest.mark.parametrize(("dtype", "atol"), [("fp32", 1e-4), ("fp16", 2e-2), ("bf16", 5e-2)])
+@pytest.mark.parametrize("cuda_graphs", [False, True])
+def test_cuda_matches_the_cpu_reference(ckpt, dtype, atol, cuda_graphs):
+    path, model = ckpt
+    ct = batch(4, seed=5)
+    backend = TorchBackend(path, device="cuda", dtype=dtype, cuda_graphs=cuda_graphs)
+    prob, attention = reference(model, ct)
+    for _ in range(2):  # second call replays the captured graph
+        out = backend.infer(ct)
+        np.testing.assert_allclose(out["prob"], prob, atol=atol)
+        np.testing.assert_allclose(out["attention"], attention, atol=atol)
+    other = batch(4, seed=6)  # new data through the same static buffer
+    np.testing.assert_allclose(backend.infer(other)["prob"], reference(model, other)[0], atol=atol)
