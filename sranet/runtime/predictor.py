@@ -1,0 +1,263 @@
+"""``Predictor``: artifact in, findings out. Everything it needs (preprocessing, threshold) comes from the artifact.
+
+One case: read (``load_volume``) -> preprocess (the artifact's ``PreprocessConfig``) -> infer (any backend) -> post
+(decision at the stored threshold, the (P, P, P) attention grid, the top patches' centres mapped back to the source
+volume's voxels and to patient LPS millimetres through the ``ResamplePlan`` and the volume's affine).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sranet.errors import InputError, SranetError
+from sranet.runtime.artifact import ArtifactInfo, sha256_file
+from sranet.runtime.backends.base import Backend, open_backend
+from sranet.runtime.results import case_key
+from sranet.runtime.volume import Volume
+
+
+@dataclass
+class CaseInput:
+    """One case to predict: a path (DICOM folder/file, NIfTI, npy) or an already loaded Volume."""
+
+    source: str | os.PathLike | Volume
+    case_id: str | None = None
+    roi: Any = None  # ROI text ("d0:d1,h0:h1,w0:w1" or "mm:...") or a parsed Roi
+    series: str | None = None
+
+    @property
+    def key(self) -> str:
+        path = self.source.source if isinstance(self.source, Volume) else self.source
+        return case_key(self.case_id, path or None)
+
+
+@dataclass
+class Prediction:
+    """What the model says about one case.
+
+    attention       (P, P, P) float32 weights in (D, H, W) order; patch n = P*P*i + P*j + k; they sum to 1.
+    top_patches     the k highest-weighted patches, each with its centre in prepared-volume voxels (S^3 grid), in
+                    source-volume voxels (d, h, w, fractional) and in patient LPS millimetres.
+    timings_ms      wall time per stage: read, preprocess, infer (the case's share of its batch), post.
+    volume, prepared are kept for heatmaps; they are not written to results.
+    """
+
+    case: str
+    source: str
+    probability: float
+    decision: bool
+    threshold: float
+    attention: np.ndarray
+    top_patches: list[dict[str, Any]]
+    qc: list[str]
+    timings_ms: dict[str, float]
+    model_sha256: str
+    batch_size: int = 1
+    volume: Volume | None = field(default=None, repr=False)
+    prepared: Any = field(default=None, repr=False)
+
+    def to_record(self) -> dict[str, Any]:
+        """JSON-able dict for one results line (no arrays of the volume, no patient identifiers)."""
+        from sranet import __version__
+
+        return {
+            "case": self.case,
+            "source": self.source,
+            "probability": round(float(self.probability), 6),
+            "decision": bool(self.decision),
+            "threshold": float(self.threshold),
+            "attention_grid": np.round(self.attention.astype(float), 6).tolist(),
+            "top_patches": self.top_patches,
+            "qc": list(self.qc),
+            "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
+            "batch_size": self.batch_size,
+            "model_sha256": self.model_sha256,
+            "sranet_version": __version__,
+        }
+
+
+@dataclass
+class _Prepared:
+    case: CaseInput
+    volume: Volume
+    prepared: Any
+    timings_ms: dict[str, float]
+
+
+class Predictor:
+    """Run an artifact on CT volumes. Build it with ``Predictor.from_artifact(path, **backend_options)``."""
+
+    def __init__(self, backend: Backend, *, top_k: int = 3, model_sha256: str | None = None):
+        if not isinstance(top_k, int) or top_k < 1:
+            raise InputError(f"top_k={top_k!r} must be a positive integer.")
+        self.backend = backend
+        self.info: ArtifactInfo = backend.info
+        self.top_k = min(top_k, self.info.model.num_patches)
+        self.model_sha256 = model_sha256 if model_sha256 is not None else sha256_file(backend.path)
+
+    @classmethod
+    def from_artifact(cls, path: str | os.PathLike, *, top_k: int = 3, **backend_options) -> Predictor:
+        """Open ``path`` (.onnx, .pt, .engine/.plan) with the backend its suffix names; options go to that backend."""
+        return cls(open_backend(path, **backend_options), top_k=top_k)
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- one case -----------------------------------------------------------------------------------------------
+    def predict(self, source: str | os.PathLike | Volume, roi: Any = None, *, series: str | None = None,
+                case_id: str | None = None) -> Prediction:
+        """Predict one case. ``source``: a path or a Volume ((D, H, W) HU with geometry). Raises SranetError."""
+        prepared = self._prepare(CaseInput(source, case_id=case_id, roi=roi, series=series))
+        return self._run([prepared])[0]
+
+    # -- many cases ---------------------------------------------------------------------------------------------
+    def predict_many(self, cases: Iterable[CaseInput], *, batch: int = 1) -> Iterator[tuple[CaseInput, Prediction | SranetError]]:
+        """Yield ``(case, Prediction)`` or ``(case, error)`` in input order; one backend call per batch of cases.
+
+        A case that fails to read or preprocess is yielded with its error and the others go on. If a batch fails
+        in the backend, its cases are retried one by one so one bad case does not sink its neighbours.
+        """
+        if not isinstance(batch, int) or batch < 1:
+            raise InputError(f"batch={batch!r} must be a positive integer.")
+        if self.backend.max_batch is not None:
+            batch = min(batch, self.backend.max_batch)
+        pending: list[_Prepared] = []
+        for case in cases:
+            try:
+                pending.append(self._prepare(case))
+            except SranetError as exc:
+                yield from self._flush(pending)
+                pending = []
+                yield case, exc
+                continue
+            if len(pending) >= batch:
+                yield from self._flush(pending)
+                pending = []
+        yield from self._flush(pending)
+
+    def _flush(self, pending: list[_Prepared]) -> Iterator[tuple[CaseInput, Prediction | SranetError]]:
+        if not pending:
+            return
+        try:
+            results = self._run(pending)
+        except SranetError as exc:
+            if len(pending) == 1:
+                yield pending[0].case, exc
+            else:  # retry one by one, so one bad case does not sink its neighbours
+                for p in pending:
+                    yield from self._flush([p])
+            return
+        for p, r in zip(pending, results):
+            yield p.case, r
+
+    # -- stages ---------------------------------------------------------------------------------------------------
+    def _prepare(self, case: CaseInput) -> _Prepared:
+        from sranet.runtime.preprocess import preprocess
+
+        t0 = time.perf_counter()
+        roi = case.roi
+        if isinstance(roi, str):
+            from sranet.runtime.roi import parse_roi
+
+            roi = parse_roi(roi)
+        if isinstance(case.source, Volume):
+            volume = case.source
+        else:
+            from sranet.runtime.io import load_volume
+
+            volume = load_volume(case.source, series=case.series)
+        t1 = time.perf_counter()
+        prepared = preprocess(volume, self.info.preprocess, roi=roi)
+        t2 = time.perf_counter()
+        S = self.info.model.input_size
+        if prepared.input.shape != (S, S, S):
+            raise InputError(
+                f"preprocessing gave shape {prepared.input.shape}, but the model takes ({S}, {S}, {S}).",
+                path=volume.source or None, hint="The artifact's preprocess and model configs disagree; re-export it.")
+        return _Prepared(case, volume, prepared, {"read": (t1 - t0) * 1e3, "preprocess": (t2 - t1) * 1e3})
+
+    def _run(self, batch: list[_Prepared]) -> list[Prediction]:
+        ct = np.stack([p.prepared.input for p in batch])[:, None].astype(np.float32, copy=False)  # (B, 1, S, S, S)
+        t0 = time.perf_counter()
+        out = self.backend.infer(ct)
+        infer_ms = (time.perf_counter() - t0) * 1e3 / len(batch)
+        results = []
+        for n, p in enumerate(batch):
+            t1 = time.perf_counter()
+            result = self._postprocess(p, float(out["prob"][n]), out["attention"][n], len(batch))
+            result.timings_ms = {**p.timings_ms, "infer": infer_ms, "post": (time.perf_counter() - t1) * 1e3}
+            results.append(result)
+        return results
+
+    def _postprocess(self, p: _Prepared, prob: float, attention: np.ndarray, batch_size: int) -> Prediction:
+        grid = self.info.model.grid
+        grid_att = np.asarray(attention, dtype=np.float32).reshape(grid, grid, grid)  # (P, P, P) in (D, H, W)
+        qc = list(dict.fromkeys([*p.volume.qc, *getattr(p.prepared, "qc", [])]))
+        if not np.isfinite(prob) or not np.isfinite(grid_att).all():
+            raise SranetError("the model returned NaN or infinite outputs.", path=p.volume.source or None)
+        return Prediction(
+            case=p.case.key,
+            source=_display_source(p.case.source),
+            probability=prob,
+            decision=prob >= self.info.threshold,
+            threshold=self.info.threshold,
+            attention=grid_att,
+            top_patches=top_patches(grid_att, self.top_k, self.info.model.input_size, p.prepared.plan, p.volume),
+            qc=qc,
+            timings_ms={},
+            model_sha256=self.model_sha256,
+            batch_size=batch_size,
+            volume=p.volume,
+            prepared=p.prepared,
+        )
+
+
+def patch_centres(grid: int, input_size: int) -> np.ndarray:
+    """(P**3, 3) centre of each patch in prepared-volume voxel indices (d, h, w); row n is patch n = P*P*i+P*j+k."""
+    p = input_size / grid
+    idx = np.stack(np.meshgrid(*[np.arange(grid)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+    return idx * p + (p - 1) / 2.0
+
+
+def top_patches(attention: np.ndarray, k: int, input_size: int, plan: Any, volume: Volume) -> list[dict[str, Any]]:
+    """The k highest weights of a (P, P, P) attention grid, with centres in prepared voxels, source voxels, LPS mm.
+
+    Source voxel = plan.offset + plan.scale * prepared voxel (the ResamplePlan contract); mm = volume affine.
+    """
+    grid = attention.shape[0]
+    flat = attention.reshape(-1)
+    order = np.argsort(-flat, kind="stable")[:k]
+    centres = patch_centres(grid, input_size)[order]  # (k, 3)
+    source = np.asarray(plan.offset, dtype=float) + np.asarray(plan.scale, dtype=float) * centres
+    mm = volume.index_to_patient(source)
+    out = []
+    for rank, n in enumerate(order):
+        out.append({
+            "rank": rank + 1,
+            "patch": int(n),
+            "grid_index": [int(v) for v in np.unravel_index(int(n), (grid,) * 3)],
+            "weight": round(float(flat[n]), 6),
+            "prepared_voxel": [round(float(v), 2) for v in centres[rank]],
+            "source_voxel": [round(float(v), 2) for v in source[rank]],
+            "patient_mm": [round(float(v), 2) for v in mm[rank]],
+        })
+    return out
+
+
+def _display_source(source: Any) -> str:
+    if isinstance(source, Volume):
+        return os.path.basename(source.source) if source.source else "<volume>"
+    return os.fspath(Path(source))

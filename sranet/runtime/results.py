@@ -1,0 +1,127 @@
+"""Results as JSON Lines: one line per case, appended atomically, so an interrupted run can resume.
+
+Each line is written with one ``os.write`` of the whole encoded line, then flushed and fsynced, so a crash leaves at
+most one partial last line. ``read_results`` skips such a line (it has no trailing newline or is not valid JSON),
+and the writer truncates it before appending, so a rerun neither duplicates nor loses a case.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from sranet.errors import InputError
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def case_key(case_id: str | None, path: str | os.PathLike | None) -> str:
+    """A file-name-safe key for a case: the sanitised case id, or ``path-<12 hex>`` from a hash of the input path.
+
+    Never derived from DICOM tags, so patient names and IDs cannot leak into results or file names.
+    """
+    if case_id:
+        key = _SAFE.sub("_", str(case_id)).strip("._")[:80]
+        if key:
+            return key
+    if path is None:
+        raise InputError("a case needs a case id or an input path to build its key.")
+    resolved = os.path.abspath(os.fspath(path))
+    return "path-" + hashlib.sha256(resolved.encode("utf-8")).hexdigest()[:12]
+
+
+def read_results(path: str | os.PathLike) -> tuple[list[dict[str, Any]], int]:
+    """Read complete records from a JSONL file -> (records, byte length of the valid prefix).
+
+    A last line without a newline, or one that is not valid JSON, is a crash's partial write: not returned, and not
+    counted in the valid prefix. A bad line in the middle is an error (the file was edited or is not ours).
+    """
+    path = Path(path)
+    if not path.exists():
+        return [], 0
+    data = path.read_bytes()
+    records: list[dict[str, Any]] = []
+    valid = 0
+    lines = data.split(b"\n")
+    for n, line in enumerate(lines):
+        is_last = n == len(lines) - 1
+        if is_last:  # text after the final newline: a partial write (or empty)
+            break
+        if line.strip():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                if n == len(lines) - 2 and not lines[-1]:
+                    break  # a garbled final line: treat as partial
+                raise InputError(
+                    f"line {n + 1} is not valid JSON ({exc.msg}); this is not a results file sranet can resume.",
+                    path=path, hint="Write to a new --out file, or remove the damaged line.") from exc
+            if not isinstance(record, dict):
+                raise InputError(f"line {n + 1} is not a JSON object.", path=path)
+            records.append(record)
+        valid += len(line) + 1
+    return records, valid
+
+
+class ResultsWriter:
+    """Append-only JSONL writer. ``done`` holds the keys of cases already recorded (successes and failures).
+
+    With ``retry_failed=True`` cases recorded with an error are not in ``done``, so a rerun tries them again; their
+    new line supersedes the old one (readers keep the last record per key).
+    """
+
+    def __init__(self, path: str | os.PathLike, *, retry_failed: bool = False):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        records, valid = read_results(self.path)
+        self.truncated_bytes = 0
+        if self.path.exists() and self.path.stat().st_size > valid:
+            self.truncated_bytes = self.path.stat().st_size - valid
+            with open(self.path, "r+b") as f:  # drop the partial last line a crash left behind
+                f.truncate(valid)
+                os.fsync(f.fileno())
+        latest: dict[str, dict[str, Any]] = {}
+        for r in records:
+            if "case" in r:
+                latest[str(r["case"])] = r
+        self.done = {k for k, r in latest.items() if not (retry_failed and r.get("error"))}
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Append one record as one line (single write, then fsync)."""
+        if "case" not in record:
+            raise InputError("a result record needs a 'case' key.")
+        line = (json.dumps(record, sort_keys=False, allow_nan=False, default=_jsonable) + "\n").encode("utf-8")
+        view = memoryview(line)
+        while view:  # os.write may write fewer bytes; with O_APPEND each piece still lands at the end
+            n = os.write(self._fd, view)
+            view = view[n:]
+        os.fsync(self._fd)
+        self.done.add(str(record["case"]))
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _jsonable(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -1,0 +1,210 @@
+"""Backend contract: every backend available here gives the same outputs for the same input and refuses bad input.
+
+The ONNX model is exported here from SRANet(tiny) with torch.onnx.export (plus ArtifactInfo metadata), so this test
+does not depend on `sranet export`; TensorRT is skipped with a reason where it is not installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from sranet.config import ModelConfig, PreprocessConfig
+from sranet.errors import ArtifactError, BackendError, InputError
+from sranet.runtime.artifact import ArtifactInfo
+from sranet.runtime.backends import open_backend
+from sranet.runtime.backends.onnxruntime import (
+    CPU_EP,
+    CUDA_EP,
+    TRT_EP,
+    OnnxRuntimeBackend,
+    provider_options,
+    resolve_providers,
+)
+
+torch = pytest.importorskip("torch")
+S = 48
+
+
+def _save_tiny(tmp_path, threshold=0.5, precision="fp32"):
+    """Write the same SRANet(tiny) weights as model.onnx (ONNX + metadata) and model.pt (checkpoint)."""
+    import onnx
+
+    from sranet.model.sranet import SRANet
+
+    cfg = ModelConfig.preset("tiny")
+    torch.manual_seed(0)
+    model = SRANet(cfg).eval()
+
+    class Probs(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, ct):
+            out = self.m(ct)
+            return torch.sigmoid(out.logit), out.attention
+
+    onnx_path = tmp_path / "model.onnx"
+    torch.onnx.export(Probs(model), (torch.zeros(1, 1, S, S, S),), str(onnx_path), input_names=["ct"],
+                      output_names=["prob", "attention"], opset_version=17, dynamo=False,
+                      dynamic_axes={"ct": {0: "B"}, "prob": {0: "B"}, "attention": {0: "B"}})
+    proto = onnx.load(str(onnx_path))
+    info = ArtifactInfo(cfg, PreprocessConfig.for_model(cfg), threshold, precision=precision)
+    for key, value in info.to_metadata().items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(onnx_path))
+    pt_path = tmp_path / "model.pt"
+    torch.save({"format": "sranet-checkpoint/1", "model_state": model.state_dict(), "model_config": cfg.to_dict(),
+                "preprocess_config": info.preprocess.to_dict(), "threshold": threshold, "epoch": 0, "metrics": {},
+                "train_config": {}, "optimizer_state": None, "scheduler_state": None}, pt_path)
+    return onnx_path, pt_path
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    return _save_tiny(tmp_path_factory.mktemp("artifacts"))
+
+
+def _phantom_batch(n=3, seed=0):
+    """(n, 1, S, S, S) float32: a bright sphere (a 'femoral head') at different places plus noise, z-scored."""
+    rng = np.random.default_rng(seed)
+    d, h, w = np.meshgrid(*[np.arange(S)] * 3, indexing="ij")
+    out = []
+    for _ in range(n):
+        c = rng.uniform(12, 36, 3)
+        vol = 400.0 * (((d - c[0]) ** 2 + (h - c[1]) ** 2 + (w - c[2]) ** 2) < 10**2) + rng.normal(0, 30, (S, S, S))
+        out.append((vol - vol.mean()) / vol.std())
+    return np.stack(out)[:, None].astype(np.float32)
+
+
+BACKENDS = [
+    pytest.param("onnx", id="onnxruntime-cpu"),
+    pytest.param("pt", id="torch-cpu"),
+    pytest.param("engine", id="tensorrt", marks=pytest.mark.skipif(
+        importlib.util.find_spec("tensorrt") is None, reason="tensorrt is not installed (no NVIDIA GPU/TensorRT here)")),
+]
+
+
+def _open(kind, artifacts):
+    onnx_path, pt_path = artifacts
+    if kind == "onnx":
+        return open_backend(onnx_path, providers="cpu", threads=1)
+    if kind == "pt":
+        return open_backend(pt_path, threads=1)
+    pytest.skip("building a TensorRT engine needs a GPU; covered by benchmarks/ GPU script")
+
+
+@pytest.fixture(scope="module")
+def reference(artifacts):
+    """PyTorch outputs on the phantom batch: the reference every backend must match."""
+    from sranet.model.sranet import SRANet
+
+    torch.manual_seed(0)
+    model = SRANet(ModelConfig.preset("tiny")).eval()
+    x = _phantom_batch()
+    with torch.no_grad():
+        out = model(torch.from_numpy(x))
+    return x, torch.sigmoid(out.logit).numpy(), out.attention.numpy()
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_backend_matches_reference(kind, artifacts, reference):
+    x, prob, attention = reference
+    with _open(kind, artifacts) as backend:
+        assert backend.info.model == ModelConfig.preset("tiny")
+        assert backend.info.threshold == 0.5
+        out = backend.infer(x)
+        single = backend.infer(x[1:2])
+    assert out["prob"].shape == (3,) and out["prob"].dtype == np.float32
+    assert out["attention"].shape == (3, 64) and out["attention"].dtype == np.float32
+    np.testing.assert_allclose(out["prob"], prob, atol=1e-5)
+    np.testing.assert_allclose(out["attention"], attention, atol=1e-5)
+    np.testing.assert_allclose(out["attention"].sum(axis=1), 1.0, atol=1e-4)
+    np.testing.assert_allclose(single["prob"], out["prob"][1:2], atol=1e-5)  # batching does not change a case
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.zeros((1, 1, S, S, S - 1), np.float32), "expected (B, 1, 48, 48, 48)"),
+        (np.zeros((1, S, S, S), np.float32), "expected (B, 1, 48, 48, 48)"),
+        (np.zeros((1, 1, S, S, S), np.float64), "expected float32"),
+        (np.full((1, 1, S, S, S), np.nan, np.float32), "NaN"),
+        ([[0.0]], "numpy array"),
+    ],
+    ids=["shape", "no-channel", "dtype", "nan", "list"],
+)
+def test_backend_rejects_bad_input(kind, bad, message, artifacts):
+    with _open(kind, artifacts) as backend, pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        backend.infer(bad)
+
+
+def test_onnx_describe_records_session_options(artifacts):
+    backend = OnnxRuntimeBackend(artifacts[0], providers="cpu", threads=2, graph_level="extended")
+    d = backend.describe()
+    assert d["providers"] == [CPU_EP]
+    assert d["intra_op_threads"] == 2 and d["graph_level"] == "extended" and d["io_binding"] is False
+
+
+def test_onnx_io_binding_gives_same_outputs(artifacts, reference):
+    x, prob, _ = reference
+    backend = OnnxRuntimeBackend(artifacts[0], providers="cpu", threads=1, io_binding=True)
+    np.testing.assert_allclose(backend.infer(x)["prob"], prob, atol=1e-5)
+
+
+def test_unavailable_provider_is_an_error_not_a_fallback(artifacts):
+    import onnxruntime as ort
+
+    if CUDA_EP in ort.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA; the refusal cannot be shown here")
+    with pytest.raises(BackendError, match="CUDAExecutionProvider.*choose --provider cpu"):
+        OnnxRuntimeBackend(artifacts[0], providers="cuda")
+    with pytest.raises(InputError, match="Did you mean 'cuda'"):
+        OnnxRuntimeBackend(artifacts[0], providers="cdua")
+
+
+def test_resolve_providers_chains():
+    everything = [TRT_EP, CUDA_EP, CPU_EP]
+    assert resolve_providers(None, everything) == [TRT_EP, CUDA_EP, CPU_EP]
+    assert resolve_providers(None, [CUDA_EP, CPU_EP]) == [CUDA_EP, CPU_EP]
+    assert resolve_providers(None, ["AzureExecutionProvider", CPU_EP]) == [CPU_EP]
+    assert resolve_providers("cuda", everything) == [CUDA_EP, CPU_EP]
+    assert resolve_providers("cpu", everything) == [CPU_EP]
+    with pytest.raises(BackendError, match="TensorrtExecutionProvider"):
+        resolve_providers("tensorrt", [CUDA_EP, CPU_EP])
+
+
+@pytest.mark.parametrize("precision, fp16, int8", [("fp32", "0", "0"), ("fp16", "1", "0"), ("int8", "0", "1")])
+def test_gpu_provider_options_are_latency_settings(tmp_path, precision, fp16, int8):
+    cfg = ModelConfig.preset("tiny")
+    info = ArtifactInfo(cfg, PreprocessConfig.for_model(cfg), 0.5, precision=precision)
+    trt, cuda, cpu = provider_options([TRT_EP, CUDA_EP, CPU_EP], info, device_id=1, cache_dir=tmp_path, max_batch=4)
+    assert trt["trt_fp16_enable"] == fp16 and trt["trt_int8_enable"] == int8
+    assert trt["trt_engine_cache_enable"] == "1" and trt["trt_engine_cache_path"] == str(tmp_path / "engines")
+    assert trt["trt_timing_cache_enable"] == "1" and trt["trt_timing_cache_path"] == str(tmp_path / "timing")
+    assert trt["trt_profile_min_shapes"] == "ct:1x1x48x48x48"
+    assert trt["trt_profile_max_shapes"] == "ct:4x1x48x48x48"
+    assert trt["device_id"] == cuda["device_id"] == "1"
+    assert cuda["cudnn_conv_algo_search"] == "EXHAUSTIVE"
+    assert cpu == {}
+    assert all(isinstance(v, str) for v in (*trt.values(), *cuda.values()))
+
+
+def test_onnx_without_metadata_is_an_artifact_error(tmp_path, artifacts):
+    import onnx
+
+    proto = onnx.load(str(artifacts[0]))
+    del proto.metadata_props[:]
+    bare = tmp_path / "bare.onnx"
+    onnx.save(proto, str(bare))
+    with pytest.raises(ArtifactError, match="no sranet metadata"):
+        OnnxRuntimeBackend(bare, providers="cpu")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(ArtifactError, match="not a readable ONNX model"):
+        OnnxRuntimeBackend(junk, providers="cpu")
