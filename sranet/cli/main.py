@@ -16,6 +16,7 @@ app = typer.Typer(
 
 # (module under sranet.cli, function name); each module imports only typer and light code at top level
 COMMANDS: list[tuple[str, str]] = [
+    ("predict", "predict"),
 ]
 
 for _module, _func in COMMANDS:
