@@ -66,7 +66,7 @@ def predict(
             bar = tqdm(total=len(todo), unit="case", desc="predict")
         try:
             for case, result in predictor.predict_many(todo, batch=batch):
-                if isinstance(result, SranetError):
+                if isinstance(result, Exception):
                     failed += 1
                     writer.write({"case": case.key, "source": _source(case), "error": type(result).__name__,
                                   "message": str(result), "model_sha256": predictor.model_sha256})

@@ -139,7 +139,8 @@ def write_heatmaps(prediction: Any, out_dir: str | os.PathLike, input_size: int)
     out_dir = Path(out_dir)
     volume, plan = prediction.volume, prediction.prepared.plan
     att_map = attention_on_input_grid(prediction.attention, plan, volume.shape, input_size)
-    centre = prediction.top_patches[0]["source_voxel"]
+    # top patch centre in this array's indices (source_voxel is in full-series indices)
+    centre = np.asarray(prediction.top_patches[0]["source_voxel"]) - np.asarray(getattr(volume, "index_offset", (0, 0, 0)))
     title = f"{prediction.case}  p={prediction.probability:.3f}  top patch {prediction.top_patches[0]['patch']}"
     png = overlay_png(volume, att_map, centre, out_dir / f"{prediction.case}_attention.png", title=title)
     nii = save_attention_nifti(att_map, volume, out_dir / f"{prediction.case}_attention.nii.gz")

@@ -124,10 +124,11 @@ class Predictor:
         return self._run([prepared])[0]
 
     # -- many cases ---------------------------------------------------------------------------------------------
-    def predict_many(self, cases: Iterable[CaseInput], *, batch: int = 1) -> Iterator[tuple[CaseInput, Prediction | SranetError]]:
-        """Yield ``(case, Prediction)`` or ``(case, error)`` in input order; one backend call per batch of cases.
+    def predict_many(self, cases: Iterable[CaseInput], *, batch: int = 1) -> Iterator[tuple[CaseInput, Prediction | Exception]]:
+        """Yield ``(case, Prediction)`` or ``(case, exception)`` in input order; one backend call per batch of cases.
 
-        A case that fails to read or preprocess is yielded with its error and the others go on. If a batch fails
+        A case that fails to read or preprocess (any exception but ImportError) is yielded with its error and the
+        others go on. If a batch fails
         in the backend, its cases are retried one by one so one bad case does not sink its neighbours.
         """
         if not isinstance(batch, int) or batch < 1:
@@ -138,7 +139,9 @@ class Predictor:
         for case in cases:
             try:
                 pending.append(self._prepare(case))
-            except SranetError as exc:
+            except ImportError:
+                raise  # a missing package fails every case: stop and say so
+            except Exception as exc:  # noqa: BLE001 - any failure is recorded against its case; the run goes on
                 yield from self._flush(pending)
                 pending = []
                 yield case, exc
@@ -148,12 +151,14 @@ class Predictor:
                 pending = []
         yield from self._flush(pending)
 
-    def _flush(self, pending: list[_Prepared]) -> Iterator[tuple[CaseInput, Prediction | SranetError]]:
+    def _flush(self, pending: list[_Prepared]) -> Iterator[tuple[CaseInput, Prediction | Exception]]:
         if not pending:
             return
         try:
             results = self._run(pending)
-        except SranetError as exc:
+        except ImportError:
+            raise
+        except Exception as exc:  # noqa: BLE001
             if len(pending) == 1:
                 yield pending[0].case, exc
             else:  # retry one by one, so one bad case does not sink its neighbours
@@ -178,7 +183,7 @@ class Predictor:
         else:
             from sranet.runtime.io import load_volume
 
-            volume = load_volume(case.source, series=case.series)
+            volume = load_volume(case.source, roi=roi, series=case.series)  # may decode only the ROI's slices
         t1 = time.perf_counter()
         prepared = preprocess(volume, self.info.preprocess, roi=roi)
         t2 = time.perf_counter()
@@ -235,14 +240,16 @@ def patch_centres(grid: int, input_size: int) -> np.ndarray:
 def top_patches(attention: np.ndarray, k: int, input_size: int, plan: Any, volume: Volume) -> list[dict[str, Any]]:
     """The k highest weights of a (P, P, P) attention grid, with centres in prepared voxels, source voxels, LPS mm.
 
-    Source voxel = plan.offset + plan.scale * prepared voxel (the ResamplePlan contract); mm = volume affine.
+    Source voxel = plan.offset + plan.scale * prepared voxel (the ResamplePlan contract), reported in the full
+    series' indices (plus ``volume.index_offset`` when only part of the series was loaded); mm = volume affine.
     """
     grid = attention.shape[0]
     flat = attention.reshape(-1)
     order = np.argsort(-flat, kind="stable")[:k]
     centres = patch_centres(grid, input_size)[order]  # (k, 3)
     source = np.asarray(plan.offset, dtype=float) + np.asarray(plan.scale, dtype=float) * centres
-    mm = volume.index_to_patient(source)
+    mm = volume.index_to_patient(source)  # array-local indices -> LPS mm
+    source = source + np.asarray(getattr(volume, "index_offset", (0, 0, 0)), dtype=float)
     out = []
     for rank, n in enumerate(order):
         out.append({
