@@ -16,7 +16,10 @@ app = typer.Typer(
 
 # (module under sranet.cli, function name); each module imports only typer and light code at top level
 COMMANDS: list[tuple[str, str]] = [
+    ("train", "train"),
+    ("evaluate", "evaluate"),
     ("predict", "predict"),
+    ("benchmark", "benchmark"),
 ]
 
 for _module, _func in COMMANDS:

@@ -1,0 +1,85 @@
+"""FLOPs per volume of SRANet, counted analytically from ``ModelConfig`` (no torch).
+
+Convention: one multiply-accumulate (MAC) = 2 FLOPs, so FLOPs = 2 x MACs for convolutions and matrix products.
+Bias additions are not counted in ``matmul_flops`` (the same convention as ``torch.utils.flop_counter``, which the
+tests cross-check against); they, ReLU, max-pooling comparisons, tanh/sigmoid gating and the attention
+normalisation are counted as one FLOP per element operation in ``other_flops``. The compute floor uses
+``matmul_flops`` only, because it is divided by a measured peak *matrix-multiply* rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from sranet.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class FlopCount:
+    """FLOPs for one volume (batch 1). All fields are FLOPs (not MACs)."""
+
+    conv: int  # Conv3d multiply-adds, 2 per MAC, all patches
+    linear: int  # patch embedding Linear, 2 per MAC, all patches
+    attention: int  # K, Q, w Linears (all patches) and the fusion Z = sum_n a_n h_n
+    head: int  # classifier Linear(M, 1)
+    other: int  # biases, ReLU, max-pool comparisons, tanh/sigmoid/gating, attention normalisation
+
+    @property
+    def matmul_flops(self) -> int:
+        return self.conv + self.linear + self.attention + self.head
+
+    @property
+    def total_flops(self) -> int:
+        return self.matmul_flops + self.other
+
+    def to_dict(self) -> dict[str, int]:
+        return {**asdict(self), "matmul_flops": self.matmul_flops, "total_flops": self.total_flops}
+
+
+def count_flops(cfg: ModelConfig) -> FlopCount:
+    """Count FLOPs per volume for ``cfg`` (see the module docstring for the convention)."""
+    N, k, M, L = cfg.num_patches, cfg.kernel_size, cfg.feature_dim, cfg.attention_dim
+    size, in_ch = cfg.patch_size, 1
+    conv = other = 0
+    for out_ch in cfg.channels:
+        out = size - k + 1  # valid convolution
+        conv_out = out**3 * out_ch  # output elements per patch
+        conv += 2 * conv_out * in_ch * k**3 * N
+        other += conv_out * N  # bias
+        other += conv_out * N  # ReLU
+        size = out // cfg.pool_size
+        other += size**3 * out_ch * (cfg.pool_size**3 - 1) * N  # max-pool comparisons
+        in_ch = out_ch
+    flat = in_ch * size**3
+    linear = 2 * flat * M * N
+    other += 2 * M * N  # bias + ReLU
+    attention = 2 * (2 * M * L + L) * N  # K, Q and w per patch
+    other += (2 * L + 1) * N + 3 * L * N  # biases; tanh, sigmoid, product
+    if cfg.attention_norm == "softmax":
+        other += 4 * N  # max-free exp, sum, divide (approx.)
+    else:
+        other += 4 * N  # min, subtract, sum, divide
+    attention += 2 * N * M  # fusion bmm: (1, N) @ (N, M)
+    head = 2 * M
+    other += 1  # head bias
+    return FlopCount(conv=conv, linear=linear, attention=attention, head=head, other=other)
+
+
+def count_flops_torch(cfg: ModelConfig) -> int:
+    """FLOPs of one forward pass at batch 1 as counted by ``torch.utils.flop_counter`` (imports torch)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from sranet.model.sranet import SRANet
+
+    model = SRANet(cfg).eval()
+    S = cfg.input_size
+    x = torch.zeros(1, 1, S, S, S)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    return int(counter.get_total_flops())
+
+
+def compute_floor_ms(matmul_flops: float, peak_gflops: float, batch: int = 1) -> float:
+    """Lower bound on latency in ms: batch * FLOPs / peak rate. ``peak_gflops`` in GFLOP/s."""
+    return float(batch * matmul_flops / (peak_gflops * 1e9) * 1e3)

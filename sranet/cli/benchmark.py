@@ -1,0 +1,78 @@
+"""``sranet benchmark``: model-only and end-to-end latency, cold start, several artifacts interleaved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sranet.cli._common import ThreadsOpt, cli_errors
+from sranet.errors import InputError
+
+
+def _parse_batches(text: str) -> tuple[int, ...]:
+    try:
+        batches = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        batches = ()
+    if not batches or any(b < 1 for b in batches):
+        raise InputError(f"--batch {text!r} is not a comma-separated list of positive integers. Example: --batch 1,4,16")
+    return batches
+
+
+def _command_line(values: dict) -> list[str]:
+    """The command as parsed (not sys.argv, which is the test runner's under CliRunner), for the report."""
+    argv = ["sranet", "benchmark", *map(str, values["artifacts"])]
+    for name in ("input", "synthetic", "batch", "warmup_s", "warmup_iters", "min_iters", "duration_s", "threads",
+                 "roi", "spacing_mm", "peak_gflops"):
+        value = values[name]
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            argv.append(flag)
+        elif value not in (None, False):
+            argv += [flag, str(value)]
+    return argv
+
+
+@cli_errors
+def benchmark(
+    artifacts: Annotated[list[Path], typer.Argument(help="Artifacts (.onnx, .pt, .engine); the first is the reference for ratios.")],
+    input: Annotated[Path | None, typer.Option("--input", help="A case (DICOM folder, NIfTI, npy) for the end-to-end run.")] = None,
+    synthetic: Annotated[bool, typer.Option("--synthetic", help="End-to-end run on a synthetic phantom written to a temp folder.")] = False,
+    batch: Annotated[str, typer.Option("--batch", help="Batch sizes for the model-only run, comma-separated.")] = "1",
+    warmup_s: Annotated[float, typer.Option("--warmup-s", help="Warm-up time per run, seconds (and at least --warmup-iters rounds).")] = 2.0,
+    warmup_iters: Annotated[int, typer.Option("--warmup-iters", help="Warm-up rounds at least.")] = 2,
+    min_iters: Annotated[int, typer.Option("--min-iters", help="Measured rounds at least (each round runs every artifact once).")] = 10,
+    duration_s: Annotated[float, typer.Option("--duration-s", help="Measured time per run at least, seconds.")] = 10.0,
+    threads: ThreadsOpt = 0,
+    roi: Annotated[str | None, typer.Option("--roi", help="ROI for the end-to-end case: 'd0:d1,h0:h1,w0:w1' or 'mm:x0:x1,y0:y1,z0:z1'.")] = None,
+    spacing_mm: Annotated[str | None, typer.Option("--spacing-mm", help="Voxel spacing 'sD,sH,sW' mm for an .npy case.")] = None,
+    peak_gflops: Annotated[float | None, typer.Option("--peak-gflops", help="This machine's peak fp32 GFLOP/s (benchmarks/peak_matmul.py) to show latency / compute floor.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the sranet-benchmark/1 JSON here.")] = None,
+    markdown_out: Annotated[Path | None, typer.Option("--markdown", help="Write Markdown tables here.")] = None,
+) -> None:
+    """Measure latency (min, mean, p50/p90/p95/p99, max, throughput), cold start and memory of one or more artifacts."""
+    from sranet.bench.report import to_markdown, write_json
+    from sranet.bench.runner import Settings, run_benchmark
+
+    spacing = None
+    if spacing_mm is not None:
+        try:
+            spacing = tuple(float(v) for v in spacing_mm.split(","))
+        except ValueError:
+            spacing = ()
+        if len(spacing) != 3 or min(spacing) <= 0:
+            raise InputError(f"--spacing-mm {spacing_mm!r} must be three positive numbers 'sD,sH,sW'.")
+    settings = Settings(batches=_parse_batches(batch), warmup_s=warmup_s, warmup_iters=warmup_iters,
+                        min_iters=min_iters, duration_s=duration_s, threads=threads)
+    doc = run_benchmark([str(a) for a in artifacts], settings, case=input, synthetic=synthetic, spacing_mm=spacing,
+                        roi=roi, peak_gflops=peak_gflops, argv=_command_line(locals()),
+                        log=lambda msg: typer.echo(msg, err=True))
+    if json_out is not None:
+        write_json(doc, json_out)
+    markdown = to_markdown(doc)
+    if markdown_out is not None:
+        markdown_out.parent.mkdir(parents=True, exist_ok=True)
+        markdown_out.write_text(markdown)
+    typer.echo(markdown)

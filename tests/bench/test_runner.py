@@ -1,0 +1,86 @@
+"""A short real run (tiny SRANet in ONNX Runtime): document structure, schema, ratios, Markdown."""
+
+import copy
+import json
+
+import numpy as np
+import pytest
+
+from sranet.bench.report import SCHEMA, load_result, to_markdown, validate_result, write_json
+from sranet.bench.runner import Settings, run_benchmark
+from sranet.errors import InputError
+
+FAST = Settings(batches=(1, 2), warmup_s=0.0, warmup_iters=1, min_iters=3, duration_s=0.1)
+
+
+@pytest.fixture(scope="module")
+def doc(tiny_onnx, tiny_onnx_b, ort_opener):
+    return run_benchmark([tiny_onnx, tiny_onnx_b], FAST, peak_gflops=50.0, argv=["test"], opener=ort_opener)
+
+
+def test_document_validates_and_round_trips(doc, tmp_path):
+    validate_result(doc)
+    path = write_json(doc, tmp_path / "r.json")
+    again = load_result(path)
+    assert again["schema"] == "sranet-benchmark/1"
+    assert json.loads(path.read_text())["environment"]["command"] == "test"
+
+
+def test_every_artifact_and_batch_is_measured(doc, tiny_onnx):
+    assert [a["label"] for a in doc["artifacts"]] == ["tiny.onnx", "tiny_b.onnx"]
+    assert len(doc["artifacts"][0]["sha256"]) == 64
+    assert [b["batch"] for b in doc["model_only"]] == [1, 2]
+    for block in doc["model_only"]:
+        assert [r["artifact"] for r in block["results"]] == [0, 1]
+        first, second = block["results"]
+        assert first["ratio_vs_first"]["paired_median_ratio"] == 1.0
+        assert second["ratio_vs_first"]["paired_median_ratio"] > 0
+        h = first["host"]
+        assert h["n"] >= 3 and h["min_ms"] <= h["p50_ms"] <= h["p90_ms"] <= h["p99_ms"] <= h["max_ms"]
+        assert first["device"] is None  # no GPU here: host time only, stated as such
+        assert first["floor_ms"] == pytest.approx(block["batch"] * 16_862_240 / 50e9 * 1e3)
+    cold = doc["artifacts"][0]["cold_start"]
+    assert cold["total_ms"] == pytest.approx(cold["load_ms"] + cold["first_infer_ms"])
+    assert doc["memory"]["peak_rss_mib"] > 0
+    assert doc["end_to_end"] is None
+
+
+def test_markdown_has_a_row_per_artifact_and_batch(doc):
+    md = to_markdown(doc)
+    assert md.count("| tiny.onnx | 1 |") == 1 and md.count("| tiny_b.onnx | 2 |") == 1
+    assert "p50/floor" in md and "Cold start" in md
+
+
+def test_schema_rejects_a_broken_document(doc):
+    bad = copy.deepcopy(doc)
+    del bad["model_only"][0]["results"][0]["host"]["p99_ms"]
+    bad["schema"] = "sranet-benchmark/0"
+    with pytest.raises(InputError, match=r"p99_ms.*|schema"):
+        validate_result(bad)
+    with pytest.raises(InputError, match="expected array"):
+        validate_result({**doc, "artifacts": {}})
+    assert SCHEMA["properties"]["schema"]["enum"] == ["sranet-benchmark/1"]
+
+
+def test_input_and_synthetic_are_exclusive(tiny_onnx, tmp_path, ort_opener):
+    with pytest.raises(InputError, match="exclusive"):
+        run_benchmark([tiny_onnx], FAST, case=tmp_path, synthetic=True, opener=ort_opener)
+    with pytest.raises(InputError, match="no artifact"):
+        run_benchmark([], FAST)
+
+
+def test_end_to_end_stages_on_a_synthetic_case(tiny_onnx, ort_opener):
+    pytest.importorskip("sranet.runtime.io", reason="load_volume (sranet.runtime.io) has not landed")
+    pytest.importorskip("sranet.runtime.preprocess", reason="sranet.runtime.preprocess has not landed")
+    settings = Settings(batches=(1,), warmup_s=0.0, warmup_iters=0, min_iters=2, duration_s=0.0)
+    doc = run_benchmark([tiny_onnx], settings, synthetic=True, synthetic_shape=(40, 96, 96), opener=ort_opener)
+    validate_result(doc)
+    e2e = doc["end_to_end"]
+    stages = e2e["results"][0]["stages"]
+    for name in ("load", "plan", "resample", "normalize", "batch", "infer", "postprocess"):
+        assert stages[name]["n"] == 2
+    total = e2e["results"][0]["total"]["p50_ms"]
+    assert sum(stages[n]["p50_ms"] for n in e2e["stage_order"]) == pytest.approx(total, rel=0.2)
+    assert e2e["case"]["shape"] == [40, 96, 96]
+    assert "End to end" in to_markdown(doc)
+    assert np.isfinite(total)
