@@ -1,0 +1,169 @@
+"""Binary classification metrics in numpy (torch-free), so the runtime and reports can use them too.
+
+Conventions: label 1 = AVNFH present (positive), 0 = absent. A case is called positive when its score is
+``>= threshold``. Sensitivity is TP / (TP + FN) (recall). The paper's eq. 13 prints TP / (TP + FP), which is
+precision; we report precision separately under its own name rather than copying that typo.
+
+A ratio with an empty denominator (no positives, say) is NaN, never a made-up 0 or 1; JSON output writes it as null.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from sranet.errors import InputError
+
+
+def _check(labels, scores) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(labels)
+    s = np.asarray(scores, dtype=np.float64)
+    if y.ndim != 1 or s.ndim != 1 or y.shape != s.shape:
+        raise InputError(f"labels and scores must be 1-D and of equal length, got shapes {y.shape} and {s.shape}.")
+    if y.size and not np.isin(y, (0, 1)).all():
+        raise InputError(f"labels must be 0 or 1, got values {sorted(set(np.unique(y).tolist()))[:5]}.")
+    if not np.isfinite(s).all():
+        raise InputError("scores contain NaN or infinity; check the model output.")
+    return y.astype(np.int64), s
+
+
+def _ratio(num: int, den: int) -> float:
+    return num / den if den else math.nan
+
+
+@dataclass(frozen=True)
+class Confusion:
+    """Counts at one threshold. ``as_matrix()`` is [[TN, FP], [FN, TP]] (rows = truth 0/1, columns = call 0/1)."""
+
+    tp: int
+    fp: int
+    tn: int
+    fn: int
+
+    @property
+    def sensitivity(self) -> float:
+        return _ratio(self.tp, self.tp + self.fn)
+
+    @property
+    def specificity(self) -> float:
+        return _ratio(self.tn, self.tn + self.fp)
+
+    @property
+    def precision(self) -> float:
+        return _ratio(self.tp, self.tp + self.fp)
+
+    @property
+    def accuracy(self) -> float:
+        return _ratio(self.tp + self.tn, self.tp + self.tn + self.fp + self.fn)
+
+    def as_matrix(self) -> list[list[int]]:
+        return [[self.tn, self.fp], [self.fn, self.tp]]
+
+
+def confusion(labels, scores, threshold: float = 0.5) -> Confusion:
+    """Confusion counts for calls ``score >= threshold``. labels (n,) 0/1, scores (n,) any real."""
+    y, s = _check(labels, scores)
+    call = s >= threshold
+    pos = y == 1
+    return Confusion(
+        tp=int(np.sum(call & pos)), fp=int(np.sum(call & ~pos)), tn=int(np.sum(~call & ~pos)), fn=int(np.sum(~call & pos))
+    )
+
+
+def roc_auc(labels, scores) -> float:
+    """Area under the ROC curve = P(score_pos > score_neg) + 0.5 P(tie) (Mann-Whitney U with mid-ranks).
+
+    NaN when either class is absent (the AUC is undefined, not 0.5).
+    """
+    y, s = _check(labels, scores)
+    n_pos = int(y.sum())
+    n_neg = y.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(s.size, dtype=np.float64)
+    sorted_s = s[order]
+    # mid-ranks: every member of a tie group gets the mean of the ranks the group spans (1-based)
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_s)) + 1]
+    ends = np.r_[starts[1:], s.size]
+    for a, b in zip(starts, ends, strict=True):
+        ranks[order[a:b]] = (a + 1 + b) / 2.0
+    u = ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def roc_curve(labels, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ROC points (fpr, tpr, thresholds), one per distinct score plus the (0, 0) start at threshold +inf.
+
+    Point m is the rate of calls ``score >= thresholds[m]``; thresholds decrease, fpr and tpr increase to 1.
+    Rates for an absent class are NaN.
+    """
+    y, s = _check(labels, scores)
+    thresholds = np.r_[np.inf, np.unique(s)[::-1]]
+    n_pos = int(y.sum())
+    n_neg = y.size - n_pos
+    tps = np.array([np.sum((s >= t) & (y == 1)) for t in thresholds], dtype=np.float64)
+    fps = np.array([np.sum((s >= t) & (y == 0)) for t in thresholds], dtype=np.float64)
+    tpr = tps / n_pos if n_pos else np.full_like(tps, np.nan)
+    fpr = fps / n_neg if n_neg else np.full_like(fps, np.nan)
+    return fpr, tpr, thresholds
+
+
+def youden_threshold(labels, scores) -> float:
+    """Decision threshold that maximises Youden's J = sensitivity + specificity - 1 on (labels, scores).
+
+    Rule: among the distinct scores (calls ``score >= t``), take the t with the largest J; on a tie in J, the one
+    with the higher specificity, then the larger t. The returned value is the midpoint between that score and the
+    next lower distinct score, so a slightly different score on new data falls on the same side. With one class
+    missing J is undefined and the threshold is 0.5.
+    """
+    y, s = _check(labels, scores)
+    if y.size == 0 or y.min() == y.max():
+        return 0.5
+    fpr, tpr, thresholds = roc_curve(y, s)
+    j = tpr - fpr
+    best = None
+    for m in range(1, len(thresholds)):  # skip +inf (calls nothing positive)
+        key = (round(j[m], 12), round(1 - fpr[m], 12), thresholds[m])
+        if best is None or key > best[0]:
+            best = (key, m)
+    m = best[1]
+    lower = thresholds[m + 1] if m + 1 < len(thresholds) else None
+    t = float(thresholds[m])
+    return t if lower is None else float((t + lower) / 2.0)
+
+
+def summarize(labels, scores, threshold: float) -> dict:
+    """Metrics dict for reports: counts, sensitivity, specificity, precision, accuracy, AUC, threshold, n."""
+    c = confusion(labels, scores, threshold)
+    y, _ = _check(labels, scores)
+    return {
+        "n": int(y.size),
+        "n_positive": int(y.sum()),
+        "threshold": float(threshold),
+        "auc": roc_auc(labels, scores),
+        "sensitivity": c.sensitivity,
+        "specificity": c.specificity,
+        "precision": c.precision,
+        "accuracy": c.accuracy,
+        "confusion_matrix": c.as_matrix(),
+        "tp": c.tp,
+        "fp": c.fp,
+        "tn": c.tn,
+        "fn": c.fn,
+    }
+
+
+def json_safe(value):
+    """Replace NaN/inf floats (recursively) with None so json.dumps writes valid JSON (null)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        return json_safe(value.item())
+    return value
