@@ -1,0 +1,211 @@
+"""TensorRT engine builder: option validation, ONNX inspection and the TensorRT 10/11 dispatch run on CPU;
+the real build is marked `trt` and skips where tensorrt is not importable (never mocked)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from sranet.config import ModelConfig, PreprocessConfig
+from sranet.errors import ArtifactError, DependencyMissingError, InputError
+from sranet.export.tensorrt import EngineOptions, inspect_onnx, parse_batch, plan_build, summarize_layers
+from sranet.runtime.artifact import ArtifactInfo
+
+HAS_TRT = importlib.util.find_spec("tensorrt") is not None
+
+
+def tiny_onnx(path, *, variant: str = "fp32", outputs=("prob", "attention")):
+    """A small graph with the contract's I/O and sranet metadata: ct (B,1,48,48,48) -> prob (B,), attention (B,64).
+
+    variant "fp16" adds a float16 weight path (Cast to FLOAT16), "int8" adds a QuantizeLinear/DequantizeLinear pair,
+    like the precision variants of `sranet export`.
+    """
+    S = 48
+    nodes = [helper.make_node("AveragePool", ["ct"], ["pooled"], kernel_shape=[12, 12, 12], strides=[12, 12, 12]),
+             helper.make_node("Flatten", ["pooled"], ["flat"], axis=1)]  # (B, 64)
+    inits = [numpy_helper.from_array(np.array([1], np.int64), "axes")]
+    src = "flat"
+    if variant == "fp16":
+        nodes += [helper.make_node("Cast", ["flat"], ["flat16"], to=TensorProto.FLOAT16),
+                  helper.make_node("Cast", ["flat16"], ["flat32"], to=TensorProto.FLOAT)]
+        src = "flat32"
+    if variant == "int8":
+        inits += [numpy_helper.from_array(np.array(0.05, np.float32), "scale"),
+                  numpy_helper.from_array(np.array(0, np.int8), "zero")]
+        nodes += [helper.make_node("QuantizeLinear", ["flat", "scale", "zero"], ["q"]),
+                  helper.make_node("DequantizeLinear", ["q", "scale", "zero"], ["dq"])]
+        src = "dq"
+    nodes += [helper.make_node("Softmax", [src], [outputs[1]], axis=1),
+              helper.make_node("ReduceMean", [src, "axes"], ["mean"], keepdims=0),
+              helper.make_node("Sigmoid", ["mean"], [outputs[0]])]
+    graph = helper.make_graph(
+        nodes, "tiny",
+        [helper.make_tensor_value_info("ct", TensorProto.FLOAT, ["batch", 1, S, S, S])],
+        [helper.make_tensor_value_info(outputs[0], TensorProto.FLOAT, ["batch"]),
+         helper.make_tensor_value_info(outputs[1], TensorProto.FLOAT, ["batch", 64])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    cfg = ModelConfig.preset("tiny")
+    meta = ArtifactInfo(model=cfg, preprocess=PreprocessConfig.for_model(cfg), threshold=0.5, precision=variant).to_metadata()
+    helper.set_model_props(model, meta)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+# -- options ------------------------------------------------------------------------------------------------------
+def test_from_cli_accepts_a_full_set_of_options(tmp_path):
+    opts = EngineOptions.from_cli("fp16", batch="2:4:16", workspace_gib=1.5, timing_cache=tmp_path / "sranet.cache",
+                                  version_compatible=True, hardware_compatibility="ampere+", verbose=True)
+    assert (opts.batch_min, opts.batch_opt, opts.batch_max) == (2, 4, 16)
+    assert opts.workspace_bytes == int(1.5 * 2**30)
+    assert opts.profile_shapes(128) == [[2, 1, 128, 128, 128], [4, 1, 128, 128, 128], [16, 1, 128, 128, 128]]
+    assert EngineOptions.from_cli("fp32").hardware_compatibility == "none"
+    assert parse_batch("8") == (8, 8, 8)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"precision": "fp61"}, r"--precision='fp61' is not one of .* Did you mean 'fp16'\?"),
+        ({"precision": "fp16", "batch": "4:2:8"}, r"1 <= MIN <= OPT <= MAX"),
+        ({"precision": "fp16", "batch": "0:1:8"}, r"1 <= MIN <= OPT <= MAX"),
+        ({"precision": "fp16", "batch": "1-4-8"}, r"is not MIN:OPT:MAX"),
+        ({"precision": "fp16", "batch": "1:1:4096"}, r"MAX=4096 is above"),
+        ({"precision": "fp16", "workspace_gib": 0}, r"--workspace-gib=0 must be a number > 0"),
+        ({"precision": "fp16", "workspace_gib": float("nan")}, r"--workspace-gib=nan"),
+        ({"precision": "fp16", "hardware_compatibility": "ampere"}, r"Did you mean 'ampere\+'\?"),
+        ({"precision": "fp16", "dla_core": -1}, r"--dla-core=-1 must be an integer >= 0"),
+        ({"precision": "fp32", "dla_core": 0}, r"DLA does not run fp32"),
+        ({"precision": "fp16", "dla_core": 0, "hardware_compatibility": "ampere+"}, r"cannot be combined"),
+        ({"precision": "fp16", "timing_cache": "/no/such/folder/t.cache"}, r"folder /no/such/folder does not exist"),
+    ],
+)
+def test_from_cli_refuses_bad_values(kwargs, message):
+    with pytest.raises(InputError, match=message):
+        EngineOptions.from_cli(**kwargs)
+
+
+# -- the ONNX -----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("variant", ["fp32", "fp16", "int8"])
+def test_inspect_onnx_reads_precision_from_the_graph(tmp_path, variant):
+    facts = inspect_onnx(tiny_onnx(tmp_path / f"m.{variant}.onnx", variant=variant))
+    assert facts.precision == variant
+    assert facts.has_qdq == (variant == "int8")
+    assert facts.inputs == ("ct",) and set(facts.outputs) == {"prob", "attention"}
+    assert facts.batch_dim == "batch"
+    assert facts.info.model.input_size == 48
+
+
+def test_inspect_onnx_refuses_foreign_graphs(tmp_path):
+    with pytest.raises(ArtifactError, match="expected input 'ct' and outputs"):
+        inspect_onnx(tiny_onnx(tmp_path / "x.onnx", outputs=("p", "attention")))
+    bare = onnx.load(str(tiny_onnx(tmp_path / "y.onnx")))
+    del bare.metadata_props[:]
+    onnx.save(bare, str(tmp_path / "bare.onnx"))
+    with pytest.raises(ArtifactError, match="has no sranet metadata"):
+        inspect_onnx(tmp_path / "bare.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"\x00junk")
+    with pytest.raises(ArtifactError, match="not a readable ONNX"):
+        inspect_onnx(tmp_path / "junk.onnx")
+
+
+# -- TensorRT 10 / 11 dispatch -------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("version", "precision", "onnx_precision", "path", "network_flags", "builder_flags"),
+    [
+        ("10.7.0", "fp32", "fp32", "trt10-fp32", [], []),
+        ("10.7.0", "fp16", "fp32", "trt10-fp16-builder-flag", [], ["FP16"]),
+        ("10.13.2", "fp16", "fp16", "trt10-strongly-typed-fp16-onnx", ["STRONGLY_TYPED"], []),
+        ("10.7.0", "int8", "int8", "trt10-int8-qdq-builder-flags", [], ["INT8", "FP16"]),
+        ("11.0.0", "fp32", "fp32", "trt11-strongly-typed-fp32-onnx", ["STRONGLY_TYPED"], []),
+        ("11.1.0", "fp16", "fp16", "trt11-strongly-typed-fp16-onnx", ["STRONGLY_TYPED"], []),
+        ("11.1.0", "int8", "int8", "trt11-strongly-typed-qdq-onnx", ["STRONGLY_TYPED"], []),
+    ],
+)
+def test_plan_build_dispatches_on_the_tensorrt_line(version, precision, onnx_precision, path, network_flags, builder_flags):
+    plan = plan_build(version, EngineOptions.from_cli(precision, batch="1:4:16"), onnx_precision)
+    assert plan.path == path
+    assert plan.network_flags == network_flags
+    assert plan.builder_flags == builder_flags
+    assert plan.profiling_verbosity == "LAYER_NAMES_ONLY"
+    assert any("batch 1/4/16" in d for d in plan.decisions)
+
+
+def test_tensorrt_11_has_no_fp16_flag_so_it_needs_the_fp16_onnx():
+    with pytest.raises(InputError, match=r"strongly typed networks only.*model.fp16.onnx"):
+        plan_build("11.0.1", EngineOptions.from_cli("fp16"), "fp32")
+
+
+@pytest.mark.parametrize(
+    ("precision", "onnx_precision", "message"),
+    [("int8", "fp32", "--int8 needs the QDQ"), ("fp16", "int8", "quantized .* but --precision is fp16"),
+     ("fp32", "fp16", "fp16 variant but --precision is fp32")],
+)
+def test_precision_and_onnx_must_agree(precision, onnx_precision, message):
+    for version in ("10.7.0", "11.0.0"):
+        with pytest.raises(InputError, match=message):
+            plan_build(version, EngineOptions.from_cli(precision), onnx_precision)
+
+
+def test_old_tensorrt_is_refused():
+    with pytest.raises(DependencyMissingError, match="TensorRT 8.6.1 is too old"):
+        plan_build("8.6.1", EngineOptions.from_cli("fp16"), "fp32")
+
+
+def test_compatibility_dla_and_verbose_become_config_decisions():
+    plan = plan_build("10.3.0", EngineOptions.from_cli("fp16", version_compatible=True, dla_core=1, verbose=True), "fp32")
+    assert plan.builder_flags == ["FP16", "VERSION_COMPATIBLE", "GPU_FALLBACK"]
+    assert plan.dla_core == 1 and plan.profiling_verbosity == "DETAILED"
+    assert any("fall back to the GPU" in d for d in plan.decisions)
+    hw = plan_build("10.7.0", EngineOptions.from_cli("fp32", hardware_compatibility="same-compute-capability"), "fp32")
+    assert hw.hardware_compatibility_level == "SAME_COMPUTE_CAPABILITY"
+
+
+def test_layer_report_counts_dla_and_gpu_layers():
+    detailed = {"Layers": [
+        {"Name": "{ForeignNode[/patch_cnn/conv0...]}", "LayerType": "DLA", "TacticName": ""},
+        {"Name": "/patch_cnn/features.0/Conv", "LayerType": "CaskConvolution", "TacticName": "sm90_xmma_fprop"},
+        {"Name": "/attention/K/MatMul", "LayerType": "CaskGemm", "TacticName": "sm90_gemm"},
+        {"Name": "/head/Sigmoid", "LayerType": "PointWiseV2", "TacticName": "0x1"},
+    ], "I/O Tensors": ["ct", "prob", "attention"]}
+    summary = summarize_layers(json.dumps(detailed))
+    assert (summary["layers"], summary["dla_layers"], summary["gpu_layers"]) == (4, 1, 3)
+    assert summary["by_type"]["CaskConvolution"] == 1
+    assert summary["io_tensors"] == ["ct", "prob", "attention"]
+    names_only = summarize_layers({"Layers": ["conv0", "conv1", "sigmoid"], "Bindings": ["ct", "prob", "attention"]})
+    assert (names_only["layers"], names_only["dla_layers"]) == (3, 0)
+
+
+@pytest.mark.skipif(HAS_TRT, reason="tensorrt is installed here; the missing-dependency message cannot be shown")
+def test_build_without_tensorrt_names_the_install(tmp_path):
+    from sranet.export.tensorrt import build_engine
+
+    with pytest.raises(DependencyMissingError, match=r"needs the tensorrt package.*sranet\[trt\]"):
+        build_engine(tiny_onnx(tmp_path / "m.onnx"), tmp_path / "m.engine", EngineOptions.from_cli("fp32"))
+
+
+@pytest.mark.trt
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_TRT, reason="needs TensorRT (`import tensorrt` fails here) and an NVIDIA GPU")
+def test_real_build_writes_plan_sidecar_cache_and_layer_report(tmp_path):
+    from sranet.export.sidecar import check_sidecar, sidecar_path
+    from sranet.export.tensorrt import build_engine
+    from sranet.runtime.cuda_buffers import device_env
+    import tensorrt as trt
+
+    onnx_path = tiny_onnx(tmp_path / "m.onnx")
+    opts = EngineOptions.from_cli("fp32", batch="1:2:4", workspace_gib=1, timing_cache=tmp_path / "t.cache", verbose=True)
+    sidecar = build_engine(onnx_path, tmp_path / "m.engine", opts)
+    assert (tmp_path / "t.cache").stat().st_size > 0
+    assert sidecar_path(tmp_path / "m.engine").is_file()
+    assert sidecar["build"]["layer_report"]["layers"] >= 1
+    check_sidecar(tmp_path / "m.engine", device_env(trt.__version__))
+    again = build_engine(onnx_path, tmp_path / "m2.engine", opts)
+    assert again["build"]["timing_cache"]["reused"] is True
