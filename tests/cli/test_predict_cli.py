@@ -1,0 +1,130 @@
+"""`sranet predict`: JSON lines, heatmaps, failures recorded with exit code 1, resumable reruns, argument errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from sranet.cli.main import app
+
+pytest.importorskip("torch")
+pytest.importorskip("sranet.runtime.io", reason="load_volume (sranet/runtime/io.py) has not landed yet")
+pytest.importorskip("sranet.runtime.preprocess", reason="preprocess (sranet/runtime/preprocess.py) has not landed yet")
+
+_root = Path(__file__).resolve().parents[1] / "runtime"
+_spec = importlib.util.spec_from_file_location("_predictor_tests", _root / "test_predictor.py")
+_pt = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_pt)
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    return _pt.save_tiny(tmp_path_factory.mktemp("art"))
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """Two DICOM series, a NIfTI and a corrupt file (third of four)."""
+    import nibabel as nib
+
+    root = tmp_path_factory.mktemp("cases")
+    s0 = _pt.write_dicom_series(root / "DOE^JANE_series", _pt.phantom_hu(seed=0))
+    s1 = _pt.write_dicom_series(root / "s1", _pt.phantom_hu(seed=1))
+    nii = root / "vol.nii.gz"
+    nib.save(nib.Nifti1Image(_pt.phantom_hu(seed=2).astype(np.int16), np.diag([-0.8, -0.8, 2.0, 1.0])), str(nii))
+    bad = root / "broken.dcm"
+    bad.write_bytes(b"\x00" * 128 + b"DICM" + b"\x02\x00" * 20)
+    return [s0, s1, bad, nii]
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_predict_batch_with_corrupt_case_heatmaps_and_resume(tmp_path, artifacts, inputs):
+    out, hm = tmp_path / "results.jsonl", tmp_path / "heatmaps"
+    args = ["predict", str(artifacts[0]), *map(str, inputs), "--out", str(out), "--heatmaps", str(hm),
+            "--batch", "2", "--threads", "1", "--provider", "cpu"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert "3 predicted, 1 failed" in result.output and "1 of 4 cases failed" in result.output
+    lines = _lines(out)
+    assert len(lines) == 4
+    failed = [r for r in lines if "error" in r]
+    assert len(failed) == 1 and "broken.dcm" in failed[0]["message"] and failed[0]["error"].endswith("Error")
+    for r in (r for r in lines if "error" not in r):
+        assert 0 <= r["probability"] <= 1 and r["threshold"] == 0.5 and len(r["model_sha256"]) == 64
+        assert np.asarray(r["attention_grid"]).shape == (4, 4, 4) and len(r["top_patches"]) == 3
+        assert set(r["timings_ms"]) == {"read", "preprocess", "infer", "post"}
+        assert Path(r["heatmaps"]["png"]).is_file() and Path(r["heatmaps"]["nifti"]).is_file()
+    # no patient name or ID anywhere: case keys are hashes of paths, not DICOM tags
+    text = out.read_text() + " ".join(p.name for p in hm.iterdir())
+    assert _pt.PATIENT_ID not in text and "DOE^JANE" not in " ".join(p.name for p in hm.iterdir())
+
+    # rerun: nothing new, nothing duplicated (the failed case is kept as recorded)
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert "0 predicted, 0 failed, 4 already in results.jsonl (skipped)" in again.output
+    assert len(_lines(out)) == 4
+
+    # crash simulation: the last line is cut in half -> dropped, that case is predicted again, once
+    data = out.read_bytes()
+    last_start = data.rstrip(b"\n").rfind(b"\n") + 1
+    lost = json.loads(data[last_start:])["case"]
+    out.write_bytes(data[: last_start + 40])
+    resumed = runner.invoke(app, args)
+    assert "dropped a partial last line" in resumed.output
+    assert "1 predicted" in resumed.output or "0 predicted, 1 failed" in resumed.output
+    cases = [r["case"] for r in _lines(out)]
+    assert len(cases) == 4 and len(set(cases)) == 4 and lost in cases
+
+
+def test_manifest_cases_use_their_ids(tmp_path, artifacts, inputs):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"case_id,path,label,split\nhip 01,{inputs[0]},1,test\nhip-02,{inputs[1]},0,test\n")
+    out = tmp_path / "r.jsonl"
+    result = runner.invoke(app, ["predict", str(artifacts[0]), "--manifest", str(manifest), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert [r["case"] for r in _lines(out)] == ["hip_01", "hip-02"]
+
+
+def test_pt_artifact_runs_the_same(tmp_path, artifacts, inputs):
+    out_onnx, out_pt = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    assert runner.invoke(app, ["predict", str(artifacts[0]), str(inputs[1]), "--out", str(out_onnx)]).exit_code == 0
+    assert runner.invoke(app, ["predict", str(artifacts[1]), str(inputs[1]), "--out", str(out_pt)]).exit_code == 0
+    assert _lines(out_onnx)[0]["probability"] == pytest.approx(_lines(out_pt)[0]["probability"], abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ([], "no inputs given"),
+        (["INPUT", "--provider", "cuda"], "provider 'cuda'"),
+        (["INPUT", "--provider", "gpu"], "provider='gpu' is not one of"),
+        (["INPUT", "--top-k", "0"], "0"),
+    ],
+    ids=["no-inputs", "missing-provider", "bad-provider", "bad-top-k"],
+)
+def test_argument_errors(tmp_path, artifacts, inputs, extra, message):
+    import onnxruntime as ort
+
+    if "cuda" in extra and "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("CUDA is available here")
+    extra = [str(inputs[1]) if a == "INPUT" else a for a in extra]
+    result = runner.invoke(app, ["predict", str(artifacts[0]), *extra, "--out", str(tmp_path / "r.jsonl")])
+    assert result.exit_code in (1, 2) and message in result.output
+
+
+def test_missing_artifact_and_provider_on_pt(tmp_path, artifacts, inputs):
+    r = runner.invoke(app, ["predict", str(tmp_path / "nope.onnx"), str(inputs[1]), "--out", str(tmp_path / "r.jsonl")])
+    assert r.exit_code == 1 and "Error:" in r.output and "nope.onnx" in r.output
+    r = runner.invoke(app, ["predict", str(artifacts[1]), str(inputs[1]), "--provider", "cpu",
+                            "--out", str(tmp_path / "r.jsonl")])
+    assert r.exit_code == 1 and "--provider applies to .onnx" in r.output

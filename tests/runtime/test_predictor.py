@@ -1,0 +1,161 @@
+"""Predictor: artifact alone -> probability, decision, attention grid, top patches in voxels and mm; batches."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sranet.errors import SranetError
+from sranet.runtime.predictor import CaseInput, Predictor, patch_centres
+from sranet.runtime.volume import Volume
+
+pytest.importorskip("torch")
+pytest.importorskip("sranet.runtime.io", reason="load_volume (sranet/runtime/io.py) has not landed yet")
+pytest.importorskip("sranet.runtime.preprocess", reason="preprocess (sranet/runtime/preprocess.py) has not landed yet")
+
+_spec = importlib.util.spec_from_file_location("_backend_tests", Path(__file__).with_name("test_backends.py"))
+_backend_tests = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_backend_tests)
+save_tiny = _backend_tests._save_tiny  # SRANet(tiny) as .onnx (+ metadata) and .pt, same weights
+
+PATIENT_NAME, PATIENT_ID = "DOE^JANE", "SECRET-ID-4711"
+
+
+def write_dicom_series(folder: Path, hu: np.ndarray, spacing_mm=(2.0, 0.8, 0.8), origin_mm=(-60.0, -50.0, -700.0),
+                       series_uid: str | None = None) -> Path:
+    """A real CT series on disk with pydicom: axial slices (D along +z), int16 + rescale, identifying tags set."""
+    import pydicom
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    folder.mkdir(parents=True, exist_ok=True)
+    series_uid = series_uid or generate_uid()
+    study_uid, frame_uid = generate_uid(), generate_uid()
+    for z in range(hu.shape[0]):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CTImageStorage, generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = FileDataset(str(folder / f"{z:04d}.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
+        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+        ds.Modality, ds.PatientName, ds.PatientID = "CT", PATIENT_NAME, PATIENT_ID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
+        ds.InstanceNumber = z + 1
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [origin_mm[0], origin_mm[1], origin_mm[2] + z * spacing_mm[0]]
+        ds.PixelSpacing = [spacing_mm[1], spacing_mm[2]]
+        ds.SliceThickness = spacing_mm[0]
+        ds.Rows, ds.Columns = hu.shape[1], hu.shape[2]
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
+        ds.PixelData = (np.round(hu[z]) + 1024).astype(np.int16).tobytes()
+        ds.save_as(folder / f"{z:04d}.dcm", enforce_file_format=True)
+    return folder
+
+
+def phantom_hu(shape=(40, 64, 64), seed=0) -> np.ndarray:
+    """(D, H, W) HU: air, soft tissue, and a bright 'femoral head' sphere at a seed-dependent place."""
+    rng = np.random.default_rng(seed)
+    d, h, w = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+    hu = np.full(shape, 40.0) + rng.normal(0, 20, shape)
+    c = rng.uniform(0.3, 0.7, 3) * np.array(shape)
+    hu[((d - c[0]) * 2) ** 2 + (h - c[1]) ** 2 + (w - c[2]) ** 2 < 14**2] = 900.0
+    hu[:, :4] = -1000.0
+    return np.round(hu).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    return save_tiny(tmp_path_factory.mktemp("art"), threshold=0.5)
+
+
+@pytest.fixture(scope="module")
+def predictor(artifacts):
+    with Predictor.from_artifact(artifacts[0], providers="cpu", threads=1) as p:
+        yield p
+
+
+def _volume(seed=0) -> Volume:
+    direction = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])  # D -> z, H -> y, W -> x
+    return Volume(phantom_hu(seed=seed), spacing_mm=(2.0, 0.8, 0.8), origin_mm=(-60.0, -50.0, -700.0),
+                  direction=direction, source=f"phantom-{seed}")
+
+
+def test_predict_volume_matches_backend_and_maps_patches(predictor):
+    from sranet.runtime.preprocess import preprocess
+
+    volume = _volume()
+    result = predictor.predict(volume)
+    prepared = preprocess(volume, predictor.info.preprocess)
+    ref = predictor.backend.infer(prepared.input[None, None].astype(np.float32))
+    assert result.probability == pytest.approx(float(ref["prob"][0]), abs=1e-6)
+    assert result.decision == (result.probability >= 0.5) and result.threshold == 0.5
+    np.testing.assert_allclose(result.attention, ref["attention"][0].reshape(4, 4, 4), atol=1e-7)
+    assert set(result.timings_ms) == {"read", "preprocess", "infer", "post"}
+    assert len(result.model_sha256) == 64 and result.case.startswith("path-")
+    # top patches: sorted weights; centres follow patch n = 16i + 4j + k through the ResamplePlan and the affine
+    weights = [p["weight"] for p in result.top_patches]
+    assert len(weights) == 3 and weights == sorted(weights, reverse=True)
+    top = result.top_patches[0]
+    n = int(np.argmax(result.attention))
+    assert top["patch"] == n and top["grid_index"] == [n // 16, (n // 4) % 4, n % 4]
+    np.testing.assert_allclose(top["prepared_voxel"], patch_centres(4, 48)[n], atol=0.01)
+    plan = prepared.plan
+    src = np.asarray(plan.offset) + np.asarray(plan.scale) * patch_centres(4, 48)[n]
+    np.testing.assert_allclose(top["source_voxel"], src, atol=0.01)
+    np.testing.assert_allclose(top["patient_mm"], volume.index_to_patient(src), atol=0.01)
+    record = result.to_record()
+    assert np.asarray(record["attention_grid"]).shape == (4, 4, 4) and record["sranet_version"]
+
+
+def test_patch_centres_order():
+    c = patch_centres(4, 128)
+    assert c.shape == (64, 3)
+    np.testing.assert_allclose(c[0], [15.5, 15.5, 15.5])
+    np.testing.assert_allclose(c[16 * 1 + 4 * 2 + 3], [47.5, 79.5, 111.5])
+
+
+def test_threshold_comes_from_the_artifact(tmp_path):
+    onnx_low, _ = save_tiny(tmp_path / "low", threshold=0.0)
+    onnx_high, _ = save_tiny(tmp_path / "high", threshold=1.0)
+    assert Predictor.from_artifact(onnx_low, providers="cpu").predict(_volume()).decision is True
+    assert Predictor.from_artifact(onnx_high, providers="cpu").predict(_volume()).decision is False
+
+
+def test_dicom_series_and_batch_with_a_corrupt_case(tmp_path, predictor):
+    good = [write_dicom_series(tmp_path / f"series{n}", phantom_hu(seed=n)) for n in range(3)]
+    bad = tmp_path / "corrupt.dcm"
+    bad.write_bytes(b"DICM" + b"\x00" * 50)
+    cases = [CaseInput(good[0], case_id="a"), CaseInput(good[1], case_id="b"), CaseInput(bad, case_id="bad"),
+             CaseInput(good[2], case_id="c")]
+    results = list(predictor.predict_many(cases, batch=3))
+    assert [c.case_id for c, _ in results] == ["a", "b", "bad", "c"]
+    assert isinstance(results[2][1], SranetError) and "corrupt.dcm" in str(results[2][1])
+    for (_, r), folder in zip([results[0], results[1], results[3]], [good[0], good[1], good[2]]):
+        single = predictor.predict(folder)
+        assert r.probability == pytest.approx(single.probability, abs=1e-5)  # batching changes nothing
+    assert results[0][1].batch_size == 2 and results[3][1].batch_size == 1
+    text = str([r.to_record() for _, r in results if not isinstance(r, Exception)])
+    assert PATIENT_NAME not in text and PATIENT_ID not in text
+
+
+def test_real_dicom_files(data_dir, predictor):
+    """Real CT files from tests/data/realct (with their licence); each folder is one series."""
+    root = data_dir / "realct"
+    series = sorted({p.parent for p in root.rglob("*.dcm")}) if root.is_dir() else []
+    if not series:
+        pytest.skip("tests/data/realct has no DICOM series yet")
+    ok = 0
+    for folder in series[:3]:
+        try:
+            result = predictor.predict(folder)
+        except SranetError as exc:  # a real file may be refused with a typed error (e.g. a single slice)
+            assert exc.path is not None or str(exc)
+            continue
+        ok += 1
+        assert 0.0 <= result.probability <= 1.0 and result.attention.shape == (4, 4, 4)
+        assert np.isfinite(result.top_patches[0]["patient_mm"]).all()
+    assert ok >= 1, "no real series could be predicted"
