@@ -1,0 +1,69 @@
+"""TensorRTBackend. Without TensorRT only the refusals run; the real engine tests are marked `trt`/`gpu` and skip
+with a reason where `tensorrt` is not importable. TensorRT is never mocked."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sranet.errors import ArtifactError, BackendError, DependencyMissingError
+from sranet.runtime.backends.base import backend_class, open_backend
+
+HAS_TRT = importlib.util.find_spec("tensorrt") is not None
+sys.path.insert(0, str(Path(__file__).parents[1] / "export"))  # share the tiny ONNX / sidecar builders
+
+
+def test_engine_suffixes_map_to_the_tensorrt_backend():
+    assert backend_class("m.engine").__name__ == "TensorRTBackend"
+    assert backend_class("m.plan").__name__ == "TensorRTBackend"
+
+
+def test_a_plan_without_sidecar_is_refused_before_anything_loads(tmp_path):
+    plan = tmp_path / "m.engine"
+    plan.write_bytes(b"plan")
+    with pytest.raises(ArtifactError, match="has no sidecar m.engine.json"):
+        open_backend(plan)
+
+
+def test_the_cpu_is_not_a_tensorrt_device(tmp_path):
+    plan = tmp_path / "m.engine"
+    plan.write_bytes(b"plan")
+    with pytest.raises(BackendError, match="TensorRT runs on NVIDIA GPUs only"):
+        open_backend(plan, device="cpu")
+
+
+@pytest.mark.skipif(HAS_TRT, reason="tensorrt is installed here; the missing-dependency message cannot be shown")
+def test_without_tensorrt_the_error_names_the_install(tmp_path):
+    from test_sidecar import write_engine
+
+    with pytest.raises(DependencyMissingError, match="needs the tensorrt package"):
+        open_backend(write_engine(tmp_path))
+
+
+@pytest.mark.trt
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_TRT, reason="needs TensorRT (`import tensorrt` fails here) and an NVIDIA GPU")
+@pytest.mark.parametrize("cuda_graphs", [False, True])
+def test_engine_matches_onnx_runtime(tmp_path, cuda_graphs):
+    from test_tensorrt import tiny_onnx
+
+    from sranet.export.tensorrt import EngineOptions, build_engine
+
+    onnx_path = tiny_onnx(tmp_path / "m.onnx")
+    build_engine(onnx_path, tmp_path / "m.engine", EngineOptions.from_cli("fp32", batch="1:2:4", workspace_gib=1))
+    ct = np.random.default_rng(0).standard_normal((3, 1, 48, 48, 48)).astype(np.float32)
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    prob, attention = sess.run(["prob", "attention"], {"ct": ct})
+    with open_backend(tmp_path / "m.engine", cuda_graphs=cuda_graphs) as backend:
+        assert (backend.min_batch, backend.max_batch) == (1, 4)
+        for _ in range(2):
+            out = backend.infer(ct)
+            np.testing.assert_allclose(out["prob"], prob, atol=1e-4)
+            np.testing.assert_allclose(out["attention"], attention, atol=1e-4)
+        assert backend.infer(ct[:1])["prob"].shape == (1,)
