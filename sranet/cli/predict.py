@@ -37,8 +37,11 @@ def predict(
     if manifest is not None:
         from sranet.data.manifest import read_manifest
 
+        from sranet.runtime.roi import parse_roi
+
         for c in read_manifest(manifest):
-            cases.append(CaseInput(c.path, case_id=c.case_id, roi=getattr(c, "roi", None) or roi, series=series))
+            case_roi = parse_roi(c.roi, c.side) if c.roi else roi
+            cases.append(CaseInput(c.path, case_id=c.case_id, roi=case_roi, series=series))
     if not cases:
         raise InputError("no inputs given.", hint="Pass DICOM folders / NIfTI / .npy paths, or --manifest CSV.")
     keys = [c.key for c in cases]
