@@ -16,6 +16,8 @@ app = typer.Typer(
 
 # (module under sranet.cli, function name); each module imports only typer and light code at top level
 COMMANDS: list[tuple[str, str]] = [
+    ("synth", "synth"),
+    ("prepare", "prepare"),
     ("train", "train"),
     ("evaluate", "evaluate"),
     ("predict", "predict"),

@@ -1,0 +1,43 @@
+"""``sranet prepare``: preprocess a manifest's cases into the cache that training reads (volume, bone mask, lesion)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from sranet.cli._common import ManifestOpt, OutDirOpt, cli_errors, progress_enabled
+
+
+@cli_errors
+def prepare(
+    manifest: ManifestOpt,
+    out: OutDirOpt,
+    model: Annotated[str | None, typer.Option("--model", help="Model preset the cache is for: paper (128^3), small (64^3) or tiny (48^3). Default: paper.")] = None,
+    size: Annotated[int | None, typer.Option("--size", help="Output edge S in voxels instead of --model (a multiple of 4).")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Cases prepared in parallel (processes).")] = 1,
+) -> None:
+    """Write OUT/cache.json, OUT/cases.csv, OUT/volumes, OUT/masks, OUT/lesions; failed cases go to OUT/failures.jsonl.
+
+    Cases already in the cache are skipped, so a rerun finishes an interrupted run. Exit code 1 if any case failed.
+    """
+    from sranet.config import ModelConfig, PreprocessConfig
+    from sranet.data.prepare import prepare_cache
+    from sranet.errors import InputError
+
+    if model is not None and size is not None:
+        raise InputError(f"--model {model} and --size {size} both set the output size; give only one.")
+    grid = 4
+    if size is not None:
+        cfg = PreprocessConfig(output_size=size)
+    else:
+        preset = ModelConfig.preset(model or "paper")
+        cfg, grid = PreprocessConfig.for_model(preset), preset.grid
+    result = prepare_cache(manifest, out, cfg, grid=grid, workers=workers, progress=progress_enabled())
+    typer.echo(f"prepared {len(result.done)} case(s), skipped {len(result.skipped)} already cached, "
+               f"{len(result.failures)} failed ({result.seconds:.1f} s); cache {out}")
+    if result.failures:
+        for f in result.failures[:5]:
+            typer.echo(f"  failed {f['case_id']}: {f['error']}: {f['message']}", err=True)
+        typer.echo(f"Error: {len(result.failures)} case(s) failed; see {out / 'failures.jsonl'}.", err=True)
+        raise typer.Exit(1)

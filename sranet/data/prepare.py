@@ -1,0 +1,259 @@
+"""``prepare_cache``: manifest -> prepared cache (docs/CONTRACTS.md) with the same preprocessing code as inference.
+
+Per case: ``sranet.runtime.io.load_volume`` -> ``sranet.runtime.preprocess.preprocess`` (crop ROI, resample to
+S^3, normalise) -> bone mask from the resampled HU (``sranet.data.masks``) -> lesion mask resampled with nearest
+neighbour through the same ``ResamplePlan``. Layout:
+
+```
+CACHE/cache.json          {"preprocess": {...}, "mask": {...}, "grid": 4}
+CACHE/cases.csv           case_id,label,stage,split,volume,mask,lesion,qc   (paths relative to CACHE)
+CACHE/volumes/<case>.npy  float32 (S,S,S) network input
+CACHE/masks/<case>.npy    uint8 (S,S,S) 0/255 bone mask
+CACHE/lesions/<case>.npy  uint8 (S,S,S) 0/1 (only where the manifest has a lesion mask)
+CACHE/meta/<case>.json    qc flags, source, timings; written last, it marks the case as done
+CACHE/failures.jsonl      one line per case that failed in the latest run: case_id, path, error type, message
+```
+Every file is written to a temporary name and renamed, so an interrupted run leaves no half-written array; a rerun
+skips cases whose meta file exists. A failing case is recorded and the run goes on. ``<case>`` is the sanitised id.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sranet.config import PreprocessConfig
+from sranet.data.manifest import Case, read_manifest
+from sranet.data.masks import BoneMaskParams, bone_mask
+from sranet.errors import InputError, SranetError, VolumeError
+
+CASE_COLUMNS = ("case_id", "label", "stage", "split", "volume", "mask", "lesion", "qc")
+
+
+@dataclass
+class PrepareResult:
+    """What a ``prepare_cache`` run did. ``failures``: dicts with case_id, path, error, message."""
+
+    out_dir: Path
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failures: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def atomic_save(path: Path, array: np.ndarray) -> None:
+    """``np.save`` to a temporary file next to ``path``, then rename (atomic on one file system)."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
+    try:
+        np.save(tmp, array)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _paths(out: Path, name: str) -> dict[str, Path]:
+    return {
+        "volume": out / "volumes" / f"{name}.npy",
+        "mask": out / "masks" / f"{name}.npy",
+        "lesion": out / "lesions" / f"{name}.npy",
+        "meta": out / "meta" / f"{name}.json",
+    }
+
+
+def _load_lesion(case: Case, shape: tuple[int, int, int]) -> np.ndarray:
+    """The manifest's lesion mask, checked to be (D, H, W) == the loaded volume's shape and 0/1."""
+    path = case.lesion_mask
+    try:
+        lesion = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise VolumeError(f"cannot read the lesion mask ({exc}).", path=path,
+                          hint="Give an .npy array (D, H, W) of 0/1 on the volume's grid.") from exc
+    if lesion.shape != tuple(shape):
+        raise VolumeError(
+            f"lesion mask has shape {lesion.shape}, but case {case.case_id!r} loads as {tuple(shape)} (D, H, W).",
+            path=path, hint="The mask must be on exactly the grid load_volume returns for the case.")
+    if not np.isin(np.unique(lesion), (0, 1)).all():
+        raise VolumeError("lesion mask holds values other than 0 and 1.", path=path, hint="Store it as 0/1 (uint8).")
+    return lesion
+
+
+def prepare_case(case: Case, out_dir: Path, cfg: PreprocessConfig, mask_params: BoneMaskParams) -> dict:
+    """Prepare one case into ``out_dir`` (files as in the module docstring). Returns its cases.csv row."""
+    from sranet.runtime.io import load_volume
+    from sranet.runtime.preprocess import preprocess, resample
+    from sranet.runtime.roi import parse_roi
+
+    t0 = time.perf_counter()
+    paths = _paths(out_dir, case.name)
+    roi = parse_roi(case.roi, side=case.side) if case.roi else None
+    # with a lesion mask, load the whole series so the mask's grid can be checked exactly; else only the ROI (as
+    # inference does)
+    volume = load_volume(case.path, roi=None if case.lesion_mask else roi)
+    lesion = _load_lesion(case, volume.shape) if case.lesion_mask else None
+    prepared = preprocess(volume, cfg, roi=roi)
+    mask = bone_mask(prepared.hu, mask_params)
+    atomic_save(paths["volume"], np.ascontiguousarray(prepared.input, dtype=np.float32))
+    atomic_save(paths["mask"], mask)
+    if lesion is not None:
+        nearest = dataclasses.replace(cfg, interpolation="nearest", pad_value_hu=0.0)
+        resampled = resample(lesion.astype(np.float32), prepared.plan, nearest)
+        atomic_save(paths["lesion"], (resampled > 0.5).astype(np.uint8))
+    qc = list(dict.fromkeys([*volume.qc, *prepared.qc]))
+    meta = {"case_id": case.case_id, "qc": qc, "shape_loaded": list(volume.shape),
+            "spacing_mm": [float(s) for s in volume.spacing_mm], "lesion": lesion is not None,
+            "seconds": round(time.perf_counter() - t0, 3)}
+    atomic_write_text(paths["meta"], json.dumps(meta))
+    return _row(case, out_dir, qc, lesion is not None)
+
+
+def _row(case: Case, out_dir: Path, qc: list[str], has_lesion: bool) -> dict:
+    rel = {k: p.relative_to(out_dir).as_posix() for k, p in _paths(out_dir, case.name).items()}
+    return {"case_id": case.case_id, "label": "" if case.label is None else case.label,
+            "stage": "" if case.stage is None else case.stage, "split": case.split or "",
+            "volume": rel["volume"], "mask": rel["mask"], "lesion": rel["lesion"] if has_lesion else "",
+            "qc": ";".join(qc)}
+
+
+def _cached_row(case: Case, out_dir: Path) -> dict | None:
+    """The row of a case a previous run finished (meta written last), or None."""
+    paths = _paths(out_dir, case.name)
+    if not (paths["meta"].is_file() and paths["volume"].is_file() and paths["mask"].is_file()):
+        return None
+    try:
+        meta = json.loads(paths["meta"].read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if meta.get("case_id") != case.case_id or bool(meta.get("lesion")) != bool(case.lesion_mask):
+        return None
+    if case.lesion_mask and not paths["lesion"].is_file():
+        return None
+    return _row(case, out_dir, list(meta.get("qc", [])), bool(case.lesion_mask))
+
+
+def _run_one(job: tuple) -> tuple[Case, dict | None, dict | None]:
+    case, out_dir, cfg, mask_params = job
+    try:
+        return case, prepare_case(case, out_dir, cfg, mask_params), None
+    except SranetError as exc:
+        failure = {"error": type(exc).__name__, "message": str(exc)}
+    except (OSError, ValueError, MemoryError) as exc:  # anything else a bad file can raise: record, carry on
+        failure = {"error": type(exc).__name__, "message": str(exc) or repr(exc)}
+    return case, None, {"case_id": case.case_id, "path": str(case.path), **failure}
+
+
+def _check_cache_json(out: Path, description: dict) -> None:
+    path = out / "cache.json"
+    if path.is_file():
+        try:
+            existing = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            existing = None
+        if existing != description:
+            raise InputError(
+                f"{out} already holds a cache made with other settings ({path}).",
+                hint="Use a new --out folder, or delete the old cache to rebuild it with these settings.")
+    atomic_write_text(path, json.dumps(description, indent=1, sort_keys=True))
+
+
+def prepare_cache(
+    manifest_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    preprocess_config: PreprocessConfig,
+    *,
+    grid: int = 4,
+    mask_params: BoneMaskParams | None = None,
+    workers: int = 1,
+    progress: bool = False,
+) -> PrepareResult:
+    """Prepare every case of a manifest into ``out_dir``; skip cases already cached; record failures and go on.
+
+    preprocess_config  the artifact-to-be's preprocessing (output_size must equal the model's input_size).
+    grid               patches per axis of the model (stored in cache.json for the regulariser targets).
+    Raises ManifestError / InputError before any case is touched; per-case errors end up in failures.jsonl.
+    """
+    if workers < 1:
+        raise InputError(f"--workers {workers} must be at least 1.")
+    if grid < 1 or preprocess_config.output_size % grid:
+        raise InputError(f"output size {preprocess_config.output_size} is not divisible into a {grid}^3 patch grid.")
+    t0 = time.perf_counter()
+    mask_params = mask_params or BoneMaskParams()
+    cases = read_manifest(manifest_path, require_labels=True)
+    out = Path(out_dir)
+    for sub in ("volumes", "masks", "lesions", "meta"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    _check_cache_json(out, {"preprocess": preprocess_config.to_dict(), "mask": mask_params.to_dict(), "grid": grid})
+
+    result = PrepareResult(out)
+    rows: dict[str, dict] = {}
+    todo = []
+    for case in cases:
+        row = _cached_row(case, out)
+        if row is None:
+            todo.append((case, out, preprocess_config, mask_params))
+        else:
+            rows[case.case_id] = row
+            result.skipped.append(case.case_id)
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(todo), desc="prepare", unit="case", disable=not progress)
+    try:
+        if workers == 1 or len(todo) <= 1:
+            outcomes = map(_run_one, todo)
+            for case, row, failure in outcomes:
+                _collect(result, rows, case, row, failure, bar)
+        else:
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                for case, row, failure in pool.map(_run_one, todo):
+                    _collect(result, rows, case, row, failure, bar)
+    finally:
+        bar.close()
+        _write_index(out, cases, rows, result.failures)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _collect(result: PrepareResult, rows: dict, case: Case, row, failure, bar) -> None:
+    if failure is None:
+        rows[case.case_id] = row
+        result.done.append(case.case_id)
+    else:
+        result.failures.append(failure)
+    bar.update(1)
+
+
+def _write_index(out: Path, cases: list[Case], rows: dict[str, dict], failures: list[dict]) -> None:
+    """cases.csv (manifest order, cached cases only) and failures.jsonl, both written atomically."""
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CASE_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for case in cases:
+        if case.case_id in rows:
+            writer.writerow(rows[case.case_id])
+    atomic_write_text(out / "cases.csv", buf.getvalue())
+    atomic_write_text(out / "failures.jsonl", "".join(json.dumps(f) + "\n" for f in failures))
