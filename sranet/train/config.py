@@ -1,0 +1,84 @@
+"""``TrainConfig``: every training setting in one frozen, torch-free dataclass, stored in each checkpoint.
+
+Defaults follow the paper (section III.A): AdamW, lr 1e-4, weight decay 1e-4, lr divided by 10 every 50 epochs,
+200 epochs, alpha from section II.D. ``sranet train`` options map one to one onto these fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sranet.config import MODEL_PRESETS, ModelConfig, _ConfigMixin, _from_dict
+from sranet.errors import ConfigError, check_choice
+
+AMP_CHOICES = ("off", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class TrainConfig(_ConfigMixin):
+    """model           preset name ("paper", "small", "tiny").
+    epochs          number of epochs to run in total (a resumed run continues up to this many).
+    lr              AdamW learning rate at epoch 0.
+    weight_decay    AdamW weight decay.
+    lr_step_epochs  StepLR period: lr is multiplied by lr_gamma every lr_step_epochs epochs.
+    lr_gamma        StepLR factor.
+    batch_size      volumes per optimizer step (per process under torchrun).
+    alpha           loss = alpha * l_c + (1 - alpha) * l_s (0..1).
+    min_bone_fraction  a patch's target f_n is 1 when at least this fraction of its mask voxels is bone.
+    augment         random flips + crop-zoom/affine on training volumes (sranet.data.augment).
+    seed            seeds initialisation, data order and augmentation.
+    workers         DataLoader worker processes (0 = load in the main process).
+    device          "cpu", "cuda", "cuda:N" or "auto".
+    amp             "off", "bf16" or "fp16" autocast (CUDA only for fp16; bf16 also works on CPU).
+    val_every       validate every this many epochs (and always on the last).
+    """
+
+    model: str = "paper"
+    epochs: int = 200
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    lr_step_epochs: int = 50
+    lr_gamma: float = 0.1
+    batch_size: int = 2
+    alpha: float = 0.9
+    min_bone_fraction: float = 0.05
+    augment: bool = True
+    seed: int = 0
+    workers: int = 0
+    device: str = "cpu"
+    amp: str = "off"
+    val_every: int = 1
+
+    def __post_init__(self) -> None:
+        check_choice("model", self.model, MODEL_PRESETS)
+        check_choice("amp", self.amp, AMP_CHOICES)
+        for name in ("epochs", "batch_size", "lr_step_epochs", "val_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"TrainConfig.{name} must be a positive integer, got {value!r}.")
+        if not isinstance(self.workers, int) or self.workers < 0:
+            raise ConfigError(f"TrainConfig.workers must be an integer >= 0, got {self.workers!r}.")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ConfigError(f"TrainConfig.lr must be > 0, got {self.lr!r}. The paper uses 1e-4.")
+        if not self.weight_decay >= 0:
+            raise ConfigError(f"TrainConfig.weight_decay must be >= 0, got {self.weight_decay!r}.")
+        if not 0 < self.lr_gamma <= 1:
+            raise ConfigError(f"TrainConfig.lr_gamma must be in (0, 1], got {self.lr_gamma!r}.")
+        if not 0 <= self.min_bone_fraction <= 1:
+            raise ConfigError(f"TrainConfig.min_bone_fraction must be in [0, 1], got {self.min_bone_fraction!r}.")
+        if not (isinstance(self.alpha, (int, float)) and 0 <= self.alpha <= 1):
+            raise ConfigError(
+                f"TrainConfig.alpha={self.alpha!r} is outside [0, 1]; loss = alpha * l_c + (1 - alpha) * l_s. Use e.g. 0.9."
+            )
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return ModelConfig.preset(self.model)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        return _from_dict(cls, data, "TrainConfig")

@@ -1,0 +1,253 @@
+"""The training loop: ``train(config, cache_dir, out_dir) -> TrainResult``.
+
+Per epoch: shuffle the train split (seeded), augment, forward, loss (``sranet.model.loss``), AdamW step; StepLR at
+the end of the epoch; then validation on the val split: AUC, the decision threshold (Youden's J, see
+``sranet.train.metrics.youden_threshold``) and the metrics at that threshold. Rank 0 appends one JSON line per
+epoch to RUN/metrics.jsonl, writes RUN/last.pt every epoch and RUN/best.pt whenever the validation AUC improves
+(ties: lower validation loss wins). ``resume=True`` continues from RUN/last.pt with its optimizer, scheduler, epoch
+and RNG state; data order and augmentation are functions of (seed, epoch), so a resumed run sees the same data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sranet.errors import ConfigError, TrainingError
+from sranet.train.config import TrainConfig
+from sranet.train.metrics import json_safe, roc_auc, summarize, youden_threshold
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    best_path: Path
+    last_path: Path
+    best_epoch: int
+    best_val_auc: float
+    threshold: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def demo_train_config() -> TrainConfig:
+    """Settings of the README demo: the "small" model on the synthetic phantoms, minutes on a 2-core CPU."""
+    return TrainConfig(model="small", epochs=12, lr=1e-3, lr_step_epochs=8, batch_size=4, alpha=0.9, seed=0)
+
+
+def _check_splits(index, cfg: TrainConfig) -> None:
+    model_cfg = cfg.model_config
+    if index.preprocess.output_size != model_cfg.input_size:
+        raise TrainingError(
+            f"cache volumes are {index.preprocess.output_size}^3 but model {cfg.model!r} takes {model_cfg.input_size}^3.",
+            path=index.root,
+            hint=f"Prepare the cache with output size {model_cfg.input_size} or pick the matching --model.",
+        )
+    if index.grid != model_cfg.grid:
+        raise TrainingError(f"cache grid is {index.grid} but the model's is {model_cfg.grid}.", path=index.root)
+    for split in ("train", "val"):
+        if not index.split(split):
+            raise TrainingError(f"the {split!r} split is empty.", path=index.root / "cases.csv",
+                                hint="Give some cases split=train and some split=val in the manifest.")
+    val_labels = {c.label for c in index.split("val")}
+    if len(val_labels) < 2:
+        raise TrainingError(
+            f"the 'val' split has only label {val_labels.pop()}; AUC and the threshold need both classes.",
+            path=index.root / "cases.csv", hint="Put positive and negative cases in split=val.")
+
+
+def _autocast(cfg: TrainConfig, device):
+    import contextlib
+
+    import torch
+
+    if cfg.amp == "off":
+        return contextlib.nullcontext()
+    if cfg.amp == "fp16" and device.type != "cuda":
+        raise ConfigError("--amp fp16 needs a CUDA device; on CPU use --amp bf16 or --amp off.")
+    dtype = torch.bfloat16 if cfg.amp == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def predict_split(model, dataset, device, cfg: TrainConfig | None = None, batch_size: int = 4):
+    """Run ``model`` over a dataset without augmentation. Returns (labels (n,), probs (n,), attention (n, N), loss)."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from sranet.model.loss import sranet_loss
+
+    model.eval()
+    labels, probs, attention, losses = [], [], [], []
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    with torch.no_grad():
+        for batch in loader:
+            x = batch["volume"].to(device)
+            with _autocast(cfg, device) if cfg else torch.autocast(device.type, enabled=False):
+                out = model(x)
+            if cfg is not None:
+                loss = sranet_loss(out, batch["label"].to(device), batch["targets"].to(device), cfg.alpha)
+                losses.append(float(loss.total) * len(x))
+            labels.append(batch["label"].numpy())
+            probs.append(torch.sigmoid(out.logit.float()).cpu().numpy())
+            attention.append(out.attention.float().cpu().numpy())
+    n = len(dataset)
+    loss = sum(losses) / n if losses else math.nan
+    return np.concatenate(labels).astype(np.int64), np.concatenate(probs), np.concatenate(attention), loss
+
+
+def _progress(iterable, enabled: bool, **kwargs):
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, leave=False, dynamic_ncols=True, **kwargs)
+
+
+def train(config: TrainConfig, cache_dir: str | Path, out_dir: str | Path, *, resume: bool = False,
+          progress: bool = False, log=None) -> TrainResult:
+    """Train SRANet on a prepared cache; write RUN/best.pt, RUN/last.pt and RUN/metrics.jsonl under ``out_dir``.
+
+    config     TrainConfig (model preset, epochs, lr, ...).
+    cache_dir  folder written by ``sranet prepare``.
+    out_dir    run folder; created if missing. With resume=True it must hold last.pt.
+    progress   show tqdm bars (the CLI passes True on a terminal).
+    log        callable taking one line of text per epoch (None: silent).
+    """
+    import torch
+    from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+
+    from sranet.data.augment import AugmentConfig
+    from sranet.data.dataset import CachedDataset, read_cache
+    from sranet.model.loss import sranet_loss
+    from sranet.model.sranet import SRANet
+    from sranet.train import distributed as dist
+    from sranet.train.checkpoint import load_checkpoint, save_checkpoint
+
+    start_time = time.perf_counter()
+    out_dir = Path(out_dir)
+    index = read_cache(cache_dir)
+    _check_splits(index, config)
+    ctx = dist.setup(config.device)
+    try:
+        torch.manual_seed(config.seed)
+        np.random.seed(config.seed)
+        model = SRANet(config.model_config).to(ctx.device)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step_epochs, gamma=config.lr_gamma)
+        start_epoch, best = 0, {"auc": -math.inf, "val_loss": math.inf, "epoch": -1, "threshold": 0.5}
+        history: list[dict[str, Any]] = []
+        last_path, best_path, metrics_path = out_dir / "last.pt", out_dir / "best.pt", out_dir / "metrics.jsonl"
+        if resume:
+            ckpt = load_checkpoint(last_path)
+            stored = ckpt.train_config.get("model")
+            if stored != config.model:
+                raise TrainingError(f"was trained with --model {stored!r}, cannot resume it as {config.model!r}.",
+                                    path=last_path, hint=f"Resume with --model {stored}.")
+            model.load_state_dict(ckpt.model_state)
+            if ckpt.optimizer_state is not None:
+                optimizer.load_state_dict(ckpt.optimizer_state)
+            if ckpt.scheduler_state is not None:
+                scheduler.load_state_dict(ckpt.scheduler_state)
+            if ckpt.rng_state is not None:
+                torch.set_rng_state(ckpt.rng_state)
+            start_epoch = ckpt.epoch
+            best = {**best, **ckpt.best}
+            if metrics_path.is_file():
+                history = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+                history = [h for h in history if h["epoch"] <= start_epoch]
+        elif ctx.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            metrics_path.write_text("")
+        if ctx.distributed:
+            model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[ctx.device] if ctx.device.type == "cuda" else None)
+
+        train_set = CachedDataset(index, "train", augment_cfg=AugmentConfig() if config.augment else None,
+                                  seed=config.seed, min_bone_fraction=config.min_bone_fraction)
+        val_set = CachedDataset(index, "val", seed=config.seed, min_bone_fraction=config.min_bone_fraction)
+        if ctx.distributed:
+            sampler = DistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=config.seed)
+        else:
+            sampler = RandomSampler(train_set, generator=torch.Generator())
+        scaler = torch.amp.GradScaler("cuda", enabled=config.amp == "fp16" and ctx.device.type == "cuda")
+        bar = progress and ctx.is_main
+
+        for epoch in range(start_epoch, config.epochs):
+            train_set.set_epoch(epoch)
+            if ctx.distributed:
+                sampler.set_epoch(epoch)
+            else:
+                sampler.generator.manual_seed(config.seed * 100_003 + epoch)
+            loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, num_workers=config.workers,
+                                drop_last=False, pin_memory=ctx.device.type == "cuda")
+            model.train()
+            total, count = 0.0, 0
+            lr = optimizer.param_groups[0]["lr"]
+            for batch in _progress(loader, bar, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch"):
+                x = batch["volume"].to(ctx.device, non_blocking=True)
+                with _autocast(config, ctx.device):
+                    out = model(x)
+                loss = sranet_loss(out, batch["label"].to(ctx.device), batch["targets"].to(ctx.device), config.alpha)
+                finite = torch.isfinite(loss.total.detach()).float()
+                if ctx.distributed:
+                    torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+                if finite.item() < 1:
+                    raise TrainingError(
+                        f"loss became non-finite at epoch {epoch + 1} (lr {lr:g}, amp {config.amp}).",
+                        hint="Lower --lr, turn --amp off, or check the cache for NaN volumes.")
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss.total).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                total += float(loss.total.detach()) * len(x)
+                count += len(x)
+            scheduler.step()
+            train_loss = dist.mean_across(total / max(count, 1), count, ctx)
+
+            if ctx.is_main:
+                raw = getattr(model, "module", model)
+                record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss}
+                validate = (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs
+                if validate:
+                    labels, probs, _, val_loss = predict_split(raw, val_set, ctx.device, config, config.batch_size)
+                    threshold = youden_threshold(labels, probs)
+                    val = summarize(labels, probs, threshold)
+                    record.update({"val_loss": val_loss, **{f"val_{k}": v for k, v in val.items()}})
+                    auc = roc_auc(labels, probs)
+                    improved = auc > best["auc"] or (auc == best["auc"] and val_loss < best["val_loss"])
+                    if improved:
+                        best = {"auc": auc, "val_loss": val_loss, "epoch": epoch + 1, "threshold": threshold}
+                record["seconds"] = round(time.perf_counter() - start_time, 2)
+                history.append(record)
+                with metrics_path.open("a") as f:
+                    f.write(json.dumps(json_safe(record)) + "\n")
+                common = {"model": raw, "preprocess_config": index.preprocess, "train_config": config.to_dict(),
+                          "optimizer": optimizer, "scheduler": scheduler, "best": best, "epoch": epoch + 1,
+                          "metrics": json_safe(record)}
+                threshold_now = record.get("val_threshold", best["threshold"])
+                save_checkpoint(last_path, threshold=threshold_now, **common)
+                if validate and best["epoch"] == epoch + 1:
+                    save_checkpoint(best_path, threshold=best["threshold"], **common)
+                if log is not None:
+                    log(_epoch_line(record, config.epochs))
+            dist.barrier(ctx)
+    finally:
+        dist.cleanup(ctx)
+    if not best_path.is_file() and ctx.is_main:
+        raise TrainingError("no epoch was run, so there is no best.pt.", path=out_dir,
+                            hint=f"The run already has {start_epoch} epochs; raise --epochs to continue it.")
+    return TrainResult(out_dir, best_path, last_path, int(best["epoch"]), float(best["auc"]), float(best["threshold"]),
+                       history, time.perf_counter() - start_time)
+
+
+def _epoch_line(record: dict[str, Any], epochs: int) -> str:
+    text = f"epoch {record['epoch']}/{epochs}  lr {record['lr']:.2g}  train_loss {record['train_loss']:.4f}"
+    if "val_auc" in record:
+        text += (f"  val_loss {record['val_loss']:.4f}  val_auc {record['val_auc']:.3f}"
+                 f"  sens {record['val_sensitivity']:.2f}  spec {record['val_specificity']:.2f}")
+    return text + f"  ({record['seconds']:.0f} s)"
