@@ -141,6 +141,12 @@ class PreprocessConfig(_ConfigMixin):
     keep_aspect     True: scale the ROI's largest physical extent to output_size, pad the others (no distortion).
     normalize       "zscore": (x - mean) / std over the volume after clipping; "window": map window to [0, 1].
     interpolation   "linear" (trilinear) or "nearest".
+    canonical       True: flip output axes to point along the nearest positive LPS axis (D superior, H posterior,
+                    W patient left for axial scans), so scanners that store rows posterior-to-anterior or slices
+                    head-to-feet give the same picture. Axes are never permuted. See sranet/runtime/preprocess.py.
+
+    Defaults: the window -1000..2000 HU keeps air, fat, soft tissue, cancellous and cortical bone (the femoral head
+    and its sclerotic rim) and clips metal; padding is air (-1000 HU); keep_aspect avoids distorting the head.
     """
 
     output_size: int = 128
@@ -149,6 +155,7 @@ class PreprocessConfig(_ConfigMixin):
     keep_aspect: bool = True
     normalize: str = "zscore"
     interpolation: str = "linear"
+    canonical: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.output_size, int) or self.output_size < 8:

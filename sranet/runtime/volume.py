@@ -21,6 +21,9 @@ class Volume:
                 Never patient names or IDs.
     qc          quality-check flags raised while loading (e.g. "tilt_corrected", "spacing_irregular").
     source      the path it was read from (as given by the user).
+    index_offset  (d, h, w) index, in the full series' grid, of this array's voxel (0, 0, 0). Non-zero only when
+                ``load_volume(..., roi=...)`` decoded just the part of the series that the ROI needs; voxel ROIs
+                are always written in full-series indices and are shifted by this offset (``sranet.runtime.roi``).
     """
 
     hu: np.ndarray
@@ -30,6 +33,7 @@ class Volume:
     meta: dict[str, Any] = field(default_factory=dict)
     qc: list[str] = field(default_factory=list)
     source: str = ""
+    index_offset: tuple[int, int, int] = (0, 0, 0)
 
     @property
     def shape(self) -> tuple[int, int, int]:

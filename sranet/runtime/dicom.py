@@ -1,0 +1,201 @@
+"""DICOM series folders and single DICOM files -> ``Volume`` (HU, geometry, QC), the way a careful radiology
+loader does it.
+
+1. Read every file's header only (``stop_before_pixels``). Files that are not DICOM or whose header is damaged are
+   skipped and reported in ``volume.meta["skipped"]`` (file name and reason) with QC flag ``files_skipped``.
+2. Drop objects that are not CT image slices, each with a reason: other modalities, non-image SOP classes,
+   localizers/scouts (ImageType LOCALIZER), multi-frame objects inside a folder, slices without geometry.
+3. Group by SeriesInstanceUID. One candidate series is used; several raise ``NoUsableSeriesError`` listing them
+   (UID suffix, description, slice count: nothing identifying) unless ``series=`` names one.
+4. Sort by the projection of ImagePositionPatient on the slice normal; check tilt, spacing, gaps and duplicates
+   (``dicom_geometry.plan_stack``) under the ``policy`` ("resample" corrects and flags, "strict" refuses).
+5. Decode pixels (compressed syntaxes through the pylibjpeg plugins) of only the slices the ROI needs, apply each
+   slice's RescaleSlope/Intercept, fix the JPEG 2000 sign mismatch, refuse noise (``CorruptPixelDataError``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from sranet.errors import GeometryError, InputError, NoUsableSeriesError, SranetError, WrongModalityError
+from sranet.runtime.dicom_decode import CT_SOP_CLASSES, SliceHeader, decode_slice_hu, read_header
+from sranet.runtime.dicom_geometry import assemble, plan_stack
+from sranet.runtime.roi import Roi, roi_box
+from sranet.runtime.volume import Volume
+
+_SKIP_NAMES = {"DICOMDIR", "LOCKFILE", "VERSION", ".DS_Store", "Thumbs.db"}
+
+
+def list_files(folder: Path) -> list[Path]:
+    """Every regular file under ``folder`` (recursively, sorted), except hidden files and DICOMDIR indexes."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
+                  and p.name not in _SKIP_NAMES)
+
+
+def _reject_reason(h: SliceHeader) -> str | None:
+    """Why a header cannot be a slice of a CT volume, or None if it can."""
+    if h.modality != "CT":
+        return f"modality {h.modality or 'missing'}, not CT"
+    if h.sop_class and h.sop_class not in CT_SOP_CLASSES:
+        return f"SOP class {h.sop_class} is not a CT image"
+    if not h.rows or not h.columns:
+        return "not an image (no Rows/Columns)"
+    if "LOCALIZER" in h.image_type:
+        return "localizer (scout) image"
+    if h.enhanced or h.frames > 1:
+        return "multi-frame object; load this file on its own"
+    if h.position is None or h.orientation is None or h.pixel_spacing is None:
+        return "no ImagePositionPatient/ImageOrientationPatient/PixelSpacing"
+    return None
+
+
+def _series_label(uid: str, hs: list[SliceHeader]) -> str:
+    desc = hs[0].series_description or "no description"
+    return f"...{uid[-8:] or '(no UID)'} #{hs[0].series_number or '?'} '{desc}' ({len(hs)} slices)"
+
+
+def _choose(groups: dict[str, list[SliceHeader]], series: str | None, where: Path, skipped) -> tuple[str, list]:
+    if series is not None:
+        key = str(series).strip()
+        hits = [u for u in groups if u == key or (len(key) >= 4 and u.endswith(key))
+                or groups[u][0].series_number == key]
+        if len(hits) != 1:
+            listing = "; ".join(_series_label(u, hs) for u, hs in groups.items()) or "none"
+            raise NoUsableSeriesError(
+                f"series={key!r} matches {len(hits)} of the usable series ({listing}).", path=where,
+                hint="Give the full SeriesInstanceUID, a unique suffix of it, or the series number.")
+        return hits[0], groups[hits[0]]
+    if len(groups) == 1:
+        uid = next(iter(groups))
+        return uid, groups[uid]
+    if not groups:
+        reasons = "; ".join(f"{name}: {why}" for name, why in skipped[:8]) or "the folder is empty"
+        more = f" (+{len(skipped) - 8} more)" if len(skipped) > 8 else ""
+        raise NoUsableSeriesError(f"no CT image series found. Skipped: {reasons}{more}.", path=where,
+                                  hint="Point to the folder of an axial CT series.")
+    listing = "; ".join(_series_label(u, hs) for u, hs in sorted(groups.items(), key=lambda kv: -len(kv[1])))
+    raise NoUsableSeriesError(f"{len(groups)} CT series found: {listing}.", path=where,
+                              hint="Choose one with series=<UID suffix or series number> (CLI: --series).")
+
+
+def scan_folder(folder: Path) -> tuple[dict[str, list[SliceHeader]], list[tuple[str, str]]]:
+    """Header-only scan: usable CT slices grouped by SeriesInstanceUID, and (relative name, reason) for the rest."""
+    groups: dict[str, list[SliceHeader]] = defaultdict(list)
+    skipped: list[tuple[str, str]] = []
+    for p in list_files(folder):
+        name = str(p.relative_to(folder))
+        try:
+            h = read_header(p)
+        except SranetError as exc:
+            skipped.append((name, f"{type(exc).__name__}: {exc.message}"))
+            continue
+        why = _reject_reason(h)
+        if why:
+            skipped.append((name, why))
+        else:
+            groups[h.series_uid].append(h)
+    return dict(groups), skipped
+
+
+def _check_consistent(hs: list[SliceHeader], where: Path) -> None:
+    first = hs[0]
+    for h in hs[1:]:
+        if (h.rows, h.columns) != (first.rows, first.columns):
+            raise GeometryError(f"slices differ in size: {first.path.name} is {first.rows}x{first.columns}, "
+                                f"{h.path.name} is {h.rows}x{h.columns}.", path=where,
+                                hint="The folder mixes series; choose one with series=.")
+        if not np.allclose(h.orientation, first.orientation, atol=1e-3):
+            raise GeometryError(f"inconsistent orientation: {first.path.name} has ImageOrientationPatient "
+                                f"{list(first.orientation)}, {h.path.name} has {list(h.orientation)}.", path=where,
+                                hint="The series mixes planes (e.g. a reformat); choose one series or re-export.")
+        if not np.allclose(h.pixel_spacing, first.pixel_spacing, rtol=1e-3):
+            raise GeometryError(f"slices differ in PixelSpacing ({list(first.pixel_spacing)} vs "
+                                f"{list(h.pixel_spacing)} in {h.path.name}).", path=where)
+
+
+def build_volume(hs: list[SliceHeader], *, where: Path, roi: Roi | None, policy: str, decode=None,
+                 extra_meta: dict | None = None, qc: list[str] | None = None) -> Volume:
+    """Stack single-frame slices (headers already checked) into a Volume, decoding only what ``roi`` needs.
+
+    decode      callable(index into ``hs``) -> (H, W) float32 HU; default decodes the slice's file.
+    """
+    _check_consistent(hs, where)
+    decode = decode or (lambda i: decode_slice_hu(hs[i]))
+    plan = plan_stack(np.array([h.position for h in hs]), np.array(hs[0].orientation), hs[0].pixel_spacing,
+                      policy=policy, tie_break=np.array([h.instance for h in hs]),
+                      slice_thickness_mm=hs[0].slice_thickness, where=str(where))
+    shape = (plan.depth, hs[0].rows, hs[0].columns)
+    affine = np.eye(4)
+    affine[:3, :3] = plan.direction * np.asarray(plan.spacing_mm)[None, :]
+    affine[:3, 3] = plan.origin_mm
+    box = roi_box(roi, shape, affine) if roi is not None else tuple((0, n) for n in shape)
+    (d0, d1), (h0, h1), (w0, w1) = box
+    needed = plan.inputs_for(d0, d1)
+    slices = {int(i): decode(int(plan.order[i])) for i in needed}
+    hu = assemble(slices, plan, d0, d1)[:, h0:h1, w0:w1]
+    if hu.shape[1:] != (h1 - h0, w1 - w0):
+        hu = np.ascontiguousarray(hu)
+    offset = (d0, h0, w0)
+    origin = affine[:3, :3] @ np.asarray(offset, dtype=float) + affine[:3, 3]
+    meta = {
+        "format": "dicom",
+        "modality": "CT",
+        "series_uid_suffix": hs[0].series_uid[-8:],
+        "series_number": hs[0].series_number,
+        "series_description": hs[0].series_description,
+        "n_files": len(hs),
+        "decoded_slices": len(needed),
+        "tilt_deg": round(plan.tilt_deg, 3),
+        "transfer_syntax": sorted({h.transfer_syntax for h in hs}),
+        "full_shape": list(shape),
+        "slice_thickness_mm": hs[0].slice_thickness,
+        **hs[0].scanner,
+        **(extra_meta or {}),
+    }
+    return Volume(hu=np.ascontiguousarray(hu), spacing_mm=tuple(float(s) for s in plan.spacing_mm),
+                  origin_mm=tuple(float(v) for v in origin), direction=plan.direction, meta=meta,
+                  qc=list(qc or []) + plan.qc, source=str(where), index_offset=offset)
+
+
+def load_dicom_folder(folder: Path, *, roi: Roi | None = None, series: str | None = None,
+                      policy: str = "resample") -> Volume:
+    """A folder holding one or more DICOM series -> Volume of the chosen CT series. See the module docstring."""
+    groups, skipped = scan_folder(folder)
+    uid, hs = _choose(groups, series, folder, skipped)
+    damaged = [s for s in skipped if s[1].startswith(("UnreadableFileError", "NotDicomError"))]
+    qc = ["files_skipped"] if damaged else []
+    extra = {"skipped": [{"file": n, "reason": r} for n, r in skipped]} if skipped else {}
+    return build_volume(hs, where=folder, roi=roi, policy=policy, extra_meta=extra, qc=qc)
+
+
+def load_dicom_file(path: Path, *, roi: Roi | None = None, policy: str = "resample") -> Volume:
+    """One DICOM file: a single CT slice (a (1, H, W) volume) or an enhanced multi-frame CT object."""
+    h = read_header(path)
+    if h.modality != "CT":
+        raise WrongModalityError(f"modality is {h.modality or 'missing'}; sranet reads CT only.", path=path,
+                                 hint="Point to a CT series.")
+    if h.enhanced:
+        from sranet.runtime.dicom_enhanced import load_enhanced
+
+        return load_enhanced(path, h, roi=roi, policy=policy)
+    why = _reject_reason(h)
+    if why:
+        from sranet.errors import NoPixelDataError
+
+        error = NoPixelDataError if "not an image" in why or "SOP class" in why else NoUsableSeriesError
+        raise error(f"cannot be used as a CT slice: {why}.", path=path, hint="Point to an axial CT image.")
+    return build_volume([h], where=path, roi=roi, policy=policy)
+
+
+def check_policy(policy: str) -> str:
+    from sranet.runtime.dicom_geometry import POLICIES
+
+    if policy not in POLICIES:
+        from sranet.errors import suggest
+
+        raise InputError(f"policy={policy!r} is not one of {POLICIES}.{suggest(str(policy), POLICIES)}",
+                         hint="'resample' corrects tilt/irregular spacing (flagged in qc); 'strict' refuses.")
+    return policy

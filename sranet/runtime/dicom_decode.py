@@ -1,0 +1,233 @@
+"""Reading one DICOM object: header-only parsing into ``SliceHeader`` and pixel decoding into HU.
+
+Every failure becomes a typed error from ``sranet.errors`` that starts with the file's path. Nothing here logs tag
+values that could identify a patient; ``SliceHeader`` keeps only geometry, pixel-format and scanner fields.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sranet.errors import (
+    CorruptPixelDataError,
+    NoPixelDataError,
+    NotDicomError,
+    UnreadableFileError,
+)
+
+# SOP classes that hold CT pixels: CT Image, Enhanced CT Image, Legacy Converted Enhanced CT Image.
+CT_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.2.1", "1.2.840.10008.5.1.4.1.1.2.2"}
+J2K_SYNTAXES = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201",
+                "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"}
+# Plausibility: more than this fraction of pixels outside [HU_MIN, HU_MAX] means the decode produced noise.
+HU_MIN, HU_MAX, IMPLAUSIBLE_FRACTION = -4096.0, 20000.0, 0.02
+
+
+@dataclass
+class SliceHeader:
+    """What the loader needs from one DICOM object's header (no pixels, nothing identifying)."""
+
+    path: Path
+    sop_class: str = ""
+    modality: str = ""
+    series_uid: str = ""
+    series_number: str = ""
+    series_description: str = ""
+    image_type: tuple[str, ...] = ()
+    rows: int = 0
+    columns: int = 0
+    frames: int = 1
+    position: tuple[float, float, float] | None = None
+    orientation: tuple[float, ...] | None = None
+    pixel_spacing: tuple[float, float] | None = None
+    slice_thickness: float | None = None
+    instance: int = 0
+    transfer_syntax: str = ""
+    enhanced: bool = False
+    scanner: dict = field(default_factory=dict)
+
+
+def _floats(value, n: int) -> tuple[float, ...] | None:
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return out if len(out) == n and all(np.isfinite(out)) else None
+
+
+def _clean(text, limit: int = 64) -> str:
+    """Printable ASCII only, bounded length: safe for logs and JSON (never used in file names)."""
+    return re.sub(r"[^ -~]", "", str(text or ""))[:limit].strip()
+
+
+def read_dataset(path: Path, *, header_only: bool):
+    """``pydicom.dcmread`` with typed errors. Files without the 128-byte preamble are retried with ``force``."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    if not path.exists():
+        raise UnreadableFileError("file does not exist.", path=path, hint="Check the path.")
+    if not os.access(path, os.R_OK) or path.is_dir():
+        raise UnreadableFileError("cannot be read (permissions, or not a regular file).", path=path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return pydicom.dcmread(path, stop_before_pixels=header_only)
+        except InvalidDicomError:
+            pass
+        except (OSError, MemoryError) as exc:
+            raise UnreadableFileError(f"cannot be read ({type(exc).__name__}).", path=path) from exc
+        except Exception as exc:  # pydicom raises many types on damaged headers
+            raise UnreadableFileError(f"DICOM header is truncated or damaged ({type(exc).__name__}: "
+                                      f"{_clean(exc, 120)}).", path=path,
+                                      hint="Re-export the file from the PACS.") from exc
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=header_only, force=True)
+        except Exception as exc:
+            raise NotDicomError("is not a DICOM file (no 'DICM' marker and no parsable data set).", path=path,
+                                hint="Give a DICOM series folder, a DICOM file, .nii/.nii.gz or .npy.") from exc
+    if "SOPClassUID" not in ds or "Modality" not in ds:
+        raise NotDicomError("is not a DICOM image file (no 'DICM' marker and no SOP class or modality).", path=path,
+                            hint="Give a DICOM series folder, a DICOM file, .nii/.nii.gz or .npy.")
+    return ds
+
+
+def header_from_dataset(ds, path: Path) -> SliceHeader:
+    """Pull the loader's fields out of a (header-only) data set."""
+    g = ds.get
+    ts = ""
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None:
+        ts = str(meta.get("TransferSyntaxUID", "") or "")
+    try:
+        frames = int(g("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        frames = 1
+    try:
+        instance = int(g("InstanceNumber", 0) or 0)
+    except (TypeError, ValueError):
+        instance = 0
+    try:
+        thickness = float(g("SliceThickness")) if g("SliceThickness") not in (None, "") else None
+    except (TypeError, ValueError):
+        thickness = None
+
+    def as_int(key: str) -> int:
+        try:
+            return int(g(key, 0) or 0)
+        except (TypeError, ValueError):
+            return 0
+
+    return SliceHeader(
+        path=path,
+        sop_class=str(g("SOPClassUID", "") or ""),
+        modality=_clean(g("Modality", ""), 16).upper(),
+        series_uid=str(g("SeriesInstanceUID", "") or ""),
+        series_number=_clean(g("SeriesNumber", ""), 12),
+        series_description=_clean(g("SeriesDescription", "")),
+        image_type=tuple(_clean(v, 32).upper() for v in (g("ImageType") or ())) if not isinstance(
+            g("ImageType"), str) else (_clean(g("ImageType"), 32).upper(),),
+        rows=as_int("Rows"),
+        columns=as_int("Columns"),
+        frames=frames,
+        position=_floats(g("ImagePositionPatient"), 3),  # type: ignore[arg-type]
+        orientation=_floats(g("ImageOrientationPatient"), 6),
+        pixel_spacing=_floats(g("PixelSpacing"), 2),  # type: ignore[arg-type]
+        slice_thickness=thickness,
+        instance=instance,
+        transfer_syntax=ts,
+        enhanced="PerFrameFunctionalGroupsSequence" in ds,
+        scanner={k: _clean(g(k, "")) for k in ("Manufacturer", "ManufacturerModelName", "ConvolutionKernel",
+                                               "KVP", "BodyPartExamined") if g(k) not in (None, "")},
+    )
+
+
+def read_header(path: Path) -> SliceHeader:
+    """Header-only read (``stop_before_pixels``) of one file; typed errors name the path."""
+    return header_from_dataset(read_dataset(path, header_only=True), path)
+
+
+def _j2k_signed(ds, frame_index: int = 0) -> bool | None:
+    """Signedness the JPEG 2000 codestream declares (SIZ marker, Ssiz bit 7), or None if not found."""
+    from pydicom.encaps import generate_frames
+
+    try:
+        n = int(ds.get("NumberOfFrames", 1) or 1)
+        for i, frame in enumerate(generate_frames(ds.PixelData, number_of_frames=n)):
+            if i == frame_index:
+                at = frame.find(b"\xff\x51", 0, 4096)
+                return None if at < 0 or at + 41 > len(frame) else bool(frame[at + 40] & 0x80)
+    except Exception:
+        return None
+    return None
+
+
+def decode_pixels(ds, path: Path, frame_index: int | None = None) -> np.ndarray:
+    """Stored pixel values of one frame (or the only frame), with the J2K sign mismatch fixed. (H, W) integer array."""
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        raise NoPixelDataError("has no pixel data.", path=path,
+                               hint="This object is not an image (a report, a dose map stub, ...); remove it.")
+    from pydicom.pixels import pixel_array
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            arr = pixel_array(ds, index=frame_index) if frame_index is not None else ds.pixel_array
+        except MemoryError as exc:
+            raise CorruptPixelDataError("pixel data is too large to decode.", path=path) from exc
+        except Exception as exc:
+            raise CorruptPixelDataError(
+                f"pixel data cannot be decoded ({type(exc).__name__}: {_clean(exc, 160)}).", path=path,
+                hint="The file is truncated or its compressed stream is damaged; re-export it.") from exc
+    if arr.ndim == 3 and frame_index is None and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 2:
+        raise CorruptPixelDataError(f"decoded to shape {arr.shape}; one greyscale (rows, columns) image was "
+                                    "expected.", path=path, hint="Colour or multi-frame objects are not CT slices.")
+    ts = str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", "") or "")
+    if ts in J2K_SYNTAXES and arr.dtype.kind == "u" and int(ds.get("PixelRepresentation", 0) or 0) == 0:
+        # Header says unsigned but the codestream is signed: negative values would wrap to 65535-ish.
+        if _j2k_signed(ds, frame_index or 0):
+            arr = arr.view(np.dtype(arr.dtype.str.replace("u", "i")))
+    return arr
+
+
+def to_hu(arr: np.ndarray, slope, intercept, path: Path, padding_value=None) -> np.ndarray:
+    """Stored values -> float32 HU (per-slice RescaleSlope/Intercept), with a plausibility check."""
+    try:
+        slope = float(slope if slope not in (None, "") else 1.0)
+        intercept = float(intercept if intercept not in (None, "") else 0.0)
+    except (TypeError, ValueError) as exc:
+        raise CorruptPixelDataError(f"RescaleSlope/Intercept {slope!r}/{intercept!r} are not numbers.",
+                                    path=path) from exc
+    if not (np.isfinite(slope) and np.isfinite(intercept) and slope != 0):
+        raise CorruptPixelDataError(f"RescaleSlope {slope} / RescaleIntercept {intercept} are not usable.", path=path)
+    hu = arr.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+    if padding_value is not None:
+        try:
+            hu[arr == int(padding_value)] = -1024.0
+        except (TypeError, ValueError, OverflowError):
+            pass
+    bad = float(np.mean((hu < HU_MIN) | (hu > HU_MAX)))
+    if bad > IMPLAUSIBLE_FRACTION:
+        raise CorruptPixelDataError(
+            f"{bad:.0%} of pixels decode outside {HU_MIN:.0f}..{HU_MAX:.0f} HU (range {hu.min():.0f}..{hu.max():.0f}):"
+            " the pixel data is corrupt or its sign/bit depth is declared wrongly.", path=path,
+            hint="Check PixelRepresentation/BitsStored against the pixel data, or re-export the file.")
+    return hu
+
+
+def decode_slice_hu(header: SliceHeader) -> np.ndarray:
+    """Read one single-frame slice fully and return (H, W) float32 HU. Rows/columns must match its header."""
+    ds = read_dataset(header.path, header_only=False)
+    arr = decode_pixels(ds, header.path)
+    if arr.shape != (header.rows, header.columns):
+        raise CorruptPixelDataError(f"decoded to {arr.shape}, header says {(header.rows, header.columns)}.",
+                                    path=header.path)
+    return to_hu(arr, ds.get("RescaleSlope"), ds.get("RescaleIntercept"), header.path, ds.get("PixelPaddingValue"))

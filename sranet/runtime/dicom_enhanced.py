@@ -1,0 +1,60 @@
+"""Enhanced (multi-frame) CT objects: geometry lives in the shared and per-frame functional groups."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from sranet.errors import GeometryError
+from sranet.runtime.dicom_decode import SliceHeader, _floats, decode_pixels, read_dataset, to_hu
+from sranet.runtime.roi import Roi
+
+
+def _group_value(frame, shared, seq: str, key: str):
+    for group in (frame, shared):
+        if group is not None and seq in group and len(group[seq].value):
+            item = group[seq].value[0]
+            if key in item:
+                return item[key].value
+    return None
+
+
+def load_enhanced(path: Path, header: SliceHeader, *, roi: Roi | None = None, policy: str = "resample"):
+    """Enhanced CT -> Volume; frames are treated as slices (sorted by position), decoded one frame at a time."""
+    from sranet.runtime.dicom import build_volume
+
+    ds = read_dataset(path, header_only=False)
+    frames = ds.get("PerFrameFunctionalGroupsSequence") or []
+    shared_seq = ds.get("SharedFunctionalGroupsSequence")
+    shared = shared_seq[0] if shared_seq else None
+    n = int(ds.get("NumberOfFrames", len(frames)) or 0)
+    if len(frames) != n or n == 0:
+        raise GeometryError(f"has {n} frames but {len(frames)} per-frame functional groups.", path=path,
+                            hint="The enhanced object is incomplete; re-export it.")
+    hs, rescale = [], []
+    for i, fg in enumerate(frames):
+        pos = _floats(_group_value(fg, shared, "PlanePositionSequence", "ImagePositionPatient"), 3)
+        iop = _floats(_group_value(fg, shared, "PlaneOrientationSequence", "ImageOrientationPatient"), 6)
+        ps = _floats(_group_value(fg, shared, "PixelMeasuresSequence", "PixelSpacing"), 2)
+        thick = _group_value(fg, shared, "PixelMeasuresSequence", "SliceThickness")
+        if pos is None or iop is None or ps is None:
+            raise GeometryError(f"frame {i} has no plane position, orientation or pixel spacing.", path=path,
+                                hint="Enhanced objects need PlanePosition/PlaneOrientation/PixelMeasures groups.")
+        rescale.append((_group_value(fg, shared, "PixelValueTransformationSequence", "RescaleSlope"),
+                        _group_value(fg, shared, "PixelValueTransformationSequence", "RescaleIntercept")))
+        hs.append(SliceHeader(path=path, sop_class=header.sop_class, modality="CT", series_uid=header.series_uid,
+                              series_number=header.series_number, series_description=header.series_description,
+                              image_type=header.image_type, rows=header.rows, columns=header.columns, position=pos,
+                              orientation=iop, pixel_spacing=ps, instance=i,
+                              slice_thickness=float(thick) if thick not in (None, "") else None,
+                              transfer_syntax=header.transfer_syntax, scanner=header.scanner))
+
+    def decode(i: int) -> np.ndarray:
+        arr = decode_pixels(ds, path, frame_index=i)
+        slope, intercept = rescale[i]
+        return to_hu(arr, slope, intercept, path, ds.get("PixelPaddingValue"))
+
+    qc = ["derived_image"] if header.image_type[:1] == ("DERIVED",) else []
+    return build_volume(hs, where=path, roi=roi, policy=policy, decode=decode,
+                        extra_meta={"enhanced": True, "image_type": list(header.image_type)}, qc=qc)

@@ -1,0 +1,164 @@
+"""``load_volume``: one entry point for every input format. Torch-free.
+
+| path                                   | read as                                                        |
+|----------------------------------------|----------------------------------------------------------------|
+| folder                                 | DICOM series (recursively; one CT series chosen, see below)    |
+| ``.nii`` / ``.nii.gz``                 | NIfTI via nibabel (``sranet.runtime.nifti``)                   |
+| ``.npy``                               | (D, H, W) HU array; spacing from ``spacing_mm=`` or a sidecar  |
+| anything else                          | a single DICOM file: one CT slice or an enhanced multi-frame CT|
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from sranet.errors import InputError, UnreadableFileError, UnsupportedFormatError
+from sranet.runtime.roi import Roi, parse_roi, roi_box
+from sranet.runtime.volume import Volume
+
+
+def load_volume(
+    path: str | os.PathLike,
+    *,
+    roi: Roi | str | None = None,
+    spacing_mm: tuple[float, float, float] | None = None,
+    series: str | None = None,
+    policy: str = "resample",
+) -> Volume:
+    """Read a CT volume: HU (D, H, W) float32 with spacing (mm), origin and direction (LPS), QC flags and meta.
+
+    path        DICOM series folder, single DICOM file (incl. enhanced multi-frame CT), ``.nii``/``.nii.gz``, or
+                ``.npy``.
+    roi         ``Roi`` or its text form (``sranet.runtime.roi``). When given, the returned volume holds only the
+                voxel box the ROI covers and ``volume.index_offset`` says where it sits in the full grid; for DICOM
+                only the slices that box needs are decoded (``volume.meta["decoded_slices"]``). ``preprocess``
+                gives identical output for a ROI-limited and a full load.
+    spacing_mm  (sD, sH, sW) for ``.npy`` only; otherwise a sidecar ``<name>.json`` next to the file with
+                ``{"spacing_mm": [..], "origin_mm": [..] (optional), "direction": [[..]x3] (optional)}``.
+    series      DICOM folders only: SeriesInstanceUID, a unique suffix of it (>= 4 characters) or the series
+                number. Needed when a folder holds several CT series; the error lists them.
+    policy      DICOM geometry: "resample" (default) resamples tilted, irregularly spaced, slightly gappy or
+                duplicated stacks onto a regular orthogonal grid and flags it in ``volume.qc`` ("tilt_corrected",
+                "spacing_irregular", "missing_slices", "duplicate_positions_dropped"); "strict" raises
+                ``GeometryError`` instead. Gaps over 5 median spacings and mixed orientations always raise.
+
+    DICOM behaviour: headers are read first without pixels; non-CT, non-image, localizer and multi-frame objects
+    in a folder are skipped with a reason (``volume.meta["skipped"]``); files that are not DICOM or have a
+    damaged header are skipped too (QC flag ``files_skipped``); the gaps they leave are caught by the geometry
+    check. Slices are sorted along the slice normal; RescaleSlope/Intercept apply per slice; PixelPaddingValue
+    becomes -1024 HU; compressed syntaxes decode through pylibjpeg. A slice whose pixels cannot be decoded or
+    decode to noise raises ``CorruptPixelDataError`` naming it. QC flags from the HU values (``sranet.runtime.qc``)
+    are added for every format. ``volume.meta`` is non-identifying (no names, IDs, dates).
+
+    Raises (all ``sranet.errors.VolumeError`` unless noted): UnreadableFileError, NotDicomError,
+    UnsupportedFormatError, NoPixelDataError, CorruptPixelDataError, WrongModalityError, NoUsableSeriesError,
+    GeometryError, EmptyRoiError; InputError for bad arguments.
+    """
+    from sranet.runtime.dicom import check_policy
+    from sranet.runtime.qc import qc_flags
+
+    check_policy(policy)
+    p = Path(path)
+    if isinstance(roi, str):
+        roi = parse_roi(roi)
+    if not p.exists():
+        raise UnreadableFileError("does not exist.", path=p, hint="Check the path (a DICOM folder or a file).")
+    name = p.name.lower()
+    if spacing_mm is not None and not name.endswith(".npy"):
+        raise InputError(f"spacing_mm={spacing_mm!r} was given for {p}, but only .npy inputs take a spacing; "
+                         "DICOM and NIfTI carry their own.", hint="Drop spacing_mm (--spacing).")
+    if series is not None and not p.is_dir():
+        raise InputError(f"series={series!r} was given, but {p} is a file, not a DICOM folder.",
+                         hint="Drop series= or point to the folder.")
+    if p.is_dir():
+        from sranet.runtime.dicom import load_dicom_folder
+
+        volume = load_dicom_folder(p, roi=roi, series=series, policy=policy)
+    elif name.endswith((".nii", ".nii.gz")):
+        from sranet.runtime.nifti import load_nifti
+
+        volume = _crop(load_nifti(p), roi)
+    elif name.endswith(".npy"):
+        volume = _crop(load_npy(p, spacing_mm), roi)
+    elif name.endswith((".npz", ".nrrd", ".mha", ".mhd", ".gz", ".zip", ".png", ".jpg", ".tif", ".tiff")):
+        raise UnsupportedFormatError(f"format {p.suffix!r} is not read by sranet.", path=p,
+                                     hint="Convert it to NIfTI (.nii.gz) or .npy, or give the DICOM folder.")
+    else:
+        from sranet.runtime.dicom import load_dicom_file
+
+        volume = load_dicom_file(p, roi=roi, policy=policy)
+    volume.source = str(path)
+    for flag in qc_flags(volume):
+        if flag not in volume.qc:
+            volume.qc.append(flag)
+    return volume
+
+
+def _crop(volume: Volume, roi: Roi | None) -> Volume:
+    """The part of an in-memory volume that ``roi`` covers (a view), with ``index_offset`` and origin updated."""
+    if roi is None:
+        return volume
+    (d0, d1), (h0, h1), (w0, w1) = roi_box(roi, volume.shape, volume.affine)
+    volume.origin_mm = tuple(float(v) for v in volume.index_to_patient(np.array([d0, h0, w0])))
+    volume.hu = volume.hu[d0:d1, h0:h1, w0:w1]
+    volume.index_offset = (d0, h0, w0)
+    return volume
+
+
+def _vector(value, n: int, what: str, where: Path) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{what}={value!r} is not numeric.", path=where) from exc
+    if arr.size != n or not np.all(np.isfinite(arr)):
+        raise InputError(f"{what}={value!r} must be {n} finite numbers.", path=where)
+    return arr
+
+
+def load_npy(path: Path, spacing_mm=None) -> Volume:
+    """(D, H, W) HU array from ``.npy`` (no pickles). Geometry from ``spacing_mm`` or the ``<name>.json`` sidecar."""
+    try:
+        hu = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        raise UnsupportedFormatError(f"is not a plain numeric .npy array ({exc}).", path=path,
+                                     hint="Save it with numpy.save(path, array) (no object arrays).") from exc
+    except Exception as exc:
+        raise UnreadableFileError(f"cannot be read as .npy ({type(exc).__name__}: {str(exc)[:120]}).",
+                                  path=path, hint="The file is truncated or not a .npy file.") from exc
+    if hu.ndim != 3 or hu.dtype.kind not in "iuf" or min(hu.shape) < 1:
+        raise InputError(f"holds a {hu.dtype} array of shape {hu.shape}; a 3D (D, H, W) numeric HU array was "
+                         "expected.", path=path, hint="Save one volume, slices first.")
+    sidecar = path.with_suffix(".json")
+    geometry: dict = {}
+    if sidecar.exists():
+        try:
+            geometry = json.loads(sidecar.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"sidecar {sidecar.name} is not valid JSON ({exc}).", path=sidecar) from exc
+        if not isinstance(geometry, dict):
+            raise InputError("sidecar must be a JSON object.", path=sidecar)
+        unknown = set(geometry) - {"spacing_mm", "origin_mm", "direction"}
+        if unknown:
+            raise InputError(f"sidecar has unknown keys {sorted(unknown)}; known: spacing_mm, origin_mm, direction.",
+                             path=sidecar)
+    if spacing_mm is not None and "spacing_mm" in geometry and not np.allclose(spacing_mm, geometry["spacing_mm"]):
+        raise InputError(f"spacing_mm={tuple(spacing_mm)} disagrees with the sidecar's {geometry['spacing_mm']}.",
+                         path=path, hint="Drop one of them; sranet does not guess which is right.")
+    spacing = spacing_mm if spacing_mm is not None else geometry.get("spacing_mm")
+    if spacing is None:
+        raise InputError("a .npy array carries no voxel spacing.", path=path,
+                         hint=f"Pass spacing_mm=(sD, sH, sW) (CLI --spacing) or write {sidecar.name} with "
+                              '{"spacing_mm": [sD, sH, sW]}.')
+    spacing = _vector(spacing, 3, "spacing_mm", path)
+    if np.any(spacing <= 0):
+        raise InputError(f"spacing_mm={spacing.tolist()} must be positive.", path=path)
+    origin = _vector(geometry.get("origin_mm", (0.0, 0.0, 0.0)), 3, "origin_mm", path)
+    direction = _vector(geometry.get("direction", np.eye(3)), 9, "direction", path).reshape(3, 3)
+    if not np.allclose(direction.T @ direction, np.eye(3), atol=1e-3):
+        raise InputError("direction must be a (3, 3) rotation (orthonormal columns).", path=path)
+    return Volume(hu=hu.astype(np.float32, copy=False), spacing_mm=tuple(spacing.tolist()),
+                  origin_mm=tuple(origin.tolist()), direction=direction, meta={"format": "npy"}, source=str(path))

@@ -1,0 +1,63 @@
+"""NIfTI (``.nii``, ``.nii.gz``, via nibabel) -> ``Volume``.
+
+NIfTI arrays are indexed (i, j, k) with an affine to RAS millimetres. sranet's arrays are (D, H, W) in LPS, so the
+array is transposed to (k, j, i) (slices first, as DICOM) and the affine's columns reordered and x, y negated.
+Scaling (scl_slope/scl_inter) is applied by nibabel. The header's qform/sform choice is nibabel's (sform first).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from sranet.errors import CorruptPixelDataError, GeometryError, NotDicomError, UnreadableFileError
+from sranet.runtime.volume import Volume
+
+_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
+
+
+def load_nifti(path: Path) -> Volume:
+    """Read a 3D (or 4D with one volume) NIfTI image as HU float32 (D, H, W) = (k, j, i) with LPS geometry."""
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(path))
+    except FileNotFoundError as exc:
+        raise UnreadableFileError("file does not exist.", path=path) from exc
+    except Exception as exc:
+        raise NotDicomError(f"cannot be read as NIfTI ({type(exc).__name__}: {str(exc)[:120]}).", path=path,
+                            hint="Check that the file is a complete .nii/.nii.gz image.") from exc
+    shape = img.shape
+    if len(shape) == 4 and shape[3] == 1:
+        shape = shape[:3]
+    if len(shape) != 3 or min(shape) < 1:
+        raise GeometryError(f"has shape {img.shape}; a 3D volume (i, j, k) was expected.", path=path,
+                            hint="Extract one 3D volume (e.g. one time point) first.")
+    try:
+        data = np.asarray(img.dataobj, dtype=np.float32).reshape(shape)
+    except Exception as exc:  # truncated .nii / broken gzip stream
+        raise CorruptPixelDataError(f"image data cannot be read ({type(exc).__name__}: {str(exc)[:120]}).",
+                                    path=path, hint="The file is truncated or damaged; re-export it.") from exc
+    affine = np.asarray(img.affine, dtype=float)
+    m = _RAS_TO_LPS @ affine[:3, :3][:, [2, 1, 0]]  # columns for array axes (k, j, i)
+    spacing = np.linalg.norm(m, axis=0)
+    if not np.all(np.isfinite(m)) or np.any(spacing <= 0) or abs(np.linalg.det(m)) < 1e-12:
+        raise GeometryError(f"affine {affine.tolist()} is degenerate (zero or infinite voxel size).", path=path,
+                            hint="Fix the qform/sform in the header.")
+    hu = np.ascontiguousarray(data.transpose(2, 1, 0))
+    meta = {"format": "nifti", "nifti_shape": list(img.shape), "scl_applied": True,
+            "units": str(img.header.get_xyzt_units()[0])}
+    return Volume(hu=hu, spacing_mm=tuple(float(s) for s in spacing),
+                  origin_mm=tuple(float(v) for v in _RAS_TO_LPS @ affine[:3, 3]), direction=m / spacing[None, :],
+                  meta=meta, source=str(path))
+
+
+def save_nifti(volume: Volume, path: Path) -> None:
+    """Write a Volume as NIfTI (the inverse of ``load_nifti``); used by tests and tools."""
+    import nibabel as nib
+
+    a = np.eye(4)
+    a[:3, :3] = (_RAS_TO_LPS @ (np.asarray(volume.direction) * np.asarray(volume.spacing_mm)[None, :]))[:, [2, 1, 0]]
+    a[:3, 3] = _RAS_TO_LPS @ np.asarray(volume.origin_mm)
+    nib.save(nib.Nifti1Image(np.asarray(volume.hu).transpose(2, 1, 0), a), str(path))

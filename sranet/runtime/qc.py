@@ -1,0 +1,40 @@
+"""Quality checks on a loaded volume's HU values and size. Flags are short strings that ``predict`` reports.
+
+Flags raised here (loaders add their own: tilt_corrected, spacing_irregular, missing_slices,
+duplicate_positions_dropped, files_skipped, derived_image):
+  too_few_slices     fewer than MIN_SLICES slices along D (a crop of the femoral head needs a stack, not a slice).
+  hu_out_of_range    more than 1 % of voxels outside the plausible CT range [-1100, 4000] HU, not counting the
+                     outside-the-scan-field fill value (the most common value below -1100 HU).
+  metal_present      at least METAL_MIN_VOXELS voxels above METAL_HU (implants distort HU and attention).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MIN_SLICES = 16
+PLAUSIBLE_HU = (-1100.0, 4000.0)
+OUT_OF_RANGE_FRACTION = 0.01
+METAL_HU = 3000.0
+METAL_MIN_VOXELS = 20
+
+
+def qc_flags(volume) -> list[str]:
+    """QC flags for ``volume.hu`` (D, H, W) HU. Subsamples large volumes (every 2nd voxel per axis) for speed."""
+    hu = np.asarray(volume.hu)
+    flags = []
+    if hu.shape[0] < MIN_SLICES:
+        flags.append("too_few_slices")
+    step = 2 if hu.size > 8_000_000 else 1
+    sample = hu[::step, ::step, ::step]
+    low = sample < PLAUSIBLE_HU[0]
+    n_low = int(low.sum())
+    if n_low:
+        values = np.round(sample[low]).astype(np.int64)
+        n_low -= int(np.bincount(values - values.min()).max())  # the fill value outside the scan FOV is not an error
+    n_high = int((sample > PLAUSIBLE_HU[1]).sum())
+    if (n_low + n_high) > OUT_OF_RANGE_FRACTION * sample.size:
+        flags.append("hu_out_of_range")
+    if int((hu > METAL_HU).sum()) >= METAL_MIN_VOXELS:
+        flags.append("metal_present")
+    return flags

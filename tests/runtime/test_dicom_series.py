@@ -1,0 +1,143 @@
+"""DICOM series folders: real GE tilt/irregular series, gaps, localizers, sorting, series choice, ROI decode."""
+
+import json
+import shutil
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sranet.config import PreprocessConfig
+from sranet.errors import GeometryError, NoUsableSeriesError
+from sranet.runtime import dicom as dicom_module
+from sranet.runtime.io import load_volume
+from sranet.runtime.preprocess import preprocess
+from sranet.runtime.roi import parse_roi
+
+REAL = Path(__file__).parents[1] / "data" / "realct"
+DIRTESTS = REAL / "pydicom" / "dicomdirtests"
+
+
+@pytest.fixture(scope="module")
+def ge_series(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ge")
+    with tarfile.open(REAL / "dcm_qa_ct" / "GE.tar.xz") as tar:
+        tar.extractall(out, filter="data")
+    return out / "In" / "GE"
+
+
+@pytest.fixture(scope="module")
+def ge_volume(ge_series):
+    return load_volume(ge_series)
+
+
+def test_ge_tilted_irregular_series_matches_reference_geometry(ge_volume):
+    ref = json.loads((REAL / "dcm_qa_ct" / "GE_reference_2.json").read_text())
+    iop = np.array(ref["ImageOrientationPatientDICOM"], dtype=float)
+    v = ge_volume
+    # column 2 (W) runs along the row cosines, column 1 (H) along the column cosines, column 0 along their normal
+    np.testing.assert_allclose(v.direction[:, 2], iop[:3], atol=1e-5)
+    np.testing.assert_allclose(v.direction[:, 1], iop[3:], atol=1e-5)
+    np.testing.assert_allclose(v.direction[:, 0], np.cross(iop[:3], iop[3:]), atol=1e-5)
+    assert v.meta["tilt_deg"] == pytest.approx(np.degrees(np.arccos(iop[4])), abs=0.01)  # 18.5 degrees
+    assert v.meta["slice_thickness_mm"] == ref["SliceThickness"]
+    assert v.meta["ManufacturerModelName"] == ref["ManufacturersModelName"]
+    assert v.meta["ConvolutionKernel"] == ref["ConvolutionKernel"]
+    assert v.meta["series_number"] == str(ref["SeriesNumber"])
+    assert {"tilt_corrected", "spacing_irregular"} <= set(v.qc)
+    # spacing along the normal: the finest gap of 1.08 / 4.0 / 7.0 mm
+    assert v.spacing_mm[0] == pytest.approx(1.081, abs=2e-3)
+    assert v.spacing_mm[1:] == pytest.approx((0.4882812, 0.4882812))
+    assert v.meta["n_files"] == 28 and v.meta["decoded_slices"] == 28
+    # the regular grid spans the stack: 13 gaps of 4.0 mm, one of 1.08 mm, 13 of 7.0 mm
+    assert (v.shape[0] - 1) * v.spacing_mm[0] == pytest.approx(13 * 4.0 + 1.08 + 13 * 7.0, abs=1.5)
+    assert v.hu.dtype == np.float32 and -1100 < float(np.median(v.hu)) < 100
+
+
+def test_ge_series_is_refused_under_strict_policy(ge_series):
+    with pytest.raises(GeometryError, match=r"gantry tilt of 18\.50 degrees.*slice spacing from 1\.08 to 7\.00") as e:
+        load_volume(ge_series, policy="strict")
+    assert str(ge_series) in str(e.value)
+
+
+def test_ge_roi_decodes_only_the_slices_it_needs_and_prepares_identically(ge_series, ge_volume):
+    roi = parse_roi("10:40,150:350,140:360")
+    part = load_volume(ge_series, roi=roi)
+    assert part.index_offset == (10, 150, 140) and part.shape == (30, 200, 220)
+    assert part.meta["decoded_slices"] < 12  # 30 output slices of 1.08 mm lie in the first 4 mm-spaced slices
+    np.testing.assert_array_equal(part.hu, ge_volume.hu[10:40, 150:350, 140:360])
+    cfg = PreprocessConfig(output_size=48)
+    np.testing.assert_array_equal(preprocess(part, cfg, roi).input, preprocess(ge_volume, cfg, roi).input)
+
+
+def test_roi_limited_decode_counts_decodes(ge_series, monkeypatch):
+    calls = []
+    real = dicom_module.decode_slice_hu
+    monkeypatch.setattr(dicom_module, "decode_slice_hu", lambda h: calls.append(h.path.name) or real(h))
+    mm = load_volume(ge_series, roi="mm:-30:30,-60:0,60:80")
+    assert 0 < len(calls) == mm.meta["decoded_slices"] < 10
+    # every decoded file lies in the ROI's z range (files are numbered along z)
+    assert all(5 <= int(name[:2]) <= 24 for name in calls)
+
+
+def test_gap_of_202_mm_is_detected():
+    with pytest.raises(GeometryError, match=r"202\.5 mm gap") as e:
+        load_volume(DIRTESTS / "77654033" / "CT2")
+    assert "CT2" in str(e.value)
+
+
+def test_localizers_are_excluded_with_a_reason():
+    with pytest.raises(NoUsableSeriesError, match="localizer") as e:
+        load_volume(DIRTESTS / "98892001" / "CT2N")
+    assert "CT2N" in str(e.value)
+    v = load_volume(DIRTESTS / "98892001")  # CT2N (2 scouts) next to CT5N (5 axial slices)
+    assert v.shape == (5, 16, 16)
+    assert [s["reason"] for s in v.meta["skipped"]] == ["localizer (scout) image"] * 2
+    assert "files_skipped" not in v.qc
+
+
+def test_slices_sorted_by_position_not_instance_number():
+    v = load_volume(DIRTESTS / "98892001" / "CT5N")  # InstanceNumber rises while z falls
+    z = v.index_to_patient(np.array([[d, 0, 0] for d in range(5)]))[:, 2]
+    np.testing.assert_allclose(z, [-1.2375, 1.2625, 3.7625, 6.2625, 8.7625], atol=1e-4)
+    assert v.spacing_mm[0] == pytest.approx(2.5)
+    assert "too_few_slices" in v.qc
+
+
+def test_several_series_must_be_chosen_and_are_listed_without_identifiers():
+    with pytest.raises(NoUsableSeriesError, match=r"2 CT series found.*'Routine Brain' \(4 slices\)") as e:
+        load_volume(DIRTESTS)
+    assert "series=" in str(e.value)
+    v = load_volume(DIRTESTS, series="6302.0.6")  # a UID suffix
+    assert v.shape == (5, 16, 16) and v.meta["series_description"] == "SmartScore - Gated 0.5 sec"
+    with pytest.raises(NoUsableSeriesError, match="matches 0"):
+        load_volume(DIRTESTS, series="999999")
+
+
+def test_corrupt_file_in_a_folder_is_reported_and_skipped(tmp_path):
+    shutil.copytree(DIRTESTS / "98892001" / "CT5N", tmp_path / "s")
+    (tmp_path / "s" / "notes.txt").write_text("not dicom")
+    (tmp_path / "s" / "broken").write_bytes((DIRTESTS / "98892001" / "CT5N" / "2062").read_bytes()[:300])
+    v = load_volume(tmp_path / "s")
+    assert v.shape == (5, 16, 16) and "files_skipped" in v.qc
+    reasons = {s["file"]: s["reason"] for s in v.meta["skipped"]}
+    assert reasons["notes.txt"].startswith("NotDicomError") and set(reasons) == {"notes.txt", "broken"}
+
+
+def test_missing_middle_slice_is_interpolated_or_refused(tmp_path):
+    shutil.copytree(DIRTESTS / "98892001" / "CT5N", tmp_path / "s")
+    (tmp_path / "s" / "2693").unlink()  # z = 3.76 of -1.24 .. 8.76 in 2.5 mm steps
+    with pytest.raises(GeometryError, match="1 missing slice"):
+        load_volume(tmp_path / "s", policy="strict")
+    v = load_volume(tmp_path / "s")
+    assert v.shape[0] == 5 and "missing_slices" in v.qc and v.spacing_mm[0] == pytest.approx(2.5)
+
+
+def test_duplicate_positions_policy(tmp_path):
+    shutil.copytree(DIRTESTS / "98892001" / "CT5N", tmp_path / "s")
+    shutil.copy(tmp_path / "s" / "2392", tmp_path / "s" / "copy")
+    with pytest.raises(GeometryError, match="share a position"):
+        load_volume(tmp_path / "s", policy="strict")
+    v = load_volume(tmp_path / "s")
+    assert v.shape[0] == 5 and "duplicate_positions_dropped" in v.qc
