@@ -38,7 +38,8 @@ def write_dicom_series(
 
     spacing_mm   (sD, sH, sW): slice spacing (also SliceThickness: contiguous slices), then PixelSpacing (row, col).
     origin_mm    LPS position of the centre of voxel (0, 0, 0) = ImagePositionPatient of the first slice.
-    direction    (3, 3), column a = LPS direction of array axis a (identity: axial, feet-to-head slices).
+    direction    (3, 3), column a = LPS direction of array axis a. Default: axial, D along +z (feet to head),
+                 H along +y (anterior to posterior), W along +x (right to left).
     Stored values are round((hu - intercept) / slope) as int16; values that do not fit raise InputError.
     """
     import pydicom
@@ -48,7 +49,8 @@ def write_dicom_series(
     hu = np.asarray(hu)
     if hu.ndim != 3:
         raise InputError(f"write_dicom_series needs a (D, H, W) volume, got shape {hu.shape}.")
-    direction = np.eye(3) if direction is None else np.asarray(direction, dtype=float)
+    axial = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    direction = axial if direction is None else np.asarray(direction, dtype=float)
     if direction.shape != (3, 3) or not np.allclose(direction.T @ direction, np.eye(3), atol=1e-6):
         raise InputError("direction must be a (3, 3) orthonormal matrix (column a = LPS direction of axis a).")
     if not np.allclose(np.cross(direction[:, 2], direction[:, 1]), direction[:, 0], atol=1e-6):

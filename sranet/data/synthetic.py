@@ -41,6 +41,8 @@ from sranet.errors import InputError
 
 DEFAULT_SHAPE: tuple[int, int, int] = (96, 128, 128)
 HU_MIN, HU_MAX = -1024.0, 3071.0
+# column a = LPS direction of array axis a: axial slices, D along +z (feet to head), H along +y, W along +x
+AXIAL_DIRECTION = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
 STAGES = (0, 1, 2, 3, 4)
 
 
@@ -54,7 +56,7 @@ class PhantomCase:
     roi_box      ((d0, d1), (h0, h1), (w0, w1)) half-open voxel box around the femoral head with margin.
     stage        ARCO stage 0-4; ``label`` = stage > 0.
     side         "L" or "R": which hip.
-    origin_mm    LPS position of voxel (0, 0, 0); direction is the identity (axial slices).
+    origin_mm    LPS position of voxel (0, 0, 0); ``direction`` is AXIAL_DIRECTION (axial slices).
     head_center_mm / head_radius_mm: the head in array-axis millimetres (index * spacing).
     """
 
@@ -81,7 +83,7 @@ class PhantomCase:
 
     @property
     def direction(self) -> np.ndarray:
-        return np.eye(3)
+        return AXIAL_DIRECTION.copy()
 
     def to_volume(self):
         """This case as a ``sranet.runtime.volume.Volume`` (what ``load_volume`` returns for its DICOM series)."""
@@ -91,7 +93,7 @@ class PhantomCase:
             hu=self.hu,
             spacing_mm=self.spacing_mm,
             origin_mm=self.origin_mm,
-            direction=np.eye(3),
+            direction=AXIAL_DIRECTION.copy(),
             meta={"modality": "CT", "synthetic": True},
             source=f"synthetic:{self.seed}",
         )
@@ -196,7 +198,7 @@ def generate_case(
     if spacing_mm is None:
         inplane = rng.uniform(0.6, 0.9)
         spacing_mm = (float(rng.uniform(0.6, 1.5)), float(inplane), float(inplane))
-    spacing_mm = tuple(float(s) for s in spacing_mm)
+    spacing_mm = tuple(round(float(s), 3) for s in spacing_mm)  # exactly representable in DICOM DS strings
     side = side or ("L" if rng.random() < 0.5 else "R")
     extent = np.array(shape) * np.array(spacing_mm)
 
@@ -243,6 +245,7 @@ def generate_case(
         box.append((max(0, lo), min(shape[ax], hi)))
     origin = (-extent[2] / 2 + float(rng.uniform(-50, 50)), -extent[1] / 2 + float(rng.uniform(-30, 30)),
               float(rng.uniform(-900, -600)))  # LPS of voxel (0,0,0): x from w, y from h, z from d
+    origin = tuple(round(v, 2) for v in origin)
     return PhantomCase(
         hu=hu.astype(np.float32, copy=False),
         spacing_mm=spacing_mm,  # type: ignore[arg-type]

@@ -100,6 +100,7 @@ def _write_one(job: dict) -> dict:
         case.spacing_mm,
         out / "cases" / job["case_id"],
         origin_mm=case.origin_mm,
+        direction=case.direction,
         patient_name=f"SYNTH^{number:04d}",
         patient_id=f"SYNTH{number:04d}",
     )
