@@ -1,0 +1,130 @@
+"""A Triton Inference Server model repository for an exported ONNX model or TensorRT plan.
+
+    REPO/<model_name>/config.pbtxt
+    REPO/<model_name>/1/model.onnx     (platform onnxruntime_onnx)   or
+    REPO/<model_name>/1/model.plan     (platform tensorrt_plan; its sidecar is copied next to it for provenance)
+
+The batch dimension is implicit in Triton (``max_batch_size`` > 0), so ``ct`` is declared [1, S, S, S],
+``attention`` [N], and ``prob`` -- (B,) in the model, i.e. no dimension left after the batch -- is declared [1]
+with ``reshape { shape: [ ] }``, the form Triton documents for per-sample scalars. Dynamic batching prefers the
+optimisation profile's batch sizes; a zero-filled warm-up request is sent when the model loads; one instance per GPU.
+The sranet ArtifactInfo (threshold, preprocessing) is in ``parameters`` so a client can read it from the server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+from sranet.errors import ArtifactError, InputError
+from sranet.runtime.artifact import INPUT_NAME, ArtifactInfo
+
+MAX_QUEUE_DELAY_US = 100  # latency first: wait at most 0.1 ms to fill a batch
+
+
+def _artifact(artifact_path: Path) -> tuple[str, ArtifactInfo, tuple[int, int, int] | None]:
+    """(platform, info, (min, opt, max) batch profile or None) of an .onnx or a plan with its sidecar."""
+    suffix = artifact_path.suffix.lower()
+    if suffix == ".onnx":
+        from sranet.export.tensorrt import inspect_onnx
+
+        return "onnxruntime_onnx", inspect_onnx(artifact_path).info, None
+    if suffix in (".engine", ".plan"):
+        from sranet.export.sidecar import read_sidecar, sidecar_info
+
+        sidecar = read_sidecar(artifact_path)
+        shapes = sidecar["profile"][INPUT_NAME]
+        return "tensorrt_plan", sidecar_info(sidecar, path=artifact_path), tuple(int(s[0]) for s in shapes)
+    raise ArtifactError(f"has suffix {suffix!r}; a Triton repository is made from an .onnx, .engine or .plan.",
+                        path=artifact_path)
+
+
+def _pb_string(text: str) -> str:
+    return json.dumps(text)  # a JSON string literal is a valid protobuf text-format string (ASCII, \" escapes)
+
+
+def render_config(*, model_name: str, platform: str, info: ArtifactInfo, max_batch: int,
+                  preferred: list[int]) -> str:
+    """config.pbtxt text for ``ct`` (B,1,S,S,S) -> ``prob`` (B,), ``attention`` (B,N)."""
+    S, N = info.model.input_size, info.model.num_patches
+    params = {"sranet.threshold": repr(float(info.threshold)), "sranet.precision": info.precision,
+              "sranet.preprocess_config": info.preprocess.to_json(), "sranet.model_config": info.model.to_json()}
+    lines = [
+        f"name: {_pb_string(model_name)}",
+        f'platform: "{platform}"',
+        f"max_batch_size: {max_batch}",
+        "input [",
+        f'  {{ name: "{INPUT_NAME}" data_type: TYPE_FP32 dims: [ 1, {S}, {S}, {S} ] }}',
+        "]",
+        "output [",
+        '  { name: "prob" data_type: TYPE_FP32 dims: [ 1 ] reshape: { shape: [ ] } },',
+        f'  {{ name: "attention" data_type: TYPE_FP32 dims: [ {N} ] }}',
+        "]",
+        "dynamic_batching {",
+        f"  preferred_batch_size: [ {', '.join(str(b) for b in preferred)} ]",
+        f"  max_queue_delay_microseconds: {MAX_QUEUE_DELAY_US}",
+        "}",
+        "instance_group [ { count: 1 kind: KIND_GPU } ]",
+        "model_warmup [",
+        "  {",
+        '    name: "zero_ct"',
+        "    batch_size: 1",
+        f'    inputs {{ key: "{INPUT_NAME}" value: {{ data_type: TYPE_FP32 dims: [ 1, {S}, {S}, {S} ] zero_data: true }} }}',
+        "  }",
+        "]",
+    ]
+    for key, value in params.items():
+        lines.append(f'parameters {{ key: "{key}" value: {{ string_value: {_pb_string(value)} }} }}')
+    return "\n".join(lines) + "\n"
+
+
+def write_triton_repo(artifact_path: str | os.PathLike, repo_dir: str | os.PathLike, *, max_batch: int,
+                      model_name: str = "sranet") -> Path:
+    """Write REPO/<model_name>/{config.pbtxt, 1/model.onnx|model.plan}; returns the model folder.
+
+    max_batch: Triton's max_batch_size. For a plan it must lie inside the plan's profile, whose min must be 1
+    (Triton sends any batch from 1 to max_batch_size).
+    """
+    artifact_path = Path(artifact_path)
+    if not artifact_path.is_file():
+        raise ArtifactError("does not exist; export it first with `sranet export`.", path=artifact_path)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", model_name) or model_name in (".", ".."):
+        raise InputError(f"Triton model name {model_name!r} must be letters, digits, '_', '-' or '.', e.g. 'sranet'.")
+    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+        raise InputError(f"max_batch={max_batch!r} must be an integer >= 1 (Triton's max_batch_size).")
+    platform, info, profile = _artifact(artifact_path)
+    if profile is None:
+        preferred = sorted({b for b in (4, 8, max_batch) if b <= max_batch})
+        filename = "model.onnx"
+    else:
+        bmin, bopt, bmax = profile
+        if bmin != 1:
+            raise InputError(f"the plan's batch profile starts at {bmin}, but Triton may send a batch of 1. Rebuild the "
+                             f"engine with --batch 1:{bopt}:{bmax}.")
+        if max_batch > bmax:
+            raise InputError(f"max_batch={max_batch} exceeds the plan's profile max {bmax}. Use --triton-max-batch "
+                             f"{bmax} or less, or rebuild the engine with --batch 1:{bopt}:{max_batch}.")
+        preferred = sorted({b for b in (bopt, max_batch) if b <= max_batch})
+        filename = "model.plan"
+
+    model_dir = Path(repo_dir) / model_name
+    version_dir = model_dir / "1"
+    version_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(artifact_path, version_dir / filename)
+    if profile is not None:
+        from sranet.export.sidecar import sidecar_path
+
+        shutil.copyfile(sidecar_path(artifact_path), version_dir / (filename + ".json"))
+    else:
+        external = artifact_path.with_name(artifact_path.name + ".data")  # weights stored beside the graph, if any
+        if external.is_file():
+            shutil.copyfile(external, version_dir / external.name)
+    config = render_config(model_name=model_name, platform=platform, info=info, max_batch=max_batch, preferred=preferred)
+    (model_dir / "config.pbtxt").write_text(config)
+    return model_dir
+
+
+__all__ = ["render_config", "write_triton_repo"]
