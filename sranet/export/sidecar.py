@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sranet.errors import ArtifactError, EngineCompatibilityError
-from sranet.runtime.artifact import ArtifactInfo, sha256_file
+from sranet.runtime.artifact import KEY_PRECISION, ArtifactInfo, sha256_file
 
 SIDECAR_FORMAT = "sranet-engine-sidecar/1"
 # TensorRT's HardwareCompatibilityLevel, by the name the CLI uses
@@ -99,7 +99,7 @@ def make_sidecar(
         "profile": profile,
         "options": options,
         "build": build,
-        "artifact": info.to_metadata(),
+        "artifact": {**info.to_metadata(), KEY_PRECISION: options.get("precision", info.precision)},
     }
 
 
