@@ -19,6 +19,7 @@ def predict(
     heatmaps: Annotated[Path | None, typer.Option("--heatmaps", help="Folder for attention overlays (PNG) and attention maps on the input grid (NIfTI).")] = None,
     roi: Annotated[str | None, typer.Option("--roi", help="Femoral-head box for every input: 'd0:d1,h0:h1,w0:w1' (voxels) or 'mm:x0:x1,y0:y1,z0:z1' (LPS mm).")] = None,
     series: Annotated[str | None, typer.Option("--series", help="SeriesInstanceUID to use where a folder holds several series.")] = None,
+    spacing_mm: Annotated[str | None, typer.Option("--spacing-mm", help="Voxel spacing 'sD,sH,sW' in mm for .npy inputs without a JSON sidecar.")] = None,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Cases per backend call.")] = 1,
     threads: ThreadsOpt = 0,
     provider: Annotated[str | None, typer.Option("--provider", help="ONNX Runtime provider: cpu, cuda or tensorrt (default: best available).")] = None,
@@ -33,7 +34,8 @@ def predict(
     from sranet.runtime.predictor import CaseInput, Predictor
     from sranet.runtime.results import ResultsWriter
 
-    cases = [CaseInput(p, roi=roi, series=series) for p in (inputs or [])]
+    spacing = _parse_spacing(spacing_mm)
+    cases = [CaseInput(p, roi=roi, series=series, spacing_mm=spacing) for p in (inputs or [])]
     if manifest is not None:
         from sranet.data.manifest import read_manifest
 
@@ -41,7 +43,7 @@ def predict(
 
         for c in read_manifest(manifest):
             case_roi = parse_roi(c.roi, c.side) if c.roi else roi
-            cases.append(CaseInput(c.path, case_id=c.case_id, roi=case_roi, series=series))
+            cases.append(CaseInput(c.path, case_id=c.case_id, roi=case_roi, series=series, spacing_mm=spacing))
     if not cases:
         raise InputError("no inputs given.", hint="Pass DICOM folders / NIfTI / .npy paths, or --manifest CSV.")
     keys = [c.key for c in cases]
@@ -102,3 +104,17 @@ def _source(case) -> str:
     from sranet.runtime.predictor import _display_source
 
     return _display_source(case.source)
+
+
+def _parse_spacing(text: str | None) -> tuple[float, float, float] | None:
+    from sranet.errors import InputError
+
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(v > 0 for v in values):
+        raise InputError(f"--spacing-mm {text!r} must be three positive numbers 'sD,sH,sW' (mm), e.g. 1.0,0.7,0.7.")
+    return values  # type: ignore[return-value]

@@ -31,6 +31,7 @@ class CaseInput:
     case_id: str | None = None
     roi: Any = None  # ROI text ("d0:d1,h0:h1,w0:w1" or "mm:...") or a parsed Roi
     series: str | None = None
+    spacing_mm: tuple[float, float, float] | None = None  # .npy inputs without a JSON sidecar
 
     @property
     def key(self) -> str:
@@ -183,7 +184,8 @@ class Predictor:
         else:
             from sranet.runtime.io import load_volume
 
-            volume = load_volume(case.source, roi=roi, series=case.series)  # may decode only the ROI's slices
+            # with a ROI, only the slices it needs are decoded
+            volume = load_volume(case.source, roi=roi, series=case.series, spacing_mm=case.spacing_mm)
         t1 = time.perf_counter()
         prepared = preprocess(volume, self.info.preprocess, roi=roi)
         t2 = time.perf_counter()

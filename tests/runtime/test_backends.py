@@ -7,6 +7,7 @@ does not depend on `sranet export`; TensorRT is skipped with a reason where it i
 from __future__ import annotations
 
 import importlib.util
+import warnings
 
 import numpy as np
 import pytest
@@ -47,10 +48,13 @@ def _save_tiny(tmp_path, threshold=0.5, precision="fp32"):
             out = self.m(ct)
             return torch.sigmoid(out.logit), out.attention
 
+    tmp_path.mkdir(parents=True, exist_ok=True)
     onnx_path = tmp_path / "model.onnx"
-    torch.onnx.export(Probs(model), (torch.zeros(1, 1, S, S, S),), str(onnx_path), input_names=["ct"],
-                      output_names=["prob", "attention"], opset_version=17, dynamo=False,
-                      dynamic_axes={"ct": {0: "B"}, "prob": {0: "B"}, "attention": {0: "B"}})
+    with warnings.catch_warnings():  # the TorchScript exporter is deprecated but fast; `sranet export` uses dynamo
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(Probs(model), (torch.zeros(1, 1, S, S, S),), str(onnx_path), input_names=["ct"],
+                          output_names=["prob", "attention"], opset_version=17, dynamo=False,
+                          dynamic_axes={"ct": {0: "B"}, "prob": {0: "B"}, "attention": {0: "B"}})
     proto = onnx.load(str(onnx_path))
     info = ArtifactInfo(cfg, PreprocessConfig.for_model(cfg), threshold, precision=precision)
     for key, value in info.to_metadata().items():

@@ -142,20 +142,46 @@ def test_dicom_series_and_batch_with_a_corrupt_case(tmp_path, predictor):
     assert PATIENT_NAME not in text and PATIENT_ID not in text
 
 
-def test_real_dicom_files(data_dir, predictor):
-    """Real CT files from tests/data/realct (with their licence); each folder is one series."""
-    root = data_dir / "realct"
-    series = sorted({p.parent for p in root.rglob("*.dcm")}) if root.is_dir() else []
-    if not series:
-        pytest.skip("tests/data/realct has no DICOM series yet")
-    ok = 0
-    for folder in series[:3]:
-        try:
-            result = predictor.predict(folder)
-        except SranetError as exc:  # a real file may be refused with a typed error (e.g. a single slice)
-            assert exc.path is not None or str(exc)
-            continue
-        ok += 1
-        assert 0.0 <= result.probability <= 1.0 and result.attention.shape == (4, 4, 4)
-        assert np.isfinite(result.top_patches[0]["patient_mm"]).all()
-    assert ok >= 1, "no real series could be predicted"
+REAL = Path(__file__).resolve().parents[1] / "data" / "realct"
+
+
+def unpack_ge_series(dest: Path) -> Path:
+    """The real GE CT series (28 axial 512x512 slices, dcm_qa_ct, BSD-2) from tests/data, unpacked to ``dest``."""
+    import tarfile
+
+    archive = REAL / "dcm_qa_ct" / "GE.tar.xz"
+    if not archive.is_file():
+        pytest.skip("tests/data/realct/dcm_qa_ct/GE.tar.xz is missing")
+    with tarfile.open(archive) as tar:
+        tar.extractall(dest, filter="data")
+    return next(p.parent for p in sorted(dest.rglob("*.dcm")))
+
+
+def test_real_ge_series(tmp_path, predictor):
+    folder = unpack_ge_series(tmp_path)
+    result = predictor.predict(folder)
+    assert 0.0 <= result.probability <= 1.0 and result.attention.shape == (4, 4, 4)
+    volume = result.volume
+    assert volume.shape[0] >= 28 and volume.shape[1:] == (512, 512)  # irregular slices may be resampled (qc says)
+    # the top patch centre lies inside the scanned box (patient mm), and maps back to its source voxel
+    top = result.top_patches[0]
+    back = volume.patient_to_index(np.asarray(top["patient_mm"]))
+    np.testing.assert_allclose(back, top["source_voxel"], atol=0.02)
+    assert all(-0.5 <= v <= n - 0.5 for v, n in zip(top["source_voxel"], volume.shape))
+
+
+def test_real_files_in_a_batch_with_failures(tmp_path, predictor):
+    """Real single-file CTs (uncompressed, JPEG-LS) predicted; an MR and a truncated CT recorded with typed errors."""
+    ct_small = REAL / "pydicom" / "CT_small.dcm"
+    if not ct_small.is_file():
+        pytest.skip("tests/data/realct is missing")
+    truncated = tmp_path / "truncated.dcm"
+    truncated.write_bytes(ct_small.read_bytes()[: int(ct_small.stat().st_size * 0.6)])
+    files = [ct_small, REAL / "pydicom" / "MR_small.dcm", truncated, REAL / "pylibjpeg-data" / "CT1_JLSN.dcm"]
+    results = list(predictor.predict_many([CaseInput(f) for f in files], batch=4))
+    assert [Path(c.source).name for c, _ in results] == [f.name for f in files]
+    ok, mr, bad, jls = (r for _, r in results)
+    assert not isinstance(ok, Exception) and "too_few_slices" in ok.qc
+    assert not isinstance(jls, Exception) and 0.0 <= jls.probability <= 1.0
+    assert isinstance(mr, SranetError) and "MR" in str(mr)
+    assert isinstance(bad, SranetError) and "truncated.dcm" in str(bad)
