@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +34,10 @@ def export_tiny(path: Path, seed: int = 0) -> Path:
             return torch.sigmoid(out.logit), out.attention
 
     S = cfg.input_size
-    torch.onnx.export(Wrapped(model), (torch.zeros(2, 1, S, S, S),), str(path), input_names=["ct"],
-                      output_names=["prob", "attention"], dynamic_axes={"ct": {0: "B"}}, dynamo=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter is fine for this tiny graph
+        torch.onnx.export(Wrapped(model), (torch.zeros(2, 1, S, S, S),), str(path), input_names=["ct"],
+                          output_names=["prob", "attention"], dynamic_axes={"ct": {0: "B"}}, dynamo=False)
     proto = onnx.load(str(path))
     info = ArtifactInfo(model=cfg, preprocess=PreprocessConfig.for_model(cfg), threshold=0.5)
     for k, v in info.to_metadata().items():
