@@ -108,7 +108,7 @@ def test_pt_artifact_runs_the_same(tmp_path, artifacts, inputs):
         ([], "no inputs given"),
         (["INPUT", "--provider", "cuda"], "provider 'cuda'"),
         (["INPUT", "--provider", "gpu"], "provider='gpu' is not one of"),
-        (["INPUT", "--top-k", "0"], "0"),
+        (["INPUT", "--top-k", "0"], "Invalid value for '--top-k'"),
     ],
     ids=["no-inputs", "missing-provider", "bad-provider", "bad-top-k"],
 )
@@ -128,3 +128,14 @@ def test_missing_artifact_and_provider_on_pt(tmp_path, artifacts, inputs):
     r = runner.invoke(app, ["predict", str(artifacts[1]), str(inputs[1]), "--provider", "cpu",
                             "--out", str(tmp_path / "r.jsonl")])
     assert r.exit_code == 1 and "--provider applies to .onnx" in r.output
+
+
+def test_npy_input_needs_spacing(tmp_path, artifacts):
+    vol = tmp_path / "v.npy"
+    np.save(vol, _pt.phantom_hu(seed=3))
+    out = tmp_path / "r.jsonl"
+    r = runner.invoke(app, ["predict", str(artifacts[0]), str(vol), "--out", str(out), "--spacing-mm", "2,0.8,0.8"])
+    assert r.exit_code == 0, r.output
+    assert _lines(out)[0]["case"].startswith("path-")
+    r = runner.invoke(app, ["predict", str(artifacts[0]), str(vol), "--out", str(out), "--spacing-mm", "2,0.8"])
+    assert r.exit_code == 1 and "--spacing-mm '2,0.8' must be three positive numbers" in r.output
