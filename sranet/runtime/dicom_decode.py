@@ -77,8 +77,9 @@ def read_dataset(path: Path, *, header_only: bool):
         raise UnreadableFileError("cannot be read (permissions, or not a regular file).", path=path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        ds = None
         try:
-            return pydicom.dcmread(path, stop_before_pixels=header_only)
+            ds = pydicom.dcmread(path, stop_before_pixels=header_only)
         except InvalidDicomError:
             pass
         except (OSError, MemoryError) as exc:
@@ -87,14 +88,22 @@ def read_dataset(path: Path, *, header_only: bool):
             raise UnreadableFileError(f"DICOM header is truncated or damaged ({type(exc).__name__}: "
                                       f"{_clean(exc, 120)}).", path=path,
                                       hint="Re-export the file from the PACS.") from exc
-        try:
-            ds = pydicom.dcmread(path, stop_before_pixels=header_only, force=True)
-        except Exception as exc:
-            raise NotDicomError("is not a DICOM file (no 'DICM' marker and no parsable data set).", path=path,
-                                hint="Give a DICOM series folder, a DICOM file, .nii/.nii.gz or .npy.") from exc
-    if "SOPClassUID" not in ds or "Modality" not in ds:
-        raise NotDicomError("is not a DICOM image file (no 'DICM' marker and no SOP class or modality).", path=path,
-                            hint="Give a DICOM series folder, a DICOM file, .nii/.nii.gz or .npy.")
+        if ds is None:
+            try:
+                ds = pydicom.dcmread(path, stop_before_pixels=header_only, force=True)
+            except Exception as exc:
+                raise NotDicomError("is not a DICOM file (no 'DICM' marker and no parsable data set).", path=path,
+                                    hint="Give a DICOM series folder, a DICOM file, .nii/.nii.gz or .npy.") from exc
+            if "SOPClassUID" not in ds or "Modality" not in ds:
+                raise NotDicomError("is not a DICOM file (no 'DICM' marker, no SOP class or modality).",
+                                    path=path, hint="Give a DICOM series folder, a DICOM file, .nii/.nii.gz or .npy.")
+    if "SOPClassUID" not in ds and "Modality" not in ds:
+        if not header_only and len(read_dataset(path, header_only=True)):
+            # the header parses on its own, the whole file does not: it ends inside the pixel data
+            raise CorruptPixelDataError("is truncated: the file ends inside its pixel data.", path=path,
+                                        hint="Copy or re-export the file again.")
+        raise NotDicomError("holds no DICOM data set (no SOP class, no modality; only a file meta header?).",
+                            path=path, hint="Re-export the file from the PACS.")
     return ds
 
 
@@ -150,7 +159,14 @@ def header_from_dataset(ds, path: Path) -> SliceHeader:
 
 def read_header(path: Path) -> SliceHeader:
     """Header-only read (``stop_before_pixels``) of one file; typed errors name the path."""
-    return header_from_dataset(read_dataset(path, header_only=True), path)
+    ds = read_dataset(path, header_only=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # values are converted lazily, on first access
+        try:
+            return header_from_dataset(ds, path)
+        except Exception as exc:  # a damaged element that only fails when read
+            raise UnreadableFileError(f"DICOM header is damaged ({type(exc).__name__}: {_clean(exc, 120)}).",
+                                      path=path, hint="Re-export the file from the PACS.") from exc
 
 
 def _j2k_signed(ds, frame_index: int = 0) -> bool | None:

@@ -3,8 +3,8 @@
 Flags raised here (loaders add their own: tilt_corrected, spacing_irregular, missing_slices,
 duplicate_positions_dropped, files_skipped, derived_image):
   too_few_slices     fewer than MIN_SLICES slices along D (a crop of the femoral head needs a stack, not a slice).
-  hu_out_of_range    more than 1 % of voxels outside the plausible CT range [-1100, 4000] HU, not counting the
-                     outside-the-scan-field fill value (the most common value below -1100 HU).
+  hu_out_of_range    more than 1 % of voxels outside the plausible CT range [-1100, 4000] HU, not counting
+                     values below -1500 HU (the fill outside the scan's field of view): a wrong rescale or sign.
   metal_present      at least METAL_MIN_VOXELS voxels above METAL_HU (implants distort HU and attention).
 """
 
@@ -15,6 +15,7 @@ import numpy as np
 MIN_SLICES = 16
 PLAUSIBLE_HU = (-1100.0, 4000.0)
 OUT_OF_RANGE_FRACTION = 0.01
+FILL_HU = -1500.0
 METAL_HU = 3000.0
 METAL_MIN_VOXELS = 20
 
@@ -27,11 +28,8 @@ def qc_flags(volume) -> list[str]:
         flags.append("too_few_slices")
     step = 2 if hu.size > 8_000_000 else 1
     sample = hu[::step, ::step, ::step]
-    low = sample < PLAUSIBLE_HU[0]
-    n_low = int(low.sum())
-    if n_low:
-        values = np.round(sample[low]).astype(np.int64)
-        n_low -= int(np.bincount(values - values.min()).max())  # the fill value outside the scan FOV is not an error
+    # Below FILL_HU is the scanners' fill outside the field of view (-2000, -3024, -3072 ...), not anatomy.
+    n_low = int(((sample < PLAUSIBLE_HU[0]) & (sample > FILL_HU)).sum())
     n_high = int((sample > PLAUSIBLE_HU[1]).sum())
     if (n_low + n_high) > OUT_OF_RANGE_FRACTION * sample.size:
         flags.append("hu_out_of_range")
