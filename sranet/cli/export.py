@@ -1,0 +1,121 @@
+"""``sranet export``: checkpoint -> gated ONNX (fp32 | fp16 | int8 QDQ) -> optional TensorRT plan and Triton repository.
+
+Order: every option is validated first (engine options with ``EngineOptions.from_cli``, no TensorRT needed), then
+the ONNX is exported and gated against PyTorch, then the plan is built and the Triton repository written. A failed
+gate prints the parity numbers and exits 1 without writing a model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sranet.cli._common import cli_errors
+from sranet.errors import InputError
+
+_ENGINE_ONLY = ("--workspace-gib", "--timing-cache", "--version-compatible", "--hardware-compatibility", "--dla-core",
+                "--verbose")
+
+
+@cli_errors
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="Training checkpoint (best.pt / last.pt from `sranet train`).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="ONNX file to write, e.g. model.onnx.")],
+    fp16: Annotated[bool, typer.Option("--fp16", help="fp16 weights and compute, float32 inputs/outputs.")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="int8 QDQ model calibrated on --calib volumes.")] = False,
+    calib: Annotated[Path | None, typer.Option("--calib", help="Manifest CSV of typical crops for int8 calibration "
+                                                "(train/val cases are used).")] = None,
+    calib_limit: Annotated[int, typer.Option("--calib-limit", help="Most calibration volumes to read.")] = 32,
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset (18-24; TensorRT 10.0 parses up to 20).")] = 18,
+    parity_cases: Annotated[int, typer.Option("--parity-cases", help="Phantom volumes in the parity gate.")] = 4,
+    engine: Annotated[bool, typer.Option("--engine", help="Also build a TensorRT plan (<out>.engine + .json sidecar); "
+                                         "needs TensorRT and an NVIDIA GPU.")] = False,
+    batch: Annotated[str | None, typer.Option("--batch", help="Engine profile / Triton batch range MIN:OPT:MAX "
+                                              "(default 1:1:8).")] = None,
+    workspace_gib: Annotated[float | None, typer.Option("--workspace-gib", help="TensorRT tactic workspace limit in "
+                                                        "GiB (default 4).")] = None,
+    timing_cache: Annotated[Path | None, typer.Option("--timing-cache", help="TensorRT timing cache file, read and "
+                                                      "updated (faster rebuilds).")] = None,
+    version_compatible: Annotated[bool, typer.Option("--version-compatible", help="Build a plan later TensorRT "
+                                                     "versions can load.")] = False,
+    hardware_compatibility: Annotated[str | None, typer.Option("--hardware-compatibility", help="'ampere+' for a "
+                                                               "plan that runs on any Ampere or newer GPU.")] = None,
+    dla_core: Annotated[int | None, typer.Option("--dla-core", help="Jetson DLA core (fp16/int8; Conv3d falls back "
+                                                 "to the GPU).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Verbose TensorRT log and the layer report.")] = False,
+    triton: Annotated[Path | None, typer.Option("--triton", help="Write a Triton model repository here for the "
+                                                "plan (with --engine) or the ONNX.")] = None,
+) -> None:
+    """Export CHECKPOINT to ONNX (input ct (B,1,S,S,S), outputs prob (B,) and attention (B,64)), gated against PyTorch."""
+    if fp16 and int8:
+        raise InputError("--fp16 and --int8 were both given; choose one precision.")
+    precision = "fp16" if fp16 else "int8" if int8 else "fp32"
+    if int8 and calib is None:
+        raise InputError("--int8 needs calibration volumes.",
+                         hint="Add --calib MANIFEST (a manifest CSV of typical crops; 16-64 cases is plenty).")
+    if calib is not None and not int8:
+        raise InputError("--calib is only used with --int8.", hint="Add --int8, or drop --calib.")
+    given = {"--workspace-gib": workspace_gib is not None, "--timing-cache": timing_cache is not None,
+             "--version-compatible": version_compatible, "--hardware-compatibility": hardware_compatibility is not None,
+             "--dla-core": dla_core is not None, "--verbose": verbose}
+    stray = [name for name in _ENGINE_ONLY if given[name]]
+    if stray and not engine:
+        raise InputError(f"{', '.join(stray)} only apply to a TensorRT engine.", hint="Add --engine, or drop them.")
+    if batch is not None and not (engine or triton):
+        raise InputError("--batch sets the engine profile or the Triton batch range.",
+                         hint="Add --engine and/or --triton REPO, or drop --batch.")
+    if not checkpoint.is_file():
+        raise InputError(f"checkpoint {str(checkpoint)!r} does not exist.",
+                         hint="Pass a best.pt or last.pt written by `sranet train`.")
+
+    options = None
+    max_batch = 8
+    if engine or batch is not None:
+        from sranet.export.tensorrt import EngineOptions, parse_batch
+
+        max_batch = parse_batch(batch or "1:1:8")[2]
+        if engine:
+            options = EngineOptions.from_cli(
+                precision, batch=batch or "1:1:8", workspace_gib=4.0 if workspace_gib is None else workspace_gib,
+                timing_cache=timing_cache, version_compatible=version_compatible,
+                hardware_compatibility=hardware_compatibility, dla_core=dla_core, verbose=verbose)
+
+    from sranet.errors import ParityGateError
+    from sranet.export.onnx import export_onnx
+
+    try:
+        result = export_onnx(checkpoint, out, opset=opset, precision=precision, calib_manifest=calib,
+                             calib_limit=calib_limit, parity_cases=parity_cases, log=typer.echo)
+    except ParityGateError as exc:
+        report = getattr(exc, "report", None)
+        if report is not None:
+            typer.echo(report.summary(), err=True)
+        raise
+    typer.echo(result.parity.summary())
+    typer.echo(result.trt_ops.summary())
+    typer.echo(f"wrote {result.path} ({result.info.precision}, opset {result.opset}, sha256 {result.sha256[:12]}...)")
+    typer.echo(f"wrote {result.parity_path}")
+
+    artifact = result.path
+    if engine:
+        import importlib.util
+
+        from sranet.errors import DependencyMissingError
+        from sranet.export.tensorrt import TRT_INSTALL_HINT, build_engine
+
+        engine_path = result.path.with_suffix(".engine")
+        if importlib.util.find_spec("tensorrt") is None:
+            raise DependencyMissingError(
+                f"--engine needs TensorRT, which is not installed here. The ONNX is written ({result.path}); build "
+                f"the plan on the GPU machine with the same command, or with trtexec --onnx={result.path.name}.",
+                hint=TRT_INSTALL_HINT)
+        build_engine(result.path, engine_path, options, source=str(checkpoint))
+        typer.echo(f"wrote {engine_path} and {engine_path.name}.json")
+        artifact = engine_path
+    if triton is not None:
+        from sranet.export.triton import write_triton_repo
+
+        folder = write_triton_repo(artifact, triton, max_batch=max_batch)
+        typer.echo(f"wrote Triton model {folder} (max_batch_size {max_batch})")
