@@ -22,6 +22,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("evaluate", "evaluate"),
     ("predict", "predict"),
     ("benchmark", "benchmark"),
+    ("demo", "demo"),
 ]
 
 for _module, _func in COMMANDS:
