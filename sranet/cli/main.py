@@ -20,6 +20,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("prepare", "prepare"),
     ("train", "train"),
     ("evaluate", "evaluate"),
+    ("export", "export"),
     ("predict", "predict"),
     ("benchmark", "benchmark"),
     ("demo", "demo"),
