@@ -29,6 +29,7 @@ a sphere centred on the antero-superior (weight-bearing) surface; it is the grou
 - III: II plus a subchondral crescent (lucent line under the plate) and 1-2 mm collapse of the articular surface.
 - IV: II-III plus 3.5-6 mm irregular collapse (flattened head), joint-space narrowing, acetabular sclerosis and
   osteophytes at the head-neck junction.
+Collapse depths are quoted for a 23 mm head; they scale with the head radius (small test crops shrink the head).
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ class Lesion:
         idx = np.nonzero(in_head & (f.dot(p["u_les"]) > r - 1.6 * self.rho))  # candidate voxels only
         s, l, a = f.s[idx], f.l[idx], f.a[idx]
         d_s = np.sqrt((s - sc[0]) ** 2 + (l - sc[1]) ** 2 + (a - sc[2]) ** 2)
-        rho_eff = self.rho + 1.5 * self.low[idx]
+        rho_eff = self.rho * (1.0 + 0.08 * self.low[idx])  # irregular border, about +-1.5 mm
         zone = d_s < rho_eff
         mask = np.zeros(hu.shape, dtype=np.uint8)
         mask[tuple(i[zone] for i in idx)] = 1
@@ -52,7 +52,7 @@ class Lesion:
         for _ in range(int(rng.integers(2, 6))):  # cysts with sclerotic rims
             direction = unit(-unit(p["u_les"]) + rng.uniform(-0.6, 0.6, 3))
             c = sc + direction * rng.uniform(0.25, 0.7) * self.rho
-            rc = rng.uniform(1.5, 3.5)
+            rc = min(3.5, self.rho * rng.uniform(0.12, 0.25))
             dc = np.sqrt((s - c[0]) ** 2 + (l - c[1]) ** 2 + (a - c[2]) ** 2)
             vals[zone & (dc < rc + 1.0) & (dc >= rc)] += 300.0
             vals[zone & (dc < rc)] = rng.uniform(20.0, 60.0)
@@ -95,10 +95,10 @@ def draw_lesion(stage: int, f: Field, p: dict, rng: np.random.Generator, low: np
     r = p["radius"]
     lesion.rho = r * (rng.uniform(0.4, 0.6) if stage == 1 else rng.uniform(0.5, 0.75))
     if stage == 3:
-        p["collapse"] = float(rng.uniform(1.0, 2.0))
+        p["collapse"] = float(r * rng.uniform(0.045, 0.085))  # 1-2 mm for a 23 mm head
         p["collapse_map"] = p["collapse"]
     elif stage == 4:
-        p["collapse"] = float(rng.uniform(3.5, 6.0))
+        p["collapse"] = float(r * rng.uniform(0.15, 0.25))  # 3.5-6 mm for a 23 mm head
         p["collapse_map"] = p["collapse"] * (1.0 + 0.35 * low)  # irregular, flattened surface
         p["gap"] = float(rng.uniform(0.8, 1.5))  # joint-space narrowing
         p["acet_sclerosis"] = float(rng.uniform(200.0, 350.0))
