@@ -125,6 +125,8 @@ class CudaBuffers:
         """
         graph = self._graphs.get(key)
         if graph is None:
+            enqueue(self.stream.ptr)  # one plain run first: lazy set-up (kernel loading, TensorRT shape state) stays
+            self.stream.synchronize()  # out of the capture, where it is not allowed
             self.stream.begin_capture()
             try:
                 enqueue(self.stream.ptr)

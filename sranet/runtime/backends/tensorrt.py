@@ -87,9 +87,7 @@ class TensorRTBackend(Backend):
             self._shape_batch = B
         self.buffers.upload(INPUT_NAME, ct)
         if self.cuda_graphs:
-            if B not in self.buffers._graphs:
-                self._enqueue(self.buffers.stream.ptr)  # one plain run first: TensorRT settles shape-dependent state
-            self.buffers.run_graph(B, self._enqueue)
+            self.buffers.run_graph(B, self._enqueue)  # captured per batch size (after one plain run)
         else:
             self._enqueue(self.buffers.stream.ptr)
         out = {name: self.buffers.download(name, B) for name in OUTPUT_NAMES}

@@ -137,7 +137,9 @@ class TorchBackend(Backend):
         """x: (B, 1, S, S, S) float32 on self.device -> prob (B,) float32, attention (B, N) float32 (device tensors)."""
         import torch
 
-        with torch.autocast(self.device.type, dtype=self._amp or torch.float32, enabled=self._amp is not None):
+        # autocast's weight-cast cache must be off inside a CUDA-graph capture (PyTorch's CUDA-graph notes)
+        with torch.autocast(self.device.type, dtype=self._amp or torch.float32, enabled=self._amp is not None,
+                            cache_enabled=not self.cuda_graphs):
             out = self._net(x)
         return torch.sigmoid(out.logit.float()), out.attention.float()
 

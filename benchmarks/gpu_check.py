@@ -1,0 +1,365 @@
+#!/usr/bin/env python
+"""One prepared GPU check: parity and latency of the PyTorch CUDA backend, GPU preprocessing and (when TensorRT is
+importable) an fp16 TensorRT engine, written to one JSON file.
+
+Made for a machine with an NVIDIA GPU, PyTorch with CUDA, CuPy, numpy, onnx, onnxruntime (CPU), OpenCV and typer,
+and without pydicom, nibabel or TensorRT: inputs are built in memory (synthetic phantoms, a random 512x512x300
+volume) and the checkpoint has random weights (paper configuration), so nothing is read from disk.
+
+    python benchmarks/gpu_check.py --out benchmarks/results/gpu_check_h100.json      # on the GPU, < 4 minutes
+    python benchmarks/gpu_check.py --dry-run --out /tmp/gpu_check_dry.json           # here, CPU only, tiny sizes
+
+What it measures:
+- parity: PyTorch CUDA fp32/fp16/bf16 (eager and CUDA graph) vs the PyTorch CPU fp32 reference, max |d prob| and
+  max |d attention| on preprocessed phantoms; GPU preprocessing vs CPU preprocessing (HU and network input).
+- latency: backend.infer end to end (numpy in, numpy out; host clock) and GPU compute only (CUDA events around the
+  forward pass on a device-resident input), batch 1 and 16, with and without CUDA graphs: p50/p90/p99 (ms).
+- preprocessing a 512x512x300 int16 volume to 128^3 (whole volume and a femoral-head ROI), CPU vs GPU.
+Every loop is bounded by time (--loop-s) and iterations; sections that fail record their error and the rest go on.
+The JSON is rewritten after every section, so a run cut short still leaves its results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.util
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+
+RESULTS: dict = {}
+
+
+def save(out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(RESULTS, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def section(name: str, out: Path):
+    """Decorator: run a section, store its dict (or its error) under RESULTS[name], save the JSON."""
+    def wrap(fn):
+        def run(*args, **kwargs):
+            t = time.perf_counter()
+            print(f"[gpu_check] {name} ...", flush=True)
+            try:
+                RESULTS[name] = fn(*args, **kwargs)
+            except Exception as exc:  # record and go on: one broken section must not lose the others
+                RESULTS[name] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(limit=6)}
+                print(f"[gpu_check] {name} FAILED: {exc}", flush=True)
+            RESULTS.setdefault("section_seconds", {})[name] = round(time.perf_counter() - t, 2)
+            save(out)
+            return RESULTS[name]
+        return run
+    return wrap
+
+
+def stats(ms: list[float]) -> dict:
+    a = np.asarray(ms, dtype=float)
+    if a.size == 0:
+        return {"n": 0}
+    return {"n": int(a.size), "p50_ms": round(float(np.percentile(a, 50)), 4), "p90_ms": round(float(np.percentile(a, 90)), 4),
+            "p99_ms": round(float(np.percentile(a, 99)), 4), "mean_ms": round(float(a.mean()), 4),
+            "min_ms": round(float(a.min()), 4)}
+
+
+def host_loop(fn, *, loop_s: float, max_iters: int, warmup: int = 3) -> dict:
+    """Wall-clock latency of a synchronous fn (returns when its result is on the host)."""
+    for _ in range(warmup):
+        fn()
+    ms, t_end = [], time.perf_counter() + loop_s
+    while len(ms) < max_iters and (time.perf_counter() < t_end or len(ms) < 5):
+        t = time.perf_counter()
+        fn()
+        ms.append((time.perf_counter() - t) * 1e3)
+    return stats(ms)
+
+
+def event_loop(torch, fn, *, loop_s: float, max_iters: int, warmup: int = 3) -> dict:
+    """GPU time of fn (which only enqueues work on the current stream) between two CUDA events."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    ms, t_end = [], time.perf_counter() + loop_s
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    while len(ms) < max_iters and (time.perf_counter() < t_end or len(ms) < 5):
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        ms.append(start.elapsed_time(end))
+    return stats(ms)
+
+
+# -- inputs -------------------------------------------------------------------------------------------------------
+def make_checkpoint(tmp: Path, preset: str) -> Path:
+    import torch
+
+    from sranet.config import ModelConfig, PreprocessConfig
+    from sranet.model.sranet import SRANet
+
+    torch.manual_seed(0)
+    cfg = ModelConfig.preset(preset)
+    model = SRANet(cfg).eval()
+    path = tmp / f"random_{preset}.pt"
+    torch.save({"format": "sranet-checkpoint/1", "model_state": model.state_dict(), "model_config": cfg.to_dict(),
+                "preprocess_config": PreprocessConfig.for_model(cfg).to_dict(), "threshold": 0.5, "epoch": 0,
+                "metrics": {}, "train_config": {"note": "random weights for gpu_check"}, "optimizer_state": None,
+                "scheduler_state": None}, path)
+    return path
+
+
+def phantom_inputs(cfg, n: int, dry: bool) -> np.ndarray:
+    """(n, 1, S, S, S) float32 network inputs from synthetic hip phantoms through the CPU preprocessing."""
+    from sranet.data.synthetic import generate_case
+    from sranet.runtime.preprocess import preprocess
+    from sranet.runtime.roi import parse_roi
+
+    shape = (48, 64, 64) if dry else (96, 128, 128)
+    out = []
+    for i in range(n):
+        case = generate_case(seed=100 + i, stage=i % 5, shape=shape)
+        out.append(preprocess(case.to_volume(), cfg, parse_roi(case.roi)).input)
+    return np.stack(out)[:, None].astype(np.float32)
+
+
+def big_volume(dry: bool):
+    """A CT-sized int16 volume (D, H, W) = (300, 512, 512) (dry run: (60, 96, 96)) of smooth random HU."""
+    import cv2
+
+    from sranet.runtime.volume import Volume
+
+    D, H, W = (60, 96, 96) if dry else (300, 512, 512)
+    rng = np.random.default_rng(7)
+    base = rng.normal(0, 350, size=(D, H // 8, W // 8)).astype(np.float32)
+    hu = np.stack([cv2.resize(s, (W, H), interpolation=cv2.INTER_CUBIC) for s in base])
+    hu = np.clip(hu + rng.normal(0, 30, size=hu.shape), -1024, 3071).astype(np.int16)
+    direction = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    return Volume(hu=hu, spacing_mm=(1.0, 0.78, 0.78), direction=direction, source="synthetic:gpu_check")
+
+
+# -- sections -----------------------------------------------------------------------------------------------------
+def environment(args, cuda: bool) -> dict:
+    import torch
+
+    env = {"date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+           "command": shlex.join([sys.executable.rsplit("/", 1)[-1], *sys.argv]), "dry_run": args.dry_run,
+           "python": platform.python_version(), "platform": platform.platform(), "cpu": platform.processor(),
+           "cpu_count": os.cpu_count(), "numpy": np.__version__, "torch": torch.__version__,
+           "torch_cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if cuda else None,
+           "cuda_available": cuda, "preset": args.preset}
+    if cuda:
+        props = torch.cuda.get_device_properties(0)
+        env.update(gpu=props.name, compute_capability=f"{props.major}.{props.minor}",
+                   gpu_memory_gib=round(props.total_memory / 2**30, 1))
+        try:
+            env["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                           capture_output=True, text=True, timeout=20).stdout.strip()
+        except (OSError, subprocess.SubprocessError) as exc:
+            env["driver"] = f"unknown ({exc})"
+    for name in ("cupy", "onnx", "onnxruntime", "tensorrt"):
+        try:
+            env[name] = __import__(name).__version__
+        except Exception as exc:  # absent or broken: say which
+            env[name] = f"not importable ({type(exc).__name__})"
+    return env
+
+
+def torch_parity(ckpt: Path, x: np.ndarray, cuda: bool) -> dict:
+    from sranet.runtime.backends.torch import TorchBackend
+
+    ref = TorchBackend(ckpt, device="cpu").infer(x)
+    out = {"reference": "PyTorch CPU fp32", "batch": int(x.shape[0]), "prob_reference": ref["prob"].round(6).tolist()}
+    runs = [("cpu", "bf16", False)]
+    if cuda:
+        runs = [("cuda", d, g) for d in ("fp32", "fp16", "bf16") for g in (False, True)]
+    for device, dtype, graphs in runs:
+        backend = TorchBackend(ckpt, device=device, dtype=dtype, cuda_graphs=graphs)
+        got = backend.infer(x)
+        backend.infer(x)  # a graph replay on the second call
+        got2 = backend.infer(x)
+        out[f"{device}_{dtype}{'_graph' if graphs else ''}"] = {
+            "max_abs_d_prob": float(np.abs(got["prob"] - ref["prob"]).max()),
+            "max_abs_d_attention": float(np.abs(got["attention"] - ref["attention"]).max()),
+            "repeat_identical": bool(np.array_equal(got["prob"], got2["prob"])),
+        }
+    return out
+
+
+def torch_latency(ckpt: Path, cfg, args, cuda: bool) -> dict:
+    import torch
+
+    from sranet.runtime.backends.torch import TorchBackend
+
+    S = cfg.input_size
+    out = {}
+    dtypes = ("fp32", "fp16", "bf16") if cuda else ("fp32",)
+    batches = (1, 16) if cuda else (1, 2)
+    for dtype in dtypes:
+        for graphs in ((False, True) if cuda else (False,)):
+            backend = TorchBackend(ckpt, device="cuda" if cuda else "cpu", dtype=dtype, cuda_graphs=graphs)
+            for b in batches:
+                x = np.random.default_rng(b).standard_normal((b, 1, S, S, S)).astype(np.float32)
+                key = f"{dtype}_b{b}_{'graph' if graphs else 'eager'}"
+                row = {"end_to_end": host_loop(lambda: backend.infer(x), loop_s=args.loop_s, max_iters=args.max_iters)}
+                if cuda:
+                    if graphs:
+                        graph, static_in, _, _ = backend._graphs.get(b) or backend._capture(b)
+                        row["gpu_only"] = event_loop(torch, graph.replay, loop_s=args.loop_s, max_iters=args.max_iters)
+                    else:
+                        xd = torch.from_numpy(x).to("cuda")
+
+                        def fwd(xd=xd, backend=backend):
+                            with torch.inference_mode():
+                                backend._forward(xd)
+                        row["gpu_only"] = event_loop(torch, fwd, loop_s=args.loop_s, max_iters=args.max_iters)
+                row["per_volume_p50_ms"] = round(row["end_to_end"]["p50_ms"] / b, 4)
+                out[key] = row
+                print(f"[gpu_check]   torch {key}: e2e p50 {row['end_to_end']['p50_ms']:.3f} ms", flush=True)
+            backend.close()
+            if cuda:
+                torch.cuda.empty_cache()
+    return out
+
+
+def preprocessing(cfg, args, cuda: bool) -> dict:
+    from sranet.runtime import preprocess as cpu
+    from sranet.runtime.preprocess_gpu import normalize_xp, preprocess_gpu, resample_xp
+    from sranet.runtime.roi import parse_roi
+
+    volume = big_volume(args.dry_run)
+    D, H, W = volume.hu.shape
+    rois = {"whole_volume": None,
+            "femoral_head_roi": parse_roi(f"{D // 3}:{D // 3 + D // 3},{H // 4}:{H // 4 + H // 4},{W // 2}:{W // 2 + W // 4}")}
+    out = {"volume_shape": [D, H, W], "dtype": str(volume.hu.dtype), "output_size": cfg.output_size,
+           "gpu_path": "cupy" if cuda else "numpy run of the same array-API code (dry run / no GPU)"}
+    for name, roi in rois.items():
+        ref = cpu.preprocess(volume, cfg, roi)
+        if cuda:
+            got = preprocess_gpu(volume, cfg, roi)
+            run_gpu = lambda: preprocess_gpu(volume, cfg, roi)  # noqa: E731
+        else:
+            hu = resample_xp(volume.hu, ref.plan, cfg, np)
+            got = cpu.Prepared(normalize_xp(hu, cfg, np), hu, ref.plan)
+            run_gpu = lambda: normalize_xp(resample_xp(volume.hu, ref.plan, cfg, np), cfg, np)  # noqa: E731
+        out[name] = {
+            "max_abs_d_hu": float(np.abs(got.hu - ref.hu).max()),
+            "max_abs_d_input": float(np.abs(got.input - ref.input).max()),
+            "cpu": host_loop(lambda roi=roi: cpu.preprocess(volume, cfg, roi), loop_s=args.loop_s, max_iters=50, warmup=1),
+            "gpu": host_loop(run_gpu, loop_s=args.loop_s, max_iters=200, warmup=2),
+            "gpu_stage_ms_last": {k: round(v, 3) for k, v in got.timings_ms.items()},
+        }
+    return out
+
+
+def cuda_buffers_check() -> dict:
+    """Pinned upload -> in-place kernel captured in a CUDA graph -> download, with sranet's CudaBuffers (CuPy)."""
+    from sranet.runtime.cuda_buffers import CudaBuffers
+
+    buf = CudaBuffers({"x": (8, 4096), "y": (8, 4096)}, {"x": np.float32, "y": np.float32})
+    cp = buf.cp
+    results = []
+    for batch in (8, 3, 3):
+        x = np.random.default_rng(batch).standard_normal((batch, 4096)).astype(np.float32)
+        buf.upload("x", x)
+
+        def enqueue(_ptr, buf=buf):
+            with buf.stream:
+                cp.multiply(buf["x"].device, 2.0, out=buf["y"].device)
+        buf.run_graph("double", enqueue)
+        y = buf.download("y", batch)
+        buf.synchronize()
+        results.append(bool(np.allclose(y, 2 * x)))
+    buf.close()
+    return {"graph_replay_correct": results, "ok": all(results)}
+
+
+def tensorrt_check(ckpt: Path, tmp: Path, x: np.ndarray, cfg, args) -> dict:
+    if importlib.util.find_spec("tensorrt") is None:
+        return {"skipped": "`import tensorrt` is not available on this machine"}
+    from sranet.export.onnx import export_onnx
+    from sranet.export.tensorrt import EngineOptions, build_engine
+    from sranet.runtime.backends.tensorrt import TensorRTBackend
+    from sranet.runtime.backends.torch import TorchBackend
+
+    onnx_path = tmp / "model.fp16.onnx"
+    export_onnx(ckpt, onnx_path, precision="fp16", parity_cases=2)
+    t = time.perf_counter()
+    sidecar = build_engine(onnx_path, tmp / "model.engine",
+                           EngineOptions.from_cli("fp16", batch="1:4:16", workspace_gib=4, verbose=True), source=str(ckpt))
+    out = {"build_s": round(time.perf_counter() - t, 1), "build": sidecar["build"], "tensorrt": sidecar["tensorrt"]}
+    ref = TorchBackend(ckpt, device="cpu").infer(x)
+    S = cfg.input_size
+    for graphs in (False, True):
+        backend = TensorRTBackend(tmp / "model.engine", cuda_graphs=graphs)
+        got = backend.infer(x)
+        tag = "graph" if graphs else "plain"
+        out[f"parity_{tag}"] = {"max_abs_d_prob": float(np.abs(got["prob"] - ref["prob"]).max()),
+                                "max_abs_d_attention": float(np.abs(got["attention"] - ref["attention"]).max())}
+        for b in (1, 16):
+            xb = np.random.default_rng(b).standard_normal((b, 1, S, S, S)).astype(np.float32)
+            out[f"fp16_b{b}_{tag}"] = host_loop(lambda xb=xb: backend.infer(xb), loop_s=args.loop_s, max_iters=args.max_iters)
+        backend.close()
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, required=True, help="JSON file to write (e.g. benchmarks/results/gpu_check_h100.json)")
+    ap.add_argument("--dry-run", action="store_true", help="CPU only, tiny sizes: checks the script, measures nothing useful")
+    ap.add_argument("--preset", default=None, help="model preset (default: paper; dry run: tiny)")
+    ap.add_argument("--loop-s", type=float, default=None, help="seconds per timing loop (default 2.5; dry run 0.2)")
+    ap.add_argument("--max-iters", type=int, default=300, help="iterations per timing loop at most")
+    args = ap.parse_args()
+    args.preset = args.preset or ("tiny" if args.dry_run else "paper")
+    args.loop_s = args.loop_s if args.loop_s is not None else (0.2 if args.dry_run else 2.5)
+
+    import torch
+
+    from sranet.config import ModelConfig, PreprocessConfig
+
+    cuda = torch.cuda.is_available() and not args.dry_run
+    if not cuda and not args.dry_run:
+        print("[gpu_check] no CUDA GPU visible to PyTorch; use --dry-run on a CPU machine.", file=sys.stderr)
+        return 2
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+    t0 = time.perf_counter()
+    out = args.out
+    RESULTS["environment"] = environment(args, cuda)
+    save(out)
+    cfg_model = ModelConfig.preset(args.preset)
+    cfg_pre = PreprocessConfig.for_model(cfg_model)
+    with tempfile.TemporaryDirectory(prefix="sranet_gpu_check_") as tmpdir:
+        tmp = Path(tmpdir)
+        ckpt = make_checkpoint(tmp, args.preset)
+        x = phantom_inputs(cfg_pre, 2, args.dry_run)
+        section("torch_parity", out)(torch_parity)(ckpt, x, cuda)
+        section("torch_latency", out)(torch_latency)(ckpt, cfg_model, args, cuda)
+        section("preprocessing", out)(preprocessing)(cfg_pre, args, cuda)
+        if cuda:
+            section("cuda_buffers", out)(cuda_buffers_check)()
+            section("tensorrt", out)(tensorrt_check)(ckpt, tmp, x, cfg_model, args)
+        else:
+            RESULTS["cuda_buffers"] = RESULTS["tensorrt"] = {"skipped": "no CUDA (dry run)"}
+    RESULTS["total_seconds"] = round(time.perf_counter() - t0, 1)
+    save(out)
+    failed = [k for k, v in RESULTS.items() if isinstance(v, dict) and "error" in v]
+    print(f"[gpu_check] wrote {out} in {RESULTS['total_seconds']} s; failed sections: {failed or 'none'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
