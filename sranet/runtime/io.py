@@ -124,7 +124,7 @@ def load_npy(path: Path, spacing_mm=None) -> Volume:
     try:
         hu = np.load(path, allow_pickle=False)
     except ValueError as exc:
-        raise UnsupportedFormatError(f"is not a plain numeric .npy array ({exc}).", path=path,
+        raise UnsupportedFormatError(f"is not a complete, plain numeric .npy array ({str(exc)[:120]}).", path=path,
                                      hint="Save it with numpy.save(path, array) (no object arrays).") from exc
     except Exception as exc:
         raise UnreadableFileError(f"cannot be read as .npy ({type(exc).__name__}: {str(exc)[:120]}).",
