@@ -158,7 +158,12 @@ def test_onnx_describe_records_session_options(artifacts):
 def test_onnx_io_binding_gives_same_outputs(artifacts, reference):
     x, prob, _ = reference
     backend = OnnxRuntimeBackend(artifacts[0], providers="cpu", threads=1, io_binding=True)
-    np.testing.assert_allclose(backend.infer(x)["prob"], prob, atol=1e-5)
+    first = backend.infer(x)
+    np.testing.assert_allclose(first["prob"], prob, atol=1e-5)
+    second = backend.infer(x[::-1].copy())  # same batch size: the bound buffers are reused
+    np.testing.assert_allclose(second["prob"], prob[::-1], atol=1e-5)
+    np.testing.assert_allclose(first["prob"], prob, atol=1e-5)  # earlier results are not overwritten
+    np.testing.assert_allclose(backend.infer(x[:1])["prob"], prob[:1], atol=1e-5)  # another batch size
 
 
 def test_unavailable_provider_is_an_error_not_a_fallback(artifacts):
