@@ -119,7 +119,7 @@ class CachedDataset(Dataset):
         *,
         augment_cfg: AugmentConfig | None = None,
         seed: int = 0,
-        min_bone_fraction: float = 0.05,
+        min_bone_fraction: float = 0.0,
     ):
         self.index = index
         self.split = split

@@ -72,13 +72,13 @@ def barrier(ctx: DistContext) -> None:
         torch.distributed.barrier()
 
 
-def mean_across(value: float, count: int, ctx: DistContext) -> float:
-    """Weighted mean of a per-process mean ``value`` over ``count`` items, across all processes."""
+def mean_across(value: float, count: int, ctx: DistContext) -> tuple[float, int]:
+    """(weighted mean, total count) of per-process means ``value`` over ``count`` items, across all processes."""
     if not ctx.distributed:
-        return value
+        return value, count
     t = torch.tensor([value * count, float(count)], dtype=torch.float64, device=ctx.device)
     torch.distributed.all_reduce(t)
-    return float(t[0] / t[1]) if t[1] > 0 else float("nan")
+    return (float(t[0] / t[1]) if t[1] > 0 else float("nan")), int(t[1])
 
 
 def broadcast_flag(flag: bool, ctx: DistContext) -> bool:

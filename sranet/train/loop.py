@@ -34,6 +34,7 @@ class TrainResult:
     threshold: float
     history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    rank: int = 0  # under torchrun only rank 0 validates; other ranks return best_epoch -1
 
 
 def demo_train_config() -> TrainConfig:
@@ -207,11 +208,12 @@ def train(config: TrainConfig, cache_dir: str | Path, out_dir: str | Path, *, re
                 total += float(loss.total.detach()) * len(x)
                 count += len(x)
             scheduler.step()
-            train_loss = dist.mean_across(total / max(count, 1), count, ctx)
+            train_loss, train_volumes = dist.mean_across(total / max(count, 1), count, ctx)
 
             if ctx.is_main:
                 raw = getattr(model, "module", model)
-                record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss}
+                record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss,
+                                          "train_volumes": train_volumes, "world_size": ctx.world_size}
                 validate = (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs
                 if validate:
                     labels, probs, _, val_loss = predict_split(raw, val_set, ctx.device, config, config.batch_size)
@@ -242,7 +244,7 @@ def train(config: TrainConfig, cache_dir: str | Path, out_dir: str | Path, *, re
         raise TrainingError("no epoch was run, so there is no best.pt.", path=out_dir,
                             hint=f"The run already has {start_epoch} epochs; raise --epochs to continue it.")
     return TrainResult(out_dir, best_path, last_path, int(best["epoch"]), float(best["auc"]), float(best["threshold"]),
-                       history, time.perf_counter() - start_time)
+                       history, time.perf_counter() - start_time, ctx.rank)
 
 
 def _epoch_line(record: dict[str, Any], epochs: int) -> str:

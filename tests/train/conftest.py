@@ -66,30 +66,18 @@ def tiny_cache(tmp_path_factory):
     return build_cache(tmp_path_factory.mktemp("cache"))
 
 
-def hand_patch_targets(mask: np.ndarray, grid: int, min_fraction: float) -> np.ndarray:
-    """Patch n = grid*grid*i + grid*j + k is 1 when at least min_fraction of its voxels are bone (mask > 0)."""
-    p = mask.shape[0] // grid
-    frac = (mask > 0).reshape(grid, p, grid, p, grid, p).mean(axis=(1, 3, 5)).reshape(-1)
-    return (frac >= min_fraction).astype(np.float32) if min_fraction > 0 else (frac > 0).astype(np.float32)
-
-
-try:  # sranet/data/masks.py is written in parallel; until it lands, use the same rule computed by hand
-    import sranet.data.masks  # noqa: F401
-except ImportError:
-    import sys
-    import types
-
-    _shim = types.ModuleType("sranet.data.masks")
-    _shim.patch_targets = hand_patch_targets
-    sys.modules["sranet.data.masks"] = _shim
-
-
 @pytest.fixture
 def cache_builder():
     """build_cache(root, counts, seed) for tests that need a cache of their own."""
     return build_cache
 
 
-@pytest.fixture
-def hand_targets():
-    return hand_patch_targets
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_cache, tmp_path_factory):
+    """(TrainResult, run folder) of 2 epochs of the tiny model on tiny_cache."""
+    from sranet.train.config import TrainConfig
+    from sranet.train.loop import train
+
+    out = tmp_path_factory.mktemp("run")
+    return train(TrainConfig(model="tiny", epochs=2, lr=3e-3, batch_size=4, seed=1), tiny_cache, out), out

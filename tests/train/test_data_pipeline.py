@@ -27,10 +27,12 @@ def test_targets_from_hand_made_mask(tmp_path, cache_builder):
     mask[12:14, 12:24, 12:24] = 255  # patch (1,1,1) -> 21, 2/12 of it
     mask[36:37, 36:37, 36:37] = 255  # patch (3,3,3) -> 63, one voxel
     np.save(root / "masks" / "train00.npy", mask)
-    targets = CachedDataset(read_cache(root), "train", min_bone_fraction=0.05)[0]["targets"].numpy()
+    index = read_cache(root)
     expected = np.zeros(64, np.float32)
-    expected[[0, 21]] = 1
-    np.testing.assert_array_equal(targets, expected)
+    expected[[0, 21, 63]] = 1  # default: a patch "contains bone" if any voxel is bone (DESIGN.md)
+    np.testing.assert_array_equal(CachedDataset(index, "train")[0]["targets"].numpy(), expected)
+    expected[63] = 0  # with a 5 % floor the single voxel no longer counts
+    np.testing.assert_array_equal(CachedDataset(index, "train", min_bone_fraction=0.05)[0]["targets"].numpy(), expected)
 
 
 def test_missing_cache_and_bad_files(tmp_path):
@@ -58,7 +60,7 @@ def test_augmentation_reproducible_and_different_per_epoch(tiny_cache):
     assert not torch.equal(a, ds[3]["volume"])
 
 
-def test_flips_move_volume_mask_and_targets_together(hand_targets):
+def test_flips_move_volume_mask_and_targets_together():
     rng = np.random.default_rng(0)
     vol = rng.normal(size=(48, 48, 48)).astype(np.float32)
     mask = np.zeros((48, 48, 48), np.uint8)
@@ -67,7 +69,9 @@ def test_flips_move_volume_mask_and_targets_together(hand_targets):
     v2, m2 = augment(vol, mask, cfg, rng)
     np.testing.assert_array_equal(v2, vol[::-1, :, ::-1])
     np.testing.assert_array_equal(m2, mask[::-1, :, ::-1])
-    t = hand_targets(m2, 4, 0.05)
+    from sranet.data.masks import patch_targets
+
+    t = patch_targets(m2, 4, 0.0)
     assert np.flatnonzero(t).tolist() == [16 * 3 + 4 * 0 + 0]  # (3, 0, 0): D and W flipped
 
 

@@ -14,10 +14,9 @@ from sranet.train.loop import demo_train_config, train
 FAST = TrainConfig(model="tiny", epochs=2, lr=3e-3, batch_size=4, seed=1)
 
 
-@pytest.fixture(scope="module")
-def run(tiny_cache, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    return train(FAST, tiny_cache, out), out
+@pytest.fixture
+def run(tiny_run):
+    return tiny_run
 
 
 def test_run_writes_checkpoints_and_metrics(run):

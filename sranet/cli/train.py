@@ -1,0 +1,45 @@
+"""``sranet train``: train SRANet on a prepared cache (multi-GPU: ``torchrun --nproc_per_node N -m sranet.cli.main train``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sranet.cli._common import CacheDirOpt, DeviceOpt, OutDirOpt, SeedOpt, cli_errors, progress_enabled
+
+
+@cli_errors
+def train(
+    cache: CacheDirOpt,
+    out: OutDirOpt,
+    model: Annotated[str, typer.Option("--model", help="Model preset: paper (128^3), small (64^3) or tiny (48^3).")] = "paper",
+    epochs: Annotated[int, typer.Option("--epochs", help="Total epochs (a resumed run continues up to this many).")] = 200,
+    lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate; divided by 10 every --lr-step epochs.")] = 1e-4,
+    lr_step: Annotated[int, typer.Option("--lr-step", help="StepLR period in epochs.")] = 50,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Volumes per step (per process under torchrun).")] = 2,
+    alpha: Annotated[float, typer.Option("--alpha", help="loss = alpha * classification + (1 - alpha) * structure regulariser.")] = 0.9,
+    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Random crop-zoom and axis flips on training volumes.")] = True,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.pt (weights, optimizer, scheduler, epoch, RNG).")] = False,
+    device: DeviceOpt = "cpu",
+    seed: SeedOpt = 0,
+    workers: Annotated[int, typer.Option("--workers", help="DataLoader worker processes (0 = main process).")] = 0,
+    amp: Annotated[str, typer.Option("--amp", help="Mixed precision: off, bf16 or fp16 (fp16 needs CUDA).")] = "off",
+) -> None:
+    """Train SRANet; writes OUT/best.pt (best validation AUC), OUT/last.pt and OUT/metrics.jsonl (one line per epoch)."""
+    from sranet.train.config import TrainConfig
+    from sranet.train.loop import train as run_training
+
+    config = TrainConfig(model=model, epochs=epochs, lr=lr, lr_step_epochs=lr_step, batch_size=batch_size,
+                         alpha=alpha, augment=augment, seed=seed, workers=workers, device=device, amp=amp)
+    if resume and not (Path(out) / "last.pt").is_file():
+        from sranet.errors import InputError
+
+        raise InputError(f"--resume needs {Path(out) / 'last.pt'}, which does not exist.",
+                         hint="Drop --resume to start a new run, or point --out at an earlier run.")
+    result = run_training(config, cache, out, resume=resume, progress=progress_enabled(), log=typer.echo)
+    if result.rank != 0:
+        return
+    typer.echo(f"best epoch {result.best_epoch}: val AUC {result.best_val_auc:.3f}, threshold {result.threshold:.3f}; "
+               f"wrote {result.best_path} and {result.last_path} ({result.seconds:.0f} s)")
