@@ -10,8 +10,9 @@ slice 0.6-1.5 mm). An anatomical frame (superior, lateral, anterior) is rotated 
 axis, so orientation varies; ``side`` picks the left or right hip (lateral = +x or -x).
 
 Tissues (HU, before blur and noise):
-- air outside a large body cylinder (-1000); subcutaneous fat (about -100) under the skin; muscle (about +50) with
-  smooth intermuscular fat streaks.
+- air outside the body (-1000): the skin is the intersection of two large cylinders along the body axis, one
+  lateral beyond the greater trochanter and one anterior 15-45 mm in front of the head (the groin of a slim
+  patient); subcutaneous fat (about -100) under the skin; muscle (about +50) with smooth intermuscular fat streaks.
 - femoral head: sphere of radius 20-26 mm (capped to fit small crops) with a 1.2-2 mm subchondral cortical shell
   (800-1300 HU) and a trabecular interior (220-350 HU) carrying band-passed texture (+-60 HU).
 - femoral neck: a flaring cylinder along an infero-lateral, slightly anteverted axis, thinner trabecular bone;
@@ -266,10 +267,12 @@ def _soft_tissue(f: Field, p: dict, rng: np.random.Generator, low: np.ndarray) -
     """Air, subcutaneous fat and muscle with fat streaks. Returns a new (D, H, W) float32 HU array."""
     r = p["radius"]
     body_r = 160.0
-    skin = r + rng.uniform(30.0, 70.0)  # lateral skin distance from the head centre
+    skin = 2.8 * r + rng.uniform(5.0, 30.0)  # lateral skin, beyond the greater trochanter
     ant = rng.uniform(-20.0, 20.0)
-    rb = np.sqrt((f.l + (body_r - skin)) ** 2 + (f.a - ant) ** 2)
-    depth = body_r - rb  # mm under the skin; < 0 is air
+    depth = body_r - np.sqrt((f.l + (body_r - skin)) ** 2 + (f.a - ant) ** 2)  # mm under the skin; < 0 is air
+    skin_a = r + rng.uniform(15.0, 45.0)  # anterior skin (groin), thin patients show air in the crop
+    front = body_r - np.sqrt((f.a + (body_r - skin_a)) ** 2 + (f.l - rng.uniform(-30.0, 30.0)) ** 2)
+    depth = np.minimum(depth, front)
     fat_mm = rng.uniform(8.0, 25.0)
     hu = np.full(f.s.shape, 50.0, dtype=np.float32)  # muscle
     hu[low > 1.2] = -90.0  # intermuscular fat
