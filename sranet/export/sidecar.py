@@ -48,8 +48,10 @@ class DeviceEnv:
 def rebuild_command(sidecar: dict[str, Any], engine_path: str | os.PathLike) -> str:
     """The exact ``sranet export ... --engine`` command that rebuilds this plan with the same options."""
     opts = sidecar.get("options", {})
-    source = sidecar.get("source") or sidecar.get("onnx", {}).get("path") or "CHECKPOINT"
-    args = ["sranet", "export", str(source), "--engine", "--out", str(engine_path)]
+    source = sidecar.get("source") or "CHECKPOINT"
+    # `sranet export --out X.onnx --engine` writes X.onnx and X.engine next to it
+    onnx_out = Path(engine_path).with_suffix(".onnx")
+    args = ["sranet", "export", str(source), "--out", str(onnx_out), "--engine"]
     precision = opts.get("precision", "fp32")
     if precision == "fp16":
         args.append("--fp16")

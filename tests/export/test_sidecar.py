@@ -66,7 +66,7 @@ def test_another_tensorrt_version_is_refused_with_the_rebuild_command(tmp_path):
         check_sidecar(engine, here)
     message = str(exc.value)
     assert "built with TensorRT 10.7.0, this machine has TensorRT 10.8.0" in message
-    assert "Rebuild it on this machine: sranet export runs/a/best.pt --engine" in message
+    assert f"Rebuild it on this machine: sranet export runs/a/best.pt --out {tmp_path / 'model.onnx'} --engine" in message
     assert "--fp16 --batch 1:4:16 --workspace-gib 2" in message
 
 
@@ -126,7 +126,7 @@ def test_rebuild_command_carries_every_option(tmp_path):
     data = read_sidecar(write_engine(tmp_path, precision="int8", batch="2:8:32", timing_cache=str(tmp_path / "t.cache"),
                                      version_compatible=True, hardware_compatibility="ampere+"))
     cmd = rebuild_command(data, "out dir/model.engine")
-    assert cmd.startswith("sranet export runs/a/best.pt --engine --out 'out dir/model.engine' --int8 --calib MANIFEST")
+    assert cmd.startswith("sranet export runs/a/best.pt --out 'out dir/model.onnx' --engine --int8 --calib MANIFEST")
     for piece in ("--batch 2:8:32", f"--timing-cache {tmp_path / 't.cache'}", "--version-compatible",
                   "--hardware-compatibility ampere+"):
         assert piece in cmd
