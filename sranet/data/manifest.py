@@ -111,7 +111,7 @@ def read_manifest(path: str | os.PathLike, *, require_labels: bool = False) -> l
         where = f"{path}, line {line}"
         if len(raw) != len(header):
             raise ManifestError(f"{where}: has {len(raw)} cells but the header has {len(header)}. Check quoting and commas.")
-        cell = {h: v.strip() for h, v in zip(header, raw)}
+        cell = {h: v.strip() for h, v in zip(header, raw, strict=True)}
         case_id = cell["case_id"]
         if not case_id:
             raise ManifestError(f"{where}: case_id is empty. Give every row a unique id.")

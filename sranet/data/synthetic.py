@@ -109,7 +109,7 @@ class Field:
     """
 
     def __init__(self, shape, spacing_mm, center_mm, frame):
-        axes = [(np.arange(n, dtype=np.float32) * sp - c) for n, sp, c in zip(shape, spacing_mm, center_mm)]
+        axes = [(np.arange(n, dtype=np.float32) * sp - c) for n, sp, c in zip(shape, spacing_mm, center_mm, strict=True)]
         r0 = axes[0][:, None, None]
         r1 = axes[1][None, :, None]
         r2 = axes[2][None, None, :]

@@ -33,8 +33,8 @@ class Lesion:
         in_head = p["_head_sdf"] < 0
         sc = unit(p["u_les"]) * r  # surface centre of the necrotic segment, frame coordinates
         idx = np.nonzero(in_head & (f.dot(p["u_les"]) > r - 1.6 * self.rho))  # candidate voxels only
-        s, l, a = f.s[idx], f.l[idx], f.a[idx]
-        d_s = np.sqrt((s - sc[0]) ** 2 + (l - sc[1]) ** 2 + (a - sc[2]) ** 2)
+        s, lat, a = f.s[idx], f.l[idx], f.a[idx]
+        d_s = np.sqrt((s - sc[0]) ** 2 + (lat - sc[1]) ** 2 + (a - sc[2]) ** 2)
         rho_eff = self.rho * (1.0 + 0.08 * self.low[idx])  # irregular border, about +-1.5 mm
         zone = d_s < rho_eff
         mask = np.zeros(hu.shape, dtype=np.uint8)
@@ -53,7 +53,7 @@ class Lesion:
             direction = unit(-unit(p["u_les"]) + rng.uniform(-0.6, 0.6, 3))
             c = sc + direction * rng.uniform(0.25, 0.7) * self.rho
             rc = min(3.5, self.rho * rng.uniform(0.12, 0.25))
-            dc = np.sqrt((s - c[0]) ** 2 + (l - c[1]) ** 2 + (a - c[2]) ** 2)
+            dc = np.sqrt((s - c[0]) ** 2 + (lat - c[1]) ** 2 + (a - c[2]) ** 2)
             vals[zone & (dc < rc + 1.0) & (dc >= rc)] += 300.0
             vals[zone & (dc < rc)] = rng.uniform(20.0, 60.0)
         if self.stage >= 3:  # subchondral fracture: lucent crescent just under the subchondral plate
@@ -75,13 +75,13 @@ def _osteophytes(hu: np.ndarray, f: Field, p: dict, rng: np.random.Generator) ->
     perp = unit(np.cross(u_n, [0.0, 0.0, 1.0]))
     perp2 = np.cross(u_n, perp)
     near = np.nonzero(f.dist < 1.3 * r)
-    s, l, a = f.s[near], f.l[near], f.a[near]
+    s, lat, a = f.s[near], f.l[near], f.a[near]
     vals = hu[near]
     for _ in range(int(rng.integers(2, 5))):
         t = rng.uniform(0, 2 * np.pi)
         c = u_n * 0.55 * r + (np.cos(t) * perp + np.sin(t) * perp2) * 0.85 * r
         rc = rng.uniform(2.5, 4.0)
-        spur = ((s - c[0]) ** 2 + (l - c[1]) ** 2 + (a - c[2]) ** 2 < rc * rc) & (vals < 200)
+        spur = ((s - c[0]) ** 2 + (lat - c[1]) ** 2 + (a - c[2]) ** 2 < rc * rc) & (vals < 200)
         vals[spur] = 0.8 * p["cortex_hu"]
     hu[near] = vals
 

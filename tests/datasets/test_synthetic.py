@@ -43,8 +43,8 @@ def test_roi_box_contains_the_head_and_the_lesion(stages):
     case = stages[3]
     (d0, d1), (h0, h1), (w0, w1) = case.roi_box
     assert case.roi == f"{d0}:{d1},{h0}:{h1},{w0}:{w1}"
-    centre = [c / s for c, s in zip(case.head_center_mm, case.spacing_mm)]
-    for (lo, hi), c, n in zip(case.roi_box, centre, SHAPE):
+    centre = [c / s for c, s in zip(case.head_center_mm, case.spacing_mm, strict=True)]
+    for (lo, hi), c, n in zip(case.roi_box, centre, SHAPE, strict=True):
         assert 0 <= lo < c < hi <= n
     inside = np.zeros(SHAPE, dtype=bool)
     inside[d0:d1, h0:h1, w0:w1] = True
@@ -121,4 +121,4 @@ def test_stage_mix_sizes_and_allotment():
     labels = [int(s > 0) for s in stages]
     splits = allot_splits(labels, {"train": 0.7, "val": 0.15, "test": 0.15}, rng)
     for split in ("train", "val", "test"):  # stratified: both classes in every split
-        assert {lab for lab, sp in zip(labels, splits) if sp == split} == {0, 1}
+        assert {lab for lab, sp in zip(labels, splits, strict=True) if sp == split} == {0, 1}
