@@ -16,6 +16,7 @@ The parity report records what ORT did (``casts_inserted_by_ort``, op counts aft
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -88,7 +89,11 @@ def quantize_int8(model, calibration: Iterable[np.ndarray], *, method: str = "mi
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     check_choice("calibration method", method, CALIBRATION_METHODS, InputError)
-    reader = _reader(calibration)
+    volumes = iter(calibration)
+    first = next(volumes, None)
+    if first is None:
+        raise InputError("int8 calibration got no volumes; at least one is needed (16 or more recommended).")
+    reader = _reader(itertools.chain([first], volumes))
     methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                "entropy": CalibrationMethod.Entropy}
     with tempfile.TemporaryDirectory() as tmp:
@@ -100,8 +105,6 @@ def quantize_int8(model, calibration: Iterable[np.ndarray], *, method: str = "mi
             calibrate_method=methods[method],
             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
         )
-        if reader.count == 0:
-            raise InputError("int8 calibration got no volumes; at least one is needed (16 or more recommended).")
         q = onnx.load(dst)
     onnx.checker.check_model(q)
     info = {"calibration_volumes": reader.count, "method": method, "per_channel_weights": per_channel,

@@ -1,0 +1,131 @@
+"""export_onnx: graph interface, metadata round trip, dynamic batch, the gate refusing a broken model, bad arguments,
+and one export of the default (paper, 128^3) configuration."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from sranet.config import ModelConfig, PreprocessConfig
+from sranet.errors import InputError, ParityGateError
+from sranet.export import onnx as export_mod
+from sranet.export.onnx import export_onnx
+from sranet.export.parity import parity_inputs
+from sranet.model.sranet import SRANet
+from sranet.runtime.artifact import ArtifactInfo, sha256_file
+from sranet.train.checkpoint import load_checkpoint, save_checkpoint
+
+
+def make_checkpoint(path, preset="tiny", *, seed=0, threshold=0.42):
+    torch.manual_seed(seed)
+    cfg = ModelConfig.preset(preset)
+    return save_checkpoint(path, model=SRANet(cfg), preprocess_config=PreprocessConfig.for_model(cfg),
+                           threshold=threshold, epoch=3, metrics={"auc": 0.5}, train_config={})
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("onnx_export")
+    ckpt = make_checkpoint(tmp / "best.pt")
+    result = export_onnx(ckpt, tmp / "model.onnx", parity_cases=3)
+    return ckpt, result
+
+
+def test_graph_interface_and_dynamic_batch(exported):
+    _, result = exported
+    model = onnx.load(result.path)
+    onnx.checker.check_model(model, full_check=True)
+    (inp,), outs = model.graph.input, model.graph.output
+    assert inp.name == "ct" and [o.name for o in outs] == ["prob", "attention"]
+    dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
+    assert isinstance(dims[0], str) and dims[1:] == [1, 48, 48, 48]
+    assert [d.dim_value for d in outs[1].type.tensor_type.shape.dim][1:] == [64]
+    assert next(o.version for o in model.opset_import if o.domain == "") == export_mod.DEFAULT_OPSET
+
+    net = load_checkpoint(exported[0]).build_model()
+    sess = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    x, _ = parity_inputs(net.cfg, PreprocessConfig.for_model(net.cfg), 3, seed=11)
+    for batch in (x[:1], x):  # B=1 and B=3 through the same graph
+        prob, att = sess.run(None, {"ct": batch})
+        with torch.inference_mode():
+            ref = net(torch.from_numpy(batch))
+        assert prob.shape == (len(batch),) and att.shape == (len(batch), 64)
+        np.testing.assert_allclose(prob, torch.sigmoid(ref.logit).numpy(), atol=1e-5)
+        np.testing.assert_allclose(att, ref.attention.numpy(), atol=1e-5)
+        np.testing.assert_allclose(att.sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_metadata_round_trip(exported):
+    ckpt, result = exported
+    meta = {p.key: p.value for p in onnx.load(result.path).metadata_props}
+    info = ArtifactInfo.from_metadata(meta, path=result.path)
+    assert info.model == ModelConfig.preset("tiny")
+    assert info.preprocess == PreprocessConfig.for_model(info.model)
+    assert info.threshold == pytest.approx(0.42)
+    assert info.source_sha256 == sha256_file(ckpt)
+    assert info.precision == "fp32"
+    assert info.extra["sranet.opset"] == str(export_mod.DEFAULT_OPSET)
+
+
+def test_parity_report_saved_next_to_model(exported):
+    _, result = exported
+    assert result.parity_path == result.path.with_name("model.onnx.parity.json")
+    data = json.loads(result.parity_path.read_text())
+    parity = data["parity"]
+    assert parity["passed"] and parity["cases"] == 3 and parity["decision_flips"] == 0
+    assert parity["max_abs_prob"] <= parity["tolerance"]["prob_abs"]
+    assert "synthetic hip CT phantoms" in parity["inputs"]
+    assert data["sha256"] == sha256_file(result.path)
+    assert data["tensorrt_op_check"]["ok"] is True
+
+
+def test_broken_model_fails_gate_and_writes_nothing(tmp_path, monkeypatch):
+    ckpt = make_checkpoint(tmp_path / "best.pt", seed=1)
+    real = export_mod.to_onnx_proto
+
+    def perturbed(model, **kwargs):  # weights change after the PyTorch reference has been computed
+        with torch.no_grad():
+            model.head.weight.add_(0.5)
+            model.attention.w.weight.mul_(-3.0)
+        return real(model, **kwargs)
+
+    monkeypatch.setattr(export_mod, "to_onnx_proto", perturbed)
+    out = tmp_path / "out" / "model.onnx"
+    with pytest.raises(ParityGateError, match="disagrees with the PyTorch model") as info:
+        export_onnx(ckpt, out, parity_cases=2)
+    assert not info.value.report.passed and info.value.report.max_abs_attention > 1e-4
+    assert not out.parent.exists() or not any(out.parent.iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt"]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"opset": 17}, "opset=17 is outside"),
+    ({"opset": 25}, "opset=25 is outside"),
+    ({"precision": "fp8"}, "precision='fp8'"),
+    ({"precision": "int8"}, "int8 export needs calibration"),
+    ({"parity_cases": 1}, "at least 2 volumes"),
+    ({"calib_manifest": "x.csv"}, "only used with int8"),
+])
+def test_bad_arguments_are_refused_before_work(tmp_path, kwargs, message):
+    ckpt = tmp_path / "missing.pt"  # never opened: arguments are checked first
+    with pytest.raises(InputError, match=message):
+        export_onnx(ckpt, tmp_path / "m.onnx", **kwargs)
+    with pytest.raises(InputError, match="must end in .onnx"):
+        export_onnx(ckpt, tmp_path / "m.engine")
+
+
+def test_paper_configuration_full_128_path(tmp_path):
+    """The default (paper) configuration: 128^3 input, 3.4 M parameters, batch 2 through the gate."""
+    ckpt = make_checkpoint(tmp_path / "paper.pt", preset="paper")
+    result = export_onnx(ckpt, tmp_path / "paper.onnx", parity_cases=2)
+    assert result.parity.passed and result.parity.cases == 2
+    assert result.parity.max_abs_prob < 1e-4 and result.parity.decision_flips == 0
+    assert result.trt_ops.ok
+    model = onnx.load(result.path)
+    assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim][1:] == [1, 128, 128, 128]
+    assert ArtifactInfo.from_metadata({p.key: p.value for p in model.metadata_props}).model == ModelConfig()
