@@ -213,7 +213,7 @@ def torch_latency(ckpt: Path, cfg, args, cuda: bool) -> dict:
             for b in batches:
                 x = np.random.default_rng(b).standard_normal((b, 1, S, S, S)).astype(np.float32)
                 key = f"{dtype}_b{b}_{'graph' if graphs else 'eager'}"
-                row = {"end_to_end": host_loop(lambda: backend.infer(x), loop_s=args.loop_s, max_iters=args.max_iters)}
+                row = {"end_to_end": host_loop(lambda x=x, backend=backend: backend.infer(x), loop_s=args.loop_s, max_iters=args.max_iters)}
                 if cuda:
                     if graphs:
                         graph, static_in, _, _ = backend._graphs.get(b) or backend._capture(b)
@@ -249,11 +249,11 @@ def preprocessing(cfg, args, cuda: bool) -> dict:
         ref = cpu.preprocess(volume, cfg, roi)
         if cuda:
             got = preprocess_gpu(volume, cfg, roi)
-            run_gpu = lambda: preprocess_gpu(volume, cfg, roi)  # noqa: E731
+            run_gpu = lambda roi=roi: preprocess_gpu(volume, cfg, roi)  # noqa: E731
         else:
             hu = resample_xp(volume.hu, ref.plan, cfg, np)
             got = cpu.Prepared(normalize_xp(hu, cfg, np), hu, ref.plan)
-            run_gpu = lambda: normalize_xp(resample_xp(volume.hu, ref.plan, cfg, np), cfg, np)  # noqa: E731
+            run_gpu = lambda ref=ref: normalize_xp(resample_xp(volume.hu, ref.plan, cfg, np), cfg, np)  # noqa: E731
         out[name] = {
             "max_abs_d_hu": float(np.abs(got.hu - ref.hu).max()),
             "max_abs_d_input": float(np.abs(got.input - ref.input).max()),
@@ -310,7 +310,7 @@ def tensorrt_check(ckpt: Path, tmp: Path, x: np.ndarray, cfg, args) -> dict:
                                 "max_abs_d_attention": float(np.abs(got["attention"] - ref["attention"]).max())}
         for b in (1, 16):
             xb = np.random.default_rng(b).standard_normal((b, 1, S, S, S)).astype(np.float32)
-            out[f"fp16_b{b}_{tag}"] = host_loop(lambda xb=xb: backend.infer(xb), loop_s=args.loop_s, max_iters=args.max_iters)
+            out[f"fp16_b{b}_{tag}"] = host_loop(lambda xb=xb, backend=backend: backend.infer(xb), loop_s=args.loop_s, max_iters=args.max_iters)
         backend.close()
     return out
 

@@ -325,7 +325,11 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, o
     builder = trt.Builder(logger)
     flags = 0
     for name in plan.network_flags:
-        flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
+        flag = getattr(trt.NetworkDefinitionCreationFlag, name, None)
+        if flag is None and not (name == "STRONGLY_TYPED" and plan.trt_major >= 11):  # always on from TensorRT 11
+            raise DependencyMissingError(f"TensorRT {trt.__version__} has no NetworkDefinitionCreationFlag.{name}.",
+                                         hint=TRT_INSTALL_HINT)
+        flags |= 0 if flag is None else 1 << int(flag)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):

@@ -75,7 +75,7 @@ def resample_xp(hu, plan, cfg: PreprocessConfig, xp: ModuleType = np, *, upload=
     v = (upload or xp.asarray)(np.ascontiguousarray(hu[window]))
     v = v.astype(xp.float32, copy=False)
     taps = []
-    for (i0, i1, w, valid), sl in zip(taps_np, window):
+    for (i0, i1, w, valid), sl in zip(taps_np, window, strict=True):
         j0 = xp.asarray(i0 - sl.start)
         j1 = j0 if cfg.interpolation == "nearest" else xp.asarray(i1 - sl.start)
         taps.append((j0, j1, xp.asarray(w), xp.asarray(valid)))

@@ -195,10 +195,11 @@ def test_build_without_tensorrt_names_the_install(tmp_path):
 @pytest.mark.gpu
 @pytest.mark.skipif(not HAS_TRT, reason="needs TensorRT (`import tensorrt` fails here) and an NVIDIA GPU")
 def test_real_build_writes_plan_sidecar_cache_and_layer_report(tmp_path):
+    import tensorrt as trt
+
     from sranet.export.sidecar import check_sidecar, sidecar_path
     from sranet.export.tensorrt import build_engine
     from sranet.runtime.cuda_buffers import device_env
-    import tensorrt as trt
 
     onnx_path = tiny_onnx(tmp_path / "m.onnx")
     opts = EngineOptions.from_cli("fp32", batch="1:2:4", workspace_gib=1, timing_cache=tmp_path / "t.cache", verbose=True)

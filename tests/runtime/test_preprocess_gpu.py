@@ -23,12 +23,13 @@ def plan(out_shape, scale, offset):
 def reference_resample(hu, p, cfg):
     """Per-voxel trilinear (scipy map_coordinates, order 1) at offset + scale * o, clamped to the input; a position
     beyond the outer face of an edge voxel (x < -0.5 or x > n - 0.5) -> pad."""
-    grids = np.meshgrid(*[o + s * np.arange(n) for o, s, n in zip(p.offset, p.scale, p.out_shape)], indexing="ij")
+    axes = zip(p.offset, p.scale, p.out_shape, strict=True)
+    grids = np.meshgrid(*[o + s * np.arange(n) for o, s, n in axes], indexing="ij")
     order = 1 if cfg.interpolation == "linear" else 0
     inside = np.ones(p.out_shape, bool)
-    for g, n in zip(grids, hu.shape):
+    for g, n in zip(grids, hu.shape, strict=True):
         inside &= (g >= -0.5) & (g <= n - 0.5)
-    coords = np.stack([np.clip(g, 0, n - 1) for g, n in zip(grids, hu.shape)])
+    coords = np.stack([np.clip(g, 0, n - 1) for g, n in zip(grids, hu.shape, strict=True)])
     values = ndimage.map_coordinates(hu.astype(np.float64), coords, order=order, mode="nearest")
     return np.where(inside, values, cfg.pad_value_hu).astype(np.float32)
 
@@ -63,7 +64,8 @@ def test_numpy_run_of_the_gpu_code_matches_a_per_voxel_reference(hu, out_shape, 
 
 def test_only_the_touched_window_is_uploaded(hu):
     p = plan((8, 8, 8), (0.5, 0.5, 0.5), (10.0, 12.0, 9.0))
-    taps = [axis_taps(o + s * np.arange(k), 0, n, "linear") for n, o, s, k in zip(hu.shape, p.offset, p.scale, p.out_shape)]
+    axes = zip(hu.shape, p.offset, p.scale, p.out_shape, strict=True)
+    taps = [axis_taps(o + s * np.arange(k), 0, n, "linear") for n, o, s, k in axes]
     assert input_window(taps) == (slice(10, 15), slice(12, 17), slice(9, 14))
     uploaded = []
     resample_xp(hu, p, PreprocessConfig(output_size=8), np, upload=lambda a: uploaded.append(a.shape) or a)
