@@ -224,16 +224,18 @@ def to_hu(arr: np.ndarray, slope, intercept, path: Path, padding_value=None) -> 
                                     path=path) from exc
     if not (np.isfinite(slope) and np.isfinite(intercept) and slope != 0):
         raise CorruptPixelDataError(f"RescaleSlope {slope} / RescaleIntercept {intercept} are not usable.", path=path)
-    hu = arr.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+    with np.errstate(all="ignore"):
+        hu = arr.astype(np.float32) * np.float32(slope) + np.float32(intercept)
     if padding_value is not None:
         try:
             hu[arr == int(padding_value)] = -1024.0
         except (TypeError, ValueError, OverflowError):
             pass
-    bad = float(np.mean((hu < HU_MIN) | (hu > HU_MAX)))
+    bad = float(np.mean(~((hu >= HU_MIN) & (hu <= HU_MAX))))  # NaN and inf count as bad
     if bad > IMPLAUSIBLE_FRACTION:
         raise CorruptPixelDataError(
-            f"{bad:.0%} of pixels decode outside {HU_MIN:.0f}..{HU_MAX:.0f} HU (range {hu.min():.0f}..{hu.max():.0f}):"
+            f"{bad:.0%} of pixels decode outside {HU_MIN:.0f}..{HU_MAX:.0f} HU (range {np.nanmin(hu):.0f}.."
+            f"{np.nanmax(hu):.0f}):"
             " the pixel data is corrupt or its sign/bit depth is declared wrongly.", path=path,
             hint="Check PixelRepresentation/BitsStored against the pixel data, or re-export the file.")
     return hu
@@ -246,4 +248,11 @@ def decode_slice_hu(header: SliceHeader) -> np.ndarray:
     if arr.shape != (header.rows, header.columns):
         raise CorruptPixelDataError(f"decoded to {arr.shape}, header says {(header.rows, header.columns)}.",
                                     path=header.path)
-    return to_hu(arr, ds.get("RescaleSlope"), ds.get("RescaleIntercept"), header.path, ds.get("PixelPaddingValue"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:  # values are parsed lazily: a damaged element fails only here
+            rescale = ds.get("RescaleSlope"), ds.get("RescaleIntercept"), ds.get("PixelPaddingValue")
+        except Exception as exc:
+            raise UnreadableFileError(f"DICOM header is damaged ({type(exc).__name__}: {_clean(exc, 120)}).",
+                                      path=header.path, hint="Re-export the file from the PACS.") from exc
+    return to_hu(arr, rescale[0], rescale[1], header.path, rescale[2])

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import warnings
+
 import numpy as np
 
-from sranet.errors import GeometryError
+from sranet.errors import GeometryError, SranetError, UnreadableFileError
 from sranet.runtime.dicom_decode import SliceHeader, _floats, decode_pixels, read_dataset, to_hu
 from sranet.runtime.roi import Roi
 
@@ -25,6 +27,28 @@ def load_enhanced(path: Path, header: SliceHeader, *, roi: Roi | None = None, po
     from sranet.runtime.dicom import build_volume
 
     ds = read_dataset(path, header_only=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            hs, rescale, padding = _frame_headers(ds, path, header)
+        except SranetError:
+            raise
+        except Exception as exc:  # values are parsed lazily: a damaged element fails only here
+            raise UnreadableFileError(f"functional groups are damaged ({type(exc).__name__}: {str(exc)[:120]}).",
+                                      path=path, hint="Re-export the file from the PACS.") from exc
+
+    def decode(i: int) -> np.ndarray:
+        arr = decode_pixels(ds, path, frame_index=i)
+        slope, intercept = rescale[i]
+        return to_hu(arr, slope, intercept, path, padding)
+
+    qc = ["derived_image"] if header.image_type[:1] == ("DERIVED",) else []
+    return build_volume(hs, where=path, roi=roi, policy=policy, decode=decode,
+                        extra_meta={"enhanced": True, "image_type": list(header.image_type)}, qc=qc)
+
+
+def _frame_headers(ds, path: Path, header: SliceHeader):
+    """One SliceHeader and (slope, intercept) per frame, from the per-frame and shared functional groups."""
     frames = ds.get("PerFrameFunctionalGroupsSequence") or []
     shared_seq = ds.get("SharedFunctionalGroupsSequence")
     shared = shared_seq[0] if shared_seq else None
@@ -50,11 +74,4 @@ def load_enhanced(path: Path, header: SliceHeader, *, roi: Roi | None = None, po
                               slice_thickness=float(thick) if thick not in (None, "") else None,
                               transfer_syntax=header.transfer_syntax, scanner=header.scanner))
 
-    def decode(i: int) -> np.ndarray:
-        arr = decode_pixels(ds, path, frame_index=i)
-        slope, intercept = rescale[i]
-        return to_hu(arr, slope, intercept, path, ds.get("PixelPaddingValue"))
-
-    qc = ["derived_image"] if header.image_type[:1] == ("DERIVED",) else []
-    return build_volume(hs, where=path, roi=roi, policy=policy, decode=decode,
-                        extra_meta={"enhanced": True, "image_type": list(header.image_type)}, qc=qc)
+    return hs, rescale, ds.get("PixelPaddingValue")

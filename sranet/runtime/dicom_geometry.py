@@ -122,6 +122,9 @@ def plan_stack(
         qc.append("duplicate_positions_dropped")
 
     ps_h, ps_w = float(pixel_spacing_mm[0]), float(pixel_spacing_mm[1])
+    if not (np.isfinite(ps_h) and np.isfinite(ps_w) and ps_h > 0 and ps_w > 0):
+        raise GeometryError(f"PixelSpacing {[ps_h, ps_w]} is not two positive millimetre values.",
+                            path=where or None, hint="The header is damaged; re-export the series.")
     pos = pos[order]
     rel = pos - pos[0]
     shift_px = np.stack([rel @ col / ps_h, rel @ row / ps_w], axis=1)

@@ -1,0 +1,136 @@
+"""Fuzzing the loaders with mutated copies of real files: truncation, flipped bytes, removed or altered tags.
+
+Every case must end in a Volume or a typed ``SranetError``, never another exception, and never hang (each case has
+a 10 s alarm). The default run does a few hundred cases in well under a minute; ``-m slow`` does thousands.
+"""
+
+import signal
+import traceback
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sranet.errors import SranetError
+from sranet.runtime.io import load_volume
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about the values we break
+REAL = Path(__file__).parents[1] / "data" / "realct"
+SOURCES = [
+    REAL / "pydicom" / "CT_small.dcm",  # uncompressed, explicit VR
+    REAL / "pydicom" / "693_J2KI.dcm",  # JPEG 2000
+    REAL / "pydicom" / "dicomdirtests" / "98892001" / "CT5N" / "2062",  # tiny slice of a series
+    REAL / "pydicom-data" / "bad_sequence.dcm",  # JPEG Lossless, UN sequence
+    REAL / "pydicom-data" / "eCT_Supplemental.dcm",  # enhanced multi-frame
+    REAL / "pylibjpeg-data" / "CT1_JLSN.dcm",  # JPEG-LS
+]
+TAGS = ["Rows", "Columns", "PixelSpacing", "ImagePositionPatient", "ImageOrientationPatient", "RescaleSlope",
+        "RescaleIntercept", "BitsAllocated", "BitsStored", "PixelRepresentation", "Modality", "SOPClassUID",
+        "SamplesPerPixel", "PhotometricInterpretation", "PixelData", "NumberOfFrames", "SeriesInstanceUID",
+        "PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence", "HighBit", "PlanarConfiguration"]
+ODD_VALUES = {"Rows": [0, 1, 65535], "Columns": [0, 7, 65535], "BitsAllocated": [1, 8, 32, 0], "BitsStored": [0, 3, 40],
+              "PixelRepresentation": [0, 1, 7], "SamplesPerPixel": [0, 3], "RescaleSlope": ["0", "nan", "1e308"],
+              "PixelSpacing": [["0", "0"], ["-1", "1"], ["inf", "1"]], "NumberOfFrames": ["0", "100000", "-1"],
+              "ImageOrientationPatient": [["0"] * 6, ["1", "0", "0", "1", "0", "0"], ["nan"] * 6],
+              "PhotometricInterpretation": ["RGB", "PALETTE COLOR", ""]}
+
+
+class _Hang(Exception):
+    pass
+
+
+def _alarm(signum, frame):
+    raise _Hang()
+
+
+def _mutate(rng: np.random.Generator, src: Path, out: Path) -> str:
+    data = bytearray(src.read_bytes())
+    kind = rng.choice(["truncate", "flip", "tag", "value"])
+    if kind == "truncate":
+        cut = int(rng.integers(0, len(data)))
+        out.write_bytes(bytes(data[:cut]))
+        return f"truncate {src.name} at {cut}"
+    if kind == "flip":
+        n = int(rng.integers(1, 20))
+        where = rng.integers(0, len(data), n)
+        # bias towards the header, where a flipped byte changes lengths and tags
+        where = np.where(rng.random(n) < 0.7, where % min(len(data), 2048), where)
+        for i in where:
+            data[int(i)] ^= int(rng.integers(1, 256))
+        out.write_bytes(bytes(data))
+        return f"flip {n} bytes of {src.name}"
+    import pydicom
+
+    ds = pydicom.dcmread(src)
+    tag = str(rng.choice(TAGS))
+    if kind == "tag" or tag not in ODD_VALUES:
+        if tag in ds:
+            delattr(ds, tag)
+        what = f"remove {tag} from {src.name}"
+    else:
+        values = ODD_VALUES[tag]
+        value = values[int(rng.integers(0, len(values)))]
+        setattr(ds, tag, value)
+        what = f"set {tag}={value!r} in {src.name}"
+    try:
+        ds.save_as(out, enforce_file_format=False)
+    except Exception:  # pydicom refuses to write some values: that is not a loader case
+        out.write_bytes(bytes(data))
+    return what
+
+
+def _run(n_cases: int, seed: int, tmp_path: Path) -> None:
+    rng = np.random.default_rng(seed)
+    failures = []
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    try:
+        for case in range(n_cases):
+            src = SOURCES[case % len(SOURCES)]
+            target = tmp_path / f"case{case}.dcm"
+            what = _mutate(rng, src, target)
+            signal.alarm(10)
+            try:
+                load_volume(target)
+            except SranetError:
+                pass
+            except _Hang:
+                failures.append(f"{what}: no result after 10 s")
+            except Exception as exc:
+                failures.append(f"{what}: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=-3)}")
+            finally:
+                signal.alarm(0)
+            target.unlink()
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    assert not failures, f"{len(failures)} of {n_cases} cases escaped the typed errors:\n" + "\n".join(failures[:10])
+
+
+def test_fuzz_mutated_real_files(tmp_path):
+    _run(300, seed=20261127, tmp_path=tmp_path)
+
+
+def test_fuzz_one_bad_file_in_a_series_folder(tmp_path):
+    import shutil
+
+    rng = np.random.default_rng(7)
+    for case in range(30):
+        folder = tmp_path / f"s{case}"
+        shutil.copytree(REAL / "pydicom" / "dicomdirtests" / "98892001" / "CT5N", folder)
+        victim = sorted(folder.iterdir())[case % 5]
+        _mutate(rng, victim, victim)
+        try:
+            v = load_volume(folder)
+        except SranetError:
+            continue
+        assert v.hu.ndim == 3 and v.shape[1:] == (16, 16)
+
+
+@pytest.mark.slow
+def test_fuzz_mutated_real_files_long(tmp_path):
+    _run(3000, seed=1, tmp_path=tmp_path)
+
+
+@pytest.mark.slow
+def test_fuzz_more_seeds(tmp_path):
+    for seed in range(2, 6):
+        _run(300, seed=seed, tmp_path=tmp_path)
