@@ -1,0 +1,53 @@
+"""The benchmark scripts run and the table generator renders what they write (very short settings)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from sranet.bench.runner import Settings, run_benchmark
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_script_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_peak_matmul_and_tables(tmp_path, tiny_onnx, ort_opener):
+    results = tmp_path / "results"
+    peak = load_script("peak_matmul").main(["--quick", "--out", str(results / "peak_matmul.json")])
+    assert peak["peak_gflops"] == max(r["gflops_median"] for r in peak["rows"])
+    assert {r["library"] for r in peak["rows"]} == {"numpy", "torch"}
+    doc = run_benchmark([tiny_onnx], Settings(warmup_s=0, warmup_iters=0, min_iters=2, duration_s=0),
+                        peak_gflops=peak["peak_gflops"], argv=["sranet", "benchmark", "tiny.onnx"], opener=ort_opener)
+    (results / "sranet_tiny.json").write_text(json.dumps(doc))
+    (results / "gpu_check_x.json").write_text(json.dumps({
+        "environment": {"date_utc": "2026-01-01", "command": "python benchmarks/gpu_check.py", "gpu": "Test GPU"},
+        "torch_latency": {"fp16_b1": {"compute": {"n": 5, "p50_ms": 1.5, "p90_ms": 2.0, "p99_ms": 2.5}}},
+        "tensorrt": {"skipped": "tensorrt not importable"}}))
+    out = load_script("make_tables").main(["--results", str(results), "--out", str(tmp_path / "benchmarks.md")])
+    md = out.read_text()
+    assert md.index("Peak matrix-multiply") < md.index("`sranet benchmark`") < md.index("GPU check")
+    assert f"**{peak['peak_gflops']:.1f} GFLOP/s**" in md
+    assert "| torch_latency/fp16_b1/compute | 1.50 | 2.00 | 2.50 | 5 |" in md
+    assert "`tensorrt`: tensorrt not importable" in md
+    assert "Command: `sranet benchmark tiny.onnx`" in md
+
+
+@pytest.mark.slow
+def test_cpu_backends_quick(tmp_path):
+    doc = load_script("cpu_backends").main(["--quick", "--batches", "1", "--out", str(tmp_path / "c.json")])
+    assert doc["parity_vs_torch"]["ort_fp32_conv2d"]["max_abs_prob"] < 1e-5
+    assert [r["config"] for r in doc["blocks"][0]["rows"]][0] == "torch_eager"
+
+
+def test_preprocess_stages_quick(tmp_path):
+    doc = load_script("preprocess_stages").main(["--quick", "--slices", "8", "--out", str(tmp_path / "p.json")])
+    assert doc["series"]["shape"] == [8, 512, 512]
+    for stage in ("scan", "read", "decode", "hu", "stack", "plan", "resample", "normalize", "load_volume_roi"):
+        assert doc["stages"][stage]["n"] == 1 and doc["stages"][stage]["p50_ms"] >= 0
