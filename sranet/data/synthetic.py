@@ -114,14 +114,15 @@ class Field:
         r1 = axes[1][None, :, None]
         r2 = axes[2][None, None, :]
         # frame rows: unit superior, lateral, anterior vectors in array-axis (d, h, w) components
-        self.s, self.l, self.a = ((f[0] * r0 + f[1] * r1 + f[2] * r2).astype(np.float32) for f in frame)
+        # Python-float coefficients keep the arithmetic in float32 (NumPy 2 promotion rules)
+        self.s, self.l, self.a = (float(f[0]) * r0 + float(f[1]) * r1 + float(f[2]) * r2 for f in frame)
         self.dist = np.sqrt(self.s * self.s + self.l * self.l + self.a * self.a)
 
     def dot(self, u) -> np.ndarray:
         """Coordinate along ``u`` = (superior, lateral, anterior) components (normalised here)."""
         u = np.asarray(u, dtype=np.float64)
         u = u / np.linalg.norm(u)
-        return (u[0] * self.s + u[1] * self.l + u[2] * self.a).astype(np.float32)
+        return float(u[0]) * self.s + float(u[1]) * self.l + float(u[2]) * self.a
 
 
 def unit(v) -> np.ndarray:
@@ -259,7 +260,8 @@ def generate_case(
         origin_mm=tuple(float(v) for v in origin),  # type: ignore[arg-type]
         head_center_mm=tuple(float(c) for c in center),  # type: ignore[arg-type]
         head_radius_mm=radius,
-        params={k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in p.items()},
+        params={k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in p.items()
+                if not k.startswith("_") and k != "collapse_map"},  # scalars and direction vectors only
     )
 
 
@@ -293,7 +295,7 @@ def femur_sdf(f: Field, p: dict) -> tuple[np.ndarray, np.ndarray]:
     neck_r = 0.62 * r + 0.45 * np.maximum(proj - 1.3 * r, 0.0)
     neck = np.maximum(rad - neck_r, -proj)
     u_n = unit(p["u_neck"])
-    troch_c = u_n * 2.3 * r + np.array([0.7 * r, 0.0, 0.0])
+    troch_c = [float(v) for v in u_n * 2.3 * r + np.array([0.7 * r, 0.0, 0.0])]
     troch = np.sqrt((f.s - troch_c[0]) ** 2 + (f.l - troch_c[1]) ** 2 + (f.a - troch_c[2]) ** 2) - 0.9 * r
     return head, np.minimum(np.minimum(head, neck), troch)
 

@@ -79,7 +79,7 @@ def _osteophytes(hu: np.ndarray, f: Field, p: dict, rng: np.random.Generator) ->
     vals = hu[near]
     for _ in range(int(rng.integers(2, 5))):
         t = rng.uniform(0, 2 * np.pi)
-        c = u_n * 0.55 * r + (np.cos(t) * perp + np.sin(t) * perp2) * 0.85 * r
+        c = [float(v) for v in u_n * 0.55 * r + (np.cos(t) * perp + np.sin(t) * perp2) * 0.85 * r]
         rc = rng.uniform(2.5, 4.0)
         spur = ((s - c[0]) ** 2 + (lat - c[1]) ** 2 + (a - c[2]) ** 2 < rc * rc) & (vals < 200)
         vals[spur] = 0.8 * p["cortex_hu"]
