@@ -1,0 +1,88 @@
+"""`sranet export`: exit codes and messages for bad input, a full fp32 export with a Triton repository, int8 from a
+manifest, and --engine without TensorRT (clear error after the ONNX is written)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from sranet.cli.main import app
+from sranet.config import ModelConfig, PreprocessConfig
+from sranet.model.sranet import SRANet
+from sranet.train.checkpoint import save_checkpoint
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    torch.manual_seed(3)
+    cfg = ModelConfig.preset("tiny")
+    return save_checkpoint(tmp_path_factory.mktemp("cli_export") / "best.pt", model=SRANet(cfg),
+                           preprocess_config=PreprocessConfig.for_model(cfg), threshold=0.5, epoch=1, metrics={},
+                           train_config={})
+
+
+def _run(*args):
+    return runner.invoke(app, ["export", *map(str, args)])
+
+
+def test_missing_checkpoint(tmp_path):
+    r = _run(tmp_path / "nope.pt", "--out", tmp_path / "m.onnx")
+    assert r.exit_code == 1
+    assert "Error:" in r.output and "nope.pt" in r.output and "does not exist" in r.output
+    assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize(("extra", "needle"), [
+    (["--int8"], "--int8 needs calibration"),
+    (["--fp16", "--int8", "--calib", "x.csv"], "choose one precision"),
+    (["--calib", "x.csv"], "--calib is only used with --int8"),
+    (["--engine", "--batch", "8:4:16"], "MIN <= OPT <= MAX"),
+    (["--engine", "--batch", "1:x:4"], "is not MIN:OPT:MAX"),
+    (["--batch", "1:4:8"], "--batch sets the engine profile"),
+    (["--workspace-gib", "2"], "only apply to a TensorRT engine"),
+    (["--engine", "--hardware-compatibility", "amper+"], "Did you mean 'ampere+'"),
+    (["--opset", "13"], "opset=13 is outside"),
+    (["--int8", "--calib", "missing.csv"], "calibration manifest"),
+])
+def test_bad_options_exit_1_before_export(ckpt, tmp_path, extra, needle):
+    r = _run(ckpt, "--out", tmp_path / "m.onnx", *extra)
+    assert r.exit_code == 1, r.output
+    assert needle in r.output
+    assert not list(tmp_path.iterdir())  # refused before any work
+
+
+def test_fp32_export_with_triton_repo(ckpt, tmp_path):
+    out = tmp_path / "m.onnx"
+    r = _run(ckpt, "--out", out, "--parity-cases", "2", "--triton", tmp_path / "repo", "--batch", "1:2:4")
+    assert r.exit_code == 0, r.output
+    assert "Parity gate (fp32, 2 cases" in r.output and "PASSED" in r.output
+    assert "TensorRT op check" in r.output and "all ops and attributes supported" in r.output
+    assert out.is_file() and json.loads((tmp_path / "m.onnx.parity.json").read_text())["parity"]["passed"]
+    config = (tmp_path / "repo" / "sranet" / "config.pbtxt").read_text()
+    assert "max_batch_size: 4" in config and (tmp_path / "repo" / "sranet" / "1" / "model.onnx").is_file()
+
+
+def test_int8_from_manifest(ckpt, tmp_path):
+    from sranet.data.synthetic_dataset import write_dataset
+
+    manifest = write_dataset(tmp_path / "data", 4, seed=1, shape=(32, 48, 48))
+    r = _run(ckpt, "--out", tmp_path / "m8.onnx", "--int8", "--calib", manifest, "--parity-cases", "2")
+    assert r.exit_code == 0, r.output
+    assert "Parity gate (int8" in r.output and "PASSED" in r.output
+    calib = json.loads((tmp_path / "m8.onnx.parity.json").read_text())["parity"]["runtime"]["calibration"]
+    assert 1 <= calib["calibration_volumes"] <= 4
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
+def test_engine_without_tensorrt_writes_onnx_then_fails(ckpt, tmp_path):
+    out = tmp_path / "m.onnx"
+    r = _run(ckpt, "--out", out, "--parity-cases", "2", "--engine", "--batch", "1:2:4")
+    assert r.exit_code == 1
+    assert "needs TensorRT" in r.output and "pip install 'sranet[trt]'" in r.output
+    assert out.is_file() and not (tmp_path / "m.engine").exists()
