@@ -158,7 +158,7 @@ def _run_one(job: tuple) -> tuple[Case, dict | None, dict | None]:
         return case, prepare_case(case, out_dir, cfg, mask_params), None
     except SranetError as exc:
         failure = {"error": type(exc).__name__, "message": str(exc)}
-    except (OSError, ValueError, MemoryError) as exc:  # anything else a bad file can raise: record, carry on
+    except Exception as exc:  # noqa: BLE001 - anything else one bad case raises is recorded; the run goes on
         failure = {"error": type(exc).__name__, "message": str(exc) or repr(exc)}
     return case, None, {"case_id": case.case_id, "path": str(case.path), **failure}
 
