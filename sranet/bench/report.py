@@ -10,7 +10,7 @@ Document layout (all times in ms, memory in MiB, throughput in volumes/s):
                   percentile_method, outliers_removed, throughput, cold_start_note
     compute       peak_gflops (measured by benchmarks/peak_matmul.py, or null), floor
     artifacts[]   label, path, sha256, backend{}, precision, model_config{}, flops_per_volume{conv, linear,
-                  attention, head, other, matmul_flops, total_flops}, threads_applied,
+                  attention, head, other, matmul_flops, total_flops}, options_applied,
                   cold_start{load_ms, first_infer_ms, total_ms}, rss_after_load_mib
     model_only[]  batch, device_timing, results[{artifact, host: Summary, device: Summary|null,
                   ratio_vs_first{p50_ratio, paired_median_ratio}, floor_ms?, p50_over_floor?}], skipped[]

@@ -96,7 +96,8 @@ class DeviceTimer:
 
     @property
     def method(self) -> str | None:
-        return "cuda_events (torch current stream)" if self.torch is not None else None
+        return ("cuda_events on torch's current stream around the whole call (device span incl. copies)"
+                if self.torch is not None else None)
 
     def wrap(self, fn: Callable[[], Any], backend: Any = None) -> Call:
         def call() -> dict[str, float] | None:
@@ -122,9 +123,12 @@ def peak_rss_mib() -> float:
     return kib / 1024 if sys.platform != "darwin" else kib / 2**20
 
 
-def rss_mib() -> float:
-    import psutil
-
+def rss_mib() -> float | None:
+    """Current resident set size, MiB (None where psutil is not installed)."""
+    try:
+        import psutil
+    except ImportError:
+        return None
     return psutil.Process(os.getpid()).memory_info().rss / 2**20
 
 
@@ -136,30 +140,30 @@ def device_peak_mib() -> float | None:
 
 
 # -- opening artifacts ------------------------------------------------------------------------------------------
-def open_with_threads(path: str | os.PathLike, threads: int, opener: Callable[..., Any] | None = None):
-    """Open an artifact; pass ``threads`` where the backend takes it. Returns (backend, load_ms, applied)."""
+def open_with_threads(path: str | os.PathLike, threads: int, opener: Callable[..., Any] | None = None, *,
+                      device: str | None = None, provider: str | None = None):
+    """Open an artifact, passing ``threads``, ``device`` (.pt) and ``provider`` (.onnx) to backends that take them.
+
+    An option the artifact's backend does not take is an error, never silently dropped.
+    Returns (backend, load_ms, what was applied)."""
     from sranet.runtime.backends.base import backend_class, open_backend
 
     opener = opener or open_backend
+    params = inspect.signature(backend_class(path).__init__).parameters
     options: dict[str, Any] = {}
-    applied = "library default"
-    if threads:
-        params = inspect.signature(backend_class(path).__init__).parameters
-        if "threads" in params:
-            options["threads"], applied = threads, f"threads={threads} (backend option)"
-        elif Path(path).suffix.lower() == ".pt":
-            import torch
-
-            torch.set_num_threads(threads)
-            applied = f"torch.set_num_threads({threads})"
-        else:
-            raise InputError(
-                f"--threads {threads}: the {Path(path).suffix} backend takes no thread setting.",
-                path=path, hint="Leave --threads at 0 for this artifact, or set OMP_NUM_THREADS.",
-            )
+    applied = []
+    for flag, key, value in (("--threads", "threads", threads or None), ("--device", "device", device),
+                             ("--provider", "providers", provider)):
+        if value is None:
+            continue
+        if key not in params:
+            raise InputError(f"{flag} {value}: the {Path(path).suffix} backend takes no such setting.", path=path,
+                             hint=f"Leave {flag} out for this artifact.")
+        options[key] = value
+        applied.append(f"{key}={value}")
     t0 = time.perf_counter()
     backend = opener(path, **options)
-    return backend, (time.perf_counter() - t0) * 1e3, applied
+    return backend, (time.perf_counter() - t0) * 1e3, ", ".join(applied) or "library defaults"
 
 
 def random_input(batch: int, size: int, seed: int = 0) -> np.ndarray:
@@ -214,6 +218,8 @@ def run_benchmark(
     spacing_mm: tuple[float, float, float] | None = None,
     roi: str | None = None,
     peak_gflops: float | None = None,
+    device: str | None = None,
+    provider: str | None = None,
     argv: list[str] | None = None,
     opener: Callable[..., Any] | None = None,
     log: Callable[[str], None] = lambda _msg: None,
@@ -234,7 +240,8 @@ def run_benchmark(
     artifacts, backends = [], []
     for path in paths:  # cold start: load + first inference, one artifact at a time, before any warm-up
         log(f"loading {path}")
-        backend, load_ms, applied = open_with_threads(path, settings.threads, opener)
+        backend, load_ms, applied = open_with_threads(path, settings.threads, opener, device=device,
+                                                      provider=provider)
         S = backend.info.model.input_size
         t0 = time.perf_counter()
         backend.infer(random_input(max(1, backend.min_batch), S))
@@ -248,9 +255,9 @@ def run_benchmark(
             "precision": backend.info.precision,
             "model_config": backend.info.model.to_dict(),
             "flops_per_volume": flops,
-            "threads_applied": applied,
+            "options_applied": applied,
             "cold_start": {"load_ms": load_ms, "first_infer_ms": first_ms, "total_ms": load_ms + first_ms},
-            "rss_after_load_mib": rss_mib() - rss0,
+            "rss_after_load_mib": None if rss0 is None else rss_mib() - rss0,
         })
         backends.append(backend)
     try:

@@ -25,7 +25,7 @@ def _command_line(values: dict) -> list[str]:
     """The command as parsed (not sys.argv, which is the test runner's under CliRunner), for the report."""
     argv = ["sranet", "benchmark", *map(str, values["artifacts"])]
     for name in ("input", "synthetic", "batch", "warmup_s", "warmup_iters", "min_iters", "duration_s", "threads",
-                 "roi", "spacing_mm", "peak_gflops"):
+                 "device", "provider", "roi", "spacing_mm", "peak_gflops"):
         value = values[name]
         flag = "--" + name.replace("_", "-")
         if value is True:
@@ -46,6 +46,8 @@ def benchmark(
     min_iters: Annotated[int, typer.Option("--min-iters", help="Measured rounds at least (each round runs every artifact once).")] = 10,
     duration_s: Annotated[float, typer.Option("--duration-s", help="Measured time per run at least, seconds.")] = 10.0,
     threads: ThreadsOpt = 0,
+    device: Annotated[str | None, typer.Option("--device", help=".pt artifacts: 'cpu', 'cuda', 'cuda:N' or 'auto'.")] = None,
+    provider: Annotated[str | None, typer.Option("--provider", help=".onnx artifacts: 'cpu', 'cuda' or 'tensorrt' (default: best available).")] = None,
     roi: Annotated[str | None, typer.Option("--roi", help="ROI for the end-to-end case: 'd0:d1,h0:h1,w0:w1' or 'mm:x0:x1,y0:y1,z0:z1'.")] = None,
     spacing_mm: Annotated[str | None, typer.Option("--spacing-mm", help="Voxel spacing 'sD,sH,sW' mm for an .npy case.")] = None,
     peak_gflops: Annotated[float | None, typer.Option("--peak-gflops", help="This machine's peak fp32 GFLOP/s (benchmarks/peak_matmul.py) to show latency / compute floor.")] = None,
@@ -67,7 +69,7 @@ def benchmark(
     settings = Settings(batches=_parse_batches(batch), warmup_s=warmup_s, warmup_iters=warmup_iters,
                         min_iters=min_iters, duration_s=duration_s, threads=threads)
     doc = run_benchmark([str(a) for a in artifacts], settings, case=input, synthetic=synthetic, spacing_mm=spacing,
-                        roi=roi, peak_gflops=peak_gflops, argv=_command_line(locals()),
+                        roi=roi, peak_gflops=peak_gflops, device=device, provider=provider, argv=_command_line(locals()),
                         log=lambda msg: typer.echo(msg, err=True))
     if json_out is not None:
         write_json(doc, json_out)

@@ -31,7 +31,7 @@ def test_benchmark_two_artifacts_json_and_markdown(tiny, tmp_path):
     assert doc["schema"] == "sranet-benchmark/1"
     assert doc["environment"]["command"].startswith("sranet benchmark ")
     assert "--threads 1" in doc["environment"]["command"]
-    assert doc["artifacts"][0]["threads_applied"] == "threads=1 (backend option)"
+    assert doc["artifacts"][0]["options_applied"] == "threads=1"
     assert [b["batch"] for b in doc["model_only"]] == [1, 2]
     assert all(r["host"]["n"] >= 3 for b in doc["model_only"] for r in b["results"])
     assert "| tiny.onnx | 2 |" in md.read_text()
@@ -57,6 +57,7 @@ def test_benchmark_synthetic_end_to_end(tiny, tmp_path):
         (["--min-iters", "0"], "min_iters >= 1"),
         (["--synthetic", "--input", "case.npy"], "exclusive"),
         (["--spacing-mm", "1,2"], "three positive numbers"),
+        (["--device", "cuda"], "--device cuda: the .onnx backend takes no such setting"),
     ],
 )
 def test_benchmark_bad_options(tiny, args, message):
