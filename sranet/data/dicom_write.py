@@ -72,39 +72,40 @@ def write_dicom_series(
     origin = np.asarray(origin_mm, dtype=float)
     iop = [*direction[:, 2].tolist(), *direction[:, 1].tolist()]  # row direction (along W), column direction (along H)
     paths = []
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()  # the series-constant tags, set once; per-slice tags are updated in the loop below
+    ds.file_meta = meta
+    ds.SOPClassUID = CT_IMAGE_STORAGE
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.PatientName, ds.PatientID = patient_name, patient_id
+    ds.PatientBirthDate, ds.PatientSex = "", "O"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = now.strftime("%Y%m%d")
+    ds.StudyTime = ds.SeriesTime = ds.ContentTime = now.strftime("%H%M%S")
+    ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = "1", "", ""
+    ds.Modality, ds.SeriesNumber, ds.AcquisitionNumber = "CT", 1, 1
+    ds.SeriesDescription = series_description
+    ds.Manufacturer, ds.ManufacturerModelName = "sranet", "synthetic phantom"
+    ds.BodyPartExamined, ds.PositionReferenceIndicator, ds.PatientPosition = "HIP", "", "FFS"
+    ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
+    ds.KVP, ds.ConvolutionKernel = 120, "STANDARD"
+    ds.ImageOrientationPatient = [round(float(v), 6) for v in iop]
+    ds.PixelSpacing = [round(sh, 6), round(sw, 6)]
+    ds.SliceThickness = ds.SpacingBetweenSlices = round(sd, 6)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.Rows, ds.Columns = int(hu.shape[1]), int(hu.shape[2])
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = rescale_intercept, rescale_slope, "HU"
+    ds.WindowCenter, ds.WindowWidth = 400, 1800
     for d in range(hu.shape[0]):
         sop_uid = generate_uid()
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
-        meta.MediaStorageSOPInstanceUID = sop_uid
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = pydicom.Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = CT_IMAGE_STORAGE, sop_uid
-        ds.SpecificCharacterSet = "ISO_IR 100"
-        ds.PatientName, ds.PatientID = patient_name, patient_id
-        ds.PatientBirthDate, ds.PatientSex = "", "O"
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
-        ds.StudyDate = ds.SeriesDate = ds.ContentDate = now.strftime("%Y%m%d")
-        ds.StudyTime = ds.SeriesTime = ds.ContentTime = now.strftime("%H%M%S")
-        ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = "1", "", ""
-        ds.Modality, ds.SeriesNumber, ds.InstanceNumber, ds.AcquisitionNumber = "CT", 1, d + 1, 1
-        ds.SeriesDescription = series_description
-        ds.Manufacturer, ds.ManufacturerModelName = "sranet", "synthetic phantom"
-        ds.BodyPartExamined, ds.PositionReferenceIndicator, ds.PatientPosition = "HIP", "", "FFS"
-        ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
-        ds.KVP, ds.ConvolutionKernel = 120, "STANDARD"
+        meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = sop_uid
+        ds.InstanceNumber = d + 1
         position = origin + d * sd * direction[:, 0]
         ds.ImagePositionPatient = [round(float(v), 4) for v in position]
-        ds.ImageOrientationPatient = [round(float(v), 6) for v in iop]
         ds.SliceLocation = round(float(position @ direction[:, 0]), 4)
-        ds.PixelSpacing = [round(sh, 6), round(sw, 6)]
-        ds.SliceThickness = ds.SpacingBetweenSlices = round(sd, 6)
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.Rows, ds.Columns = int(hu.shape[1]), int(hu.shape[2])
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = rescale_intercept, rescale_slope, "HU"
-        ds.WindowCenter, ds.WindowWidth = 400, 1800
         ds.PixelData = np.ascontiguousarray(stored[d]).tobytes()
         path = out_dir / f"slice_{d:04d}.dcm"
         ds.save_as(path, enforce_file_format=True)
