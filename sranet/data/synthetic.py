@@ -313,7 +313,9 @@ def _bones(hu: np.ndarray, f: Field, p: dict, tex: np.ndarray) -> None:
     pelvis = np.minimum(cup, column)
     joint = (f.dist < inner + 0.5) & (cos_acet > 0.1)
     hu[joint] = 70.0
-    hu[pelvis < 0] = 260.0 + 50.0 * tex[pelvis < 0] + p.get("acet_sclerosis", 0.0) * (cos_acet[pelvis < 0] > 0.5)
+    bone = pelvis < 0
+    roof = np.clip((cos_acet[bone] - 0.3) / 0.4, 0.0, 1.0) * (f.dist[bone] < inner + t)  # weight-bearing roof
+    hu[bone] = 260.0 + 50.0 * tex[bone] + p.get("acet_sclerosis", 0.0) * roof
     hu[(pelvis < 0) & (pelvis > -1.8)] = p["cortex_hu"]
 
     head, femur = femur_sdf(f, p)
