@@ -192,7 +192,8 @@ def generate_case(
     """Draw one phantom: (D, H, W) HU volume, lesion mask and ROI. Deterministic for a given (seed, stage, ...).
 
     The anatomy depends only on ``seed`` (and shape/spacing/side), so the same seed with two stages gives the same
-    hip with and without disease. Takes about 0.2-0.4 s for 96x128x128 on one CPU core.
+    hip with and without disease. 96x128x128 took 0.35-0.55 s per case on a shared, busy 2-core CPU
+    (``benchmarks/synth_speed.py`` measures it on a quiet one).
     """
     from sranet.data.synthetic_lesions import draw_lesion
 
