@@ -134,10 +134,16 @@ def build_volume(hs: list[SliceHeader], *, where: Path, roi: Roi | None, policy:
     box = roi_box(roi, shape, affine) if roi is not None else tuple((0, n) for n in shape)
     (d0, d1), (h0, h1), (w0, w1) = box
     needed = plan.inputs_for(d0, d1)
-    slices = {int(i): decode(int(plan.order[i])) for i in needed}
-    hu = assemble(slices, plan, d0, d1)[:, h0:h1, w0:w1]
-    if hu.shape[1:] != (h1 - h0, w1 - w0):
-        hu = np.ascontiguousarray(hu)
+    if not plan.resampled:  # a regular stack: decode each slice straight into the output (one copy in memory)
+        hu = np.empty((d1 - d0, h1 - h0, w1 - w0), np.float32)
+        for k in range(d0, d1):
+            hu[k - d0] = decode(int(plan.order[k]))[h0:h1, w0:w1]
+    elif np.any(plan.shift_px):  # tilted: shift whole slices first, crop after
+        slices = {int(i): decode(int(plan.order[i])) for i in needed}
+        hu = assemble(slices, plan, d0, d1)[:, h0:h1, w0:w1]
+    else:  # keep only the ROI's part of each slice as soon as it is decoded
+        slices = {int(i): decode(int(plan.order[i]))[h0:h1, w0:w1].copy() for i in needed}
+        hu = assemble(slices, plan, d0, d1)
     offset = (d0, h0, w0)
     origin = affine[:3, :3] @ np.asarray(offset, dtype=float) + affine[:3, 3]
     meta = {

@@ -36,7 +36,7 @@ class Roi:
             raise InputError(f"Roi.units={self.units!r} is not 'voxel' or 'mm'.")
         if self.side not in (None, "L", "R"):
             raise InputError(f"ROI side {self.side!r} is not 'L', 'R' or empty.", hint="Use L or R (patient's side).")
-        for a, (lo, hi) in enumerate(zip(self.lo, self.hi)):
+        for a, (lo, hi) in enumerate(zip(self.lo, self.hi, strict=False)):
             if not (math.isfinite(lo) and math.isfinite(hi)) or not hi > lo:
                 raise EmptyRoiError(f"ROI {self.text()!r} is empty along axis {a}: {lo} >= {hi}.",
                                     hint="Write each range as low:high with low < high.")
@@ -46,7 +46,7 @@ class Roi:
 
     def text(self) -> str:
         fmt = (lambda v: str(int(v))) if self.units == "voxel" else (lambda v: f"{v:g}")
-        body = ",".join(f"{fmt(lo)}:{fmt(hi)}" for lo, hi in zip(self.lo, self.hi))
+        body = ",".join(f"{fmt(lo)}:{fmt(hi)}" for lo, hi in zip(self.lo, self.hi, strict=False))
         return body if self.units == "voxel" else f"mm:{body}"
 
     def with_side(self, side: str | None) -> Roi:
@@ -97,7 +97,7 @@ def roi_box(roi: Roi, shape: tuple[int, int, int], affine: np.ndarray,
             f"ROI {roi.text()!r} does not overlap the volume of shape {tuple(int(s) for s in shape)} (D, H, W)"
             + (f" whose voxel (0, 0, 0) is at full-series index {tuple(index_offset)}" if any(index_offset) else "")
             + ".", hint="Check the ROI's units (voxel vs mm:) and axis order (D, H, W for voxels, LPS x, y, z for mm).")
-    return tuple((int(a), int(b)) for a, b in zip(lo, hi))  # type: ignore[return-value]
+    return tuple((int(a), int(b)) for a, b in zip(lo, hi, strict=False))  # type: ignore[return-value]
 
 
 def volume_roi_box(volume, roi: Roi | None) -> Box:

@@ -71,7 +71,7 @@ def test_roi_in_voxels_and_in_mm_give_the_same_input():
     vox = preprocess(v, CFG, parse_roi("5:15,10:30,20:40"))
     lo = v.index_to_patient(np.array([5, 10, 20]) - 0.4)
     hi = v.index_to_patient(np.array([15, 30, 40]) - 0.6)
-    mm = preprocess(v, CFG, parse_roi("mm:" + ",".join(f"{a}:{b}" for a, b in zip(lo, hi))))
+    mm = preprocess(v, CFG, parse_roi("mm:" + ",".join(f"{a}:{b}" for a, b in zip(lo, hi, strict=False))))
     assert mm.plan.box == vox.plan.box == ((5, 15), (10, 30), (20, 40))
     np.testing.assert_array_equal(mm.input, vox.input)
 
