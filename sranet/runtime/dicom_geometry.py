@@ -194,31 +194,40 @@ def plan_stack(
 def assemble(slices: dict[int, np.ndarray], plan: StackPlan, d0: int, d1: int, pad_hu: float = -1024.0) -> np.ndarray:
     """Build output slices [d0, d1) from decoded slices (keyed by position in ``plan.order``), (H, W) float32 HU.
 
-    Tilted slices are shifted in-plane (bilinear, OpenCV) onto slice 0's grid; pixels shifted in from outside the
-    image get ``pad_hu``. Returns (d1 - d0, H, W) float32.
+    Tilted slices are shifted in-plane (bilinear, OpenCV) onto the grid; an output pixel whose source lies outside
+    any slice it needs gets ``pad_hu`` (never a blend of tissue and padding). Returns (d1 - d0, H, W) float32.
     """
     import cv2
 
-    shifted: dict[int, np.ndarray] = {}
+    shifted: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
 
-    def get(i: int) -> np.ndarray:
+    def get(i: int) -> tuple[np.ndarray, np.ndarray | None]:
         if i not in shifted:
-            img = slices[i]
+            img, valid = slices[i], None
             dh, dw = plan.shift_px[i]
             if dh or dw:
                 m = np.array([[1.0, 0.0, dw], [0.0, 1.0, dh]], dtype=np.float64)  # out(h, w) = in(h - dh, w - dw)
-                img = cv2.warpAffine(img, m, (img.shape[1], img.shape[0]), flags=cv2.INTER_LINEAR,
-                                     borderMode=cv2.BORDER_CONSTANT, borderValue=float(pad_hu))
-            shifted[i] = img
+                size = (img.shape[1], img.shape[0])
+                img = cv2.warpAffine(img, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                                     borderValue=float(pad_hu))
+                ones = np.ones(slices[i].shape, np.float32)
+                valid = cv2.warpAffine(ones, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                                       borderValue=0.0) > 0.999
+            shifted[i] = (img, valid)
         return shifted[i]
 
     first = next(iter(slices.values()))
     out = np.empty((d1 - d0,) + first.shape, dtype=np.float32)
     for k in range(d0, d1):
         a, b, t = plan.out_source[k]
-        a, b = int(a), int(b)
+        img_a, valid = get(int(a))
         if t == 0:
-            out[k - d0] = get(a)
+            out[k - d0] = img_a
         else:
-            out[k - d0] = (1.0 - t) * get(a) + t * get(b)
+            img_b, valid_b = get(int(b))
+            out[k - d0] = (1.0 - t) * img_a + t * img_b
+            if valid_b is not None:
+                valid = valid_b if valid is None else valid & valid_b
+        if valid is not None:
+            out[k - d0][~valid] = pad_hu
     return out
