@@ -1,0 +1,36 @@
+"""`sranet demo --quick`: the whole README path runs and says where everything went (tiny model, about 30 s)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from sranet.cli.main import app
+
+pytest.importorskip("torch")
+runner = CliRunner()
+
+
+def test_demo_quick_runs_the_whole_path(tmp_path):
+    out = tmp_path / "demo"
+    result = runner.invoke(app, ["demo", "--quick", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    for step in ("synthesise", "prepare", "train", "evaluate", "export", "predict", "benchmark"):
+        assert f"== {step}" in result.output
+    assert "parity gate passed" in result.output and "done in" in result.output
+    for artefact in ("data/manifest.csv", "run/best.pt", "model.onnx", "model.onnx.parity.json",
+                     "predict/results.jsonl", "benchmark.json"):
+        assert (out / artefact).is_file(), artefact
+    lines = [json.loads(line) for line in (out / "predict" / "results.jsonl").read_text().splitlines()]
+    assert lines and all("probability" in r and r["label"] in (0, 1) for r in lines)
+    assert any(r.get("heatmaps") for r in lines)
+    bench = json.loads((out / "benchmark.json").read_text())
+    assert bench  # the benchmark document (schema checked by tests/bench)
+
+
+def test_demo_refuses_a_non_empty_folder(tmp_path):
+    (tmp_path / "keep.txt").write_text("x")
+    result = runner.invoke(app, ["demo", "--quick", "--out", str(tmp_path)])
+    assert result.exit_code == 1 and "is not empty" in result.output and (tmp_path / "keep.txt").exists()
