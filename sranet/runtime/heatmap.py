@@ -110,7 +110,7 @@ def overlay_png(
         band = np.zeros((22, image.shape[1], 3), np.uint8)
         cv2.putText(band, title[:90], (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
         image = np.concatenate([band, image], axis=0)
-    if not cv2.imwrite(str(path), image):
+    if not cv2.imwrite(str(path), image, [cv2.IMWRITE_PNG_COMPRESSION, 9]):
         from sranet.errors import SranetError
 
         raise SranetError("OpenCV could not write the PNG.", path=path, hint="Check that the folder is writable.")
