@@ -20,12 +20,21 @@ from pathlib import Path
 
 import numpy as np
 
-from sranet.errors import GeometryError, InputError, NoUsableSeriesError, SranetError, WrongModalityError
+from sranet.errors import (
+    CorruptPixelDataError,
+    GeometryError,
+    InputError,
+    NoPixelDataError,
+    NoUsableSeriesError,
+    SranetError,
+    WrongModalityError,
+)
 from sranet.runtime.dicom_decode import CT_SOP_CLASSES, SliceHeader, decode_slice_hu, read_header
 from sranet.runtime.dicom_geometry import assemble, plan_stack
 from sranet.runtime.roi import Roi, roi_box
 from sranet.runtime.volume import Volume
 
+_DAMAGED = ("UnreadableFileError", "NotDicomError", "CorruptPixelDataError", "NoPixelDataError")
 _SKIP_NAMES = {"DICOMDIR", "LOCKFILE", "VERSION", ".DS_Store", "Thumbs.db"}
 
 
@@ -168,13 +177,36 @@ def build_volume(hs: list[SliceHeader], *, where: Path, roi: Roi | None, policy:
 
 def load_dicom_folder(folder: Path, *, roi: Roi | None = None, series: str | None = None,
                       policy: str = "resample") -> Volume:
-    """A folder holding one or more DICOM series -> Volume of the chosen CT series. See the module docstring."""
+    """A folder holding one or more DICOM series -> Volume of the chosen CT series. See the module docstring.
+
+    A slice whose pixel data is corrupt, truncated or missing is dropped and reported like a damaged header (at
+    most 10 % of the series); the geometry check then applies the policy to the hole it may leave.
+    """
     groups, skipped = scan_folder(folder)
     uid, hs = _choose(groups, series, folder, skipped)
-    damaged = [s for s in skipped if s[1].startswith(("UnreadableFileError", "NotDicomError"))]
-    qc = ["files_skipped"] if damaged else []
-    extra = {"skipped": [{"file": n, "reason": r} for n, r in skipped]} if skipped else {}
-    return build_volume(hs, where=folder, roi=roi, policy=policy, extra_meta=extra, qc=qc)
+    dropped: list[str] = []
+    while True:
+        damaged = [s for s in skipped if s[1].startswith(_DAMAGED)]
+        qc = ["files_skipped"] if damaged else []
+        extra = {"skipped": [{"file": n, "reason": r} for n, r in skipped]} if skipped else {}
+        try:
+            return build_volume(hs, where=folder, roi=roi, policy=policy, extra_meta=extra, qc=qc)
+        except (CorruptPixelDataError, NoPixelDataError) as exc:
+            # A slice whose pixels cannot be used is dropped like a damaged header, so long as few are; the
+            # geometry check then decides (under the policy) whether the series is still whole.
+            bad = Path(exc.path) if exc.path else None
+            if bad is None or len(dropped) >= max(1, len(hs) // 10) or all(h.path != bad for h in hs):
+                raise
+            hs = [h for h in hs if h.path != bad]
+            if not hs:
+                raise
+            dropped.append(str(bad.relative_to(folder)))
+            skipped.append((dropped[-1], f"{type(exc).__name__}: {exc.message}"))
+        except GeometryError as exc:
+            if not dropped:
+                raise
+            raise GeometryError(f"{exc.message} (after dropping unreadable slice(s) {', '.join(dropped)})",
+                                path=exc.path, hint=exc.hint) from exc
 
 
 def load_dicom_file(path: Path, *, roi: Roi | None = None, policy: str = "resample") -> Volume:
@@ -189,8 +221,6 @@ def load_dicom_file(path: Path, *, roi: Roi | None = None, policy: str = "resamp
         return load_enhanced(path, h, roi=roi, policy=policy)
     why = _reject_reason(h)
     if why:
-        from sranet.errors import NoPixelDataError
-
         error = NoPixelDataError if "not an image" in why or "SOP class" in why else NoUsableSeriesError
         raise error(f"cannot be used as a CT slice: {why}.", path=path, hint="Point to an axial CT image.")
     return build_volume([h], where=path, roi=roi, policy=policy)

@@ -50,8 +50,9 @@ def load_volume(
     in a folder are skipped with a reason (``volume.meta["skipped"]``); files that are not DICOM or have a
     damaged header are skipped too (QC flag ``files_skipped``); the gaps they leave are caught by the geometry
     check. Slices are sorted along the slice normal; RescaleSlope/Intercept apply per slice; PixelPaddingValue
-    becomes -1024 HU; compressed syntaxes decode through pylibjpeg. A slice whose pixels cannot be decoded or
-    decode to noise raises ``CorruptPixelDataError`` naming it. QC flags from the HU values (``sranet.runtime.qc``)
+    becomes -1024 HU; compressed syntaxes decode through pylibjpeg. In a folder, a slice whose pixels cannot be
+    decoded or decode to noise is dropped and reported the same way (up to 10 % of the slices; more raise
+    ``CorruptPixelDataError`` naming the file); a single file raises. QC flags from the HU values (``sranet.runtime.qc``)
     are added for every format. ``volume.meta`` is non-identifying (no names, IDs, dates).
 
     Raises (all ``sranet.errors.VolumeError`` unless noted): UnreadableFileError, NotDicomError,

@@ -178,3 +178,25 @@ def test_resampled_stack_maps_voxels_to_the_right_patient_positions(tilt_deg):
     padded = v.hu == -1024.0
     assert exact.mean() > 0.55 and (exact | padded).all()  # no blend of tissue and padding
     assert exact[:, v.shape[1] // 2, v.shape[2] // 2].all()  # the central column never leaves the images
+
+
+def _truncate_pixels(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[:-100])  # the header is intact, the 16 x 16 pixel data is short
+
+
+def test_slice_with_corrupt_pixels_is_dropped_where_the_series_stays_whole(tmp_path):
+    shutil.copytree(DIRTESTS / "98892001" / "CT5N", tmp_path / "s")
+    _truncate_pixels(tmp_path / "s" / "3353")  # z = -1.24, the first slice: the rest is still a regular stack
+    v = load_volume(tmp_path / "s", policy="strict")
+    assert v.shape == (4, 16, 16) and "files_skipped" in v.qc and "missing_slices" not in v.qc
+    assert v.meta["skipped"][0]["file"] == "3353" and "CorruptPixelDataError" in v.meta["skipped"][0]["reason"]
+
+
+def test_slice_with_corrupt_pixels_in_the_middle_leaves_a_hole(tmp_path):
+    shutil.copytree(DIRTESTS / "98892001" / "CT5N", tmp_path / "s")
+    _truncate_pixels(tmp_path / "s" / "2693")  # z = 3.76, the middle slice
+    with pytest.raises(GeometryError, match=r"missing slice.*after dropping unreadable slice\(s\) 2693"):
+        load_volume(tmp_path / "s", policy="strict")
+    v = load_volume(tmp_path / "s")
+    assert v.shape == (5, 16, 16) and {"files_skipped", "missing_slices"} <= set(v.qc)
