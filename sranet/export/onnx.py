@@ -137,7 +137,7 @@ def check_graph(proto) -> Any:
 
 
 def validate_export_args(out_path: str | os.PathLike, *, opset: int, precision: str, calib_manifest,
-                         calib_volumes, parity_cases: int) -> Path:
+                         calib_volumes, parity_cases: int, calib_limit: int = 32) -> Path:
     """Refuse bad arguments before any work is done. Returns out_path as a Path."""
     check_choice("precision", precision, PRECISIONS, InputError)
     out = Path(out_path)
@@ -149,6 +149,8 @@ def validate_export_args(out_path: str | os.PathLike, *, opset: int, precision: 
                          hint=f"Use --opset {DEFAULT_OPSET}.")
     if not isinstance(parity_cases, int) or parity_cases < 2:
         raise InputError(f"parity_cases={parity_cases!r}; the gate needs at least 2 volumes (4 or more recommended).")
+    if not isinstance(calib_limit, int) or calib_limit < 1:
+        raise InputError(f"calib_limit={calib_limit!r}; at least 1 calibration volume is needed (16-64 recommended).")
     if precision == "int8" and calib_manifest is None and calib_volumes is None:
         raise InputError("int8 export needs calibration volumes.",
                          hint="Pass --calib MANIFEST (a manifest CSV of typical crops; 16-64 cases is plenty).")
@@ -186,7 +188,7 @@ def export_onnx(checkpoint: str | os.PathLike, out_path: str | os.PathLike, *, o
 
     say = log or (lambda _msg: None)
     out = validate_export_args(out_path, opset=opset, precision=precision, calib_manifest=calib_manifest,
-                               calib_volumes=calib_volumes, parity_cases=parity_cases)
+                               calib_volumes=calib_volumes, parity_cases=parity_cases, calib_limit=calib_limit)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     model, info = load_model(checkpoint)

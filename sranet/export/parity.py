@@ -220,7 +220,7 @@ def compare(ref_prob: np.ndarray, ref_att: np.ndarray, prob: np.ndarray, att: np
         runtime=runtime or {},
         per_case=[{"prob_ref": float(a), "prob": float(b), "abs_delta_prob": float(c), "max_abs_delta_attention": float(d),
                    "top1_ref": int(e), "top1": int(f)}
-                  for a, b, c, d, e, f in zip(ref_prob, prob, dprob, datt, ref_top, top)],
+                  for a, b, c, d, e, f in zip(ref_prob, prob, dprob, datt, ref_top, top, strict=True)],
     )
     if not np.isfinite(prob).all() or not np.isfinite(att).all():
         report.failures.append("the exported model produced NaN or infinite outputs.")
