@@ -133,8 +133,6 @@ def calibration_volumes(manifest: str | os.PathLike, preprocess: PreprocessConfi
     if not chosen:
         raise ManifestError("has no train/val (or unsplit) cases to calibrate int8 on.", path=path)
     for case in chosen:
-        roi = getattr(case, "roi", None)
-        if isinstance(roi, str) and roi:
-            roi = parse_roi(roi)
+        roi = parse_roi(case.roi, case.side) if case.roi else None
         volume = load_volume(case.path, roi=roi)
         yield np.asarray(run_preprocess(volume, preprocess, roi=roi).input, dtype=np.float32)
