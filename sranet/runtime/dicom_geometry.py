@@ -150,6 +150,11 @@ def plan_stack(
     if tan_tilt > TILT_TOL:
         problems.append(f"gantry tilt of {tilt_deg:.2f} degrees")
     irregular = np.abs(gaps - median) > IRREGULAR_FRACTION * median
+    # small gap differences that add up (e.g. 1.0 and 1.04 mm mixed) would misplace far slices on a regular grid
+    mean_gap = (s[-1] - s[0]) / (n - 1)
+    drift = np.abs(s - (s[0] + mean_gap * np.arange(n)))
+    if not irregular.any() and drift.max() > 2 * IRREGULAR_FRACTION * mean_gap:
+        irregular = drift > 2 * IRREGULAR_FRACTION * mean_gap
     if irregular.any():
         missing = (np.abs(gaps / median - np.round(gaps / median)) < IRREGULAR_FRACTION) & (gaps > 1.5 * median)
         if missing.any():
@@ -163,7 +168,7 @@ def plan_stack(
     if not problems:
         idx = np.arange(n)
         out_source = np.stack([idx, idx, np.zeros(n)], axis=1)
-        return StackPlan(order, out_source, np.zeros((n, 2)), (median, ps_h, ps_w), tuple(pos[0].tolist()),
+        return StackPlan(order, out_source, np.zeros((n, 2)), (mean_gap, ps_h, ps_w), tuple(pos[0].tolist()),
                          direction, qc, 0.0)
 
     origin = pos[0]

@@ -200,3 +200,23 @@ def test_slice_with_corrupt_pixels_in_the_middle_leaves_a_hole(tmp_path):
         load_volume(tmp_path / "s", policy="strict")
     v = load_volume(tmp_path / "s")
     assert v.shape == (5, 16, 16) and {"files_skipped", "missing_slices"} <= set(v.qc)
+
+
+def test_plan_stack_spacing_rules():
+    from sranet.runtime.dicom_geometry import plan_stack
+
+    iop, ps = (1, 0, 0, 0, 1, 0), (0.7, 0.7)
+    z = lambda s: np.array([[0.0, 0.0, v] for v in s])  # noqa: E731
+    jitter = plan_stack(z([0, 1.01, 1.99, 3.0, 4.02]), iop, ps, policy="strict")
+    assert jitter.spacing_mm[0] == pytest.approx(1.005) and not jitter.resampled
+    drift = np.cumsum([0] + [1.0] * 20 + [1.04] * 20)  # each gap within 5 %, but mid-stack slices sit 0.2 mm off
+    with pytest.raises(GeometryError, match="slice spacing"):
+        plan_stack(z(drift), iop, ps, policy="strict")
+    resampled = plan_stack(z(drift), iop, ps)
+    assert resampled.resampled and "spacing_irregular" in resampled.qc
+    single = plan_stack(z([5.0]), iop, ps, slice_thickness_mm=3.0)
+    assert single.spacing_mm[0] == 3.0 and single.depth == 1
+    with pytest.raises(GeometryError, match="PixelSpacing"):
+        plan_stack(z([0, 1]), iop, (0.0, 0.7))
+    with pytest.raises(GeometryError, match="orthogonal"):
+        plan_stack(z([0, 1]), (1, 0, 0, 1, 0, 0), ps)

@@ -125,6 +125,34 @@ def test_fuzz_one_bad_file_in_a_series_folder(tmp_path):
         assert v.hu.ndim == 3 and v.shape[1:] == (16, 16)
 
 
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".npy"])
+def test_fuzz_truncated_and_flipped_nifti_and_npy(tmp_path, suffix):
+    from sranet.runtime.nifti import save_nifti
+    from sranet.runtime.volume import Volume
+
+    rng = np.random.default_rng(3)
+    hu = rng.uniform(-1000, 1000, (12, 16, 20)).astype(np.float32)
+    src = tmp_path / f"src{suffix}"
+    if suffix == ".npy":
+        np.save(src, hu)
+    else:
+        save_nifti(Volume(hu, (2.0, 1.0, 1.0)), src)
+    data = src.read_bytes()
+    for case in range(40):
+        mutated = bytearray(data)
+        if case % 2:
+            mutated = mutated[: int(rng.integers(0, len(data)))]
+        else:
+            for i in rng.integers(0, min(len(data), 400), 4):
+                mutated[int(i)] ^= int(rng.integers(1, 256))
+        target = tmp_path / f"case{case}{suffix}"
+        target.write_bytes(bytes(mutated))
+        try:
+            load_volume(target, spacing_mm=(1, 1, 1) if suffix == ".npy" else None)
+        except SranetError:
+            pass
+
+
 @pytest.mark.slow
 def test_fuzz_mutated_real_files_long(tmp_path):
     _run(3000, seed=1, tmp_path=tmp_path)
