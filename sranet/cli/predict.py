@@ -38,7 +38,6 @@ def predict(
     cases = [CaseInput(p, roi=roi, series=series, spacing_mm=spacing) for p in (inputs or [])]
     if manifest is not None:
         from sranet.data.manifest import read_manifest
-
         from sranet.runtime.roi import parse_roi
 
         for c in read_manifest(manifest):

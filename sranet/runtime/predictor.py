@@ -166,7 +166,7 @@ class Predictor:
                 for p in pending:
                     yield from self._flush([p])
             return
-        for p, r in zip(pending, results):
+        for p, r in zip(pending, results, strict=True):
             yield p.case, r
 
     # -- stages ---------------------------------------------------------------------------------------------------

@@ -27,7 +27,6 @@ PATIENT_NAME, PATIENT_ID = "DOE^JANE", "SECRET-ID-4711"
 def write_dicom_series(folder: Path, hu: np.ndarray, spacing_mm=(2.0, 0.8, 0.8), origin_mm=(-60.0, -50.0, -700.0),
                        series_uid: str | None = None) -> Path:
     """A real CT series on disk with pydicom: axial slices (D along +z), int16 + rescale, identifying tags set."""
-    import pydicom
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
@@ -134,7 +133,7 @@ def test_dicom_series_and_batch_with_a_corrupt_case(tmp_path, predictor):
     results = list(predictor.predict_many(cases, batch=3))
     assert [c.case_id for c, _ in results] == ["a", "b", "bad", "c"]
     assert isinstance(results[2][1], SranetError) and "corrupt.dcm" in str(results[2][1])
-    for (_, r), folder in zip([results[0], results[1], results[3]], [good[0], good[1], good[2]]):
+    for (_, r), folder in zip([results[0], results[1], results[3]], [good[0], good[1], good[2]], strict=True):
         single = predictor.predict(folder)
         assert r.probability == pytest.approx(single.probability, abs=1e-5)  # batching changes nothing
     assert results[0][1].batch_size == 2 and results[3][1].batch_size == 1
@@ -167,7 +166,7 @@ def test_real_ge_series(tmp_path, predictor):
     top = result.top_patches[0]
     back = volume.patient_to_index(np.asarray(top["patient_mm"]))
     np.testing.assert_allclose(back, top["source_voxel"], atol=0.02)
-    assert all(-0.5 <= v <= n - 0.5 for v, n in zip(top["source_voxel"], volume.shape))
+    assert all(-0.5 <= v <= n - 0.5 for v, n in zip(top["source_voxel"], volume.shape, strict=True))
 
 
 def test_real_files_in_a_batch_with_failures(tmp_path, predictor):

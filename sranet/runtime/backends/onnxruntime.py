@@ -191,7 +191,7 @@ class OnnxRuntimeBackend(Backend):
         self.device_id = device_id
         self._bindings: dict[int, tuple[Any, dict[str, Any]]] = {}
         self._settings = {"graph_level": graph_level, "intra_op_threads": threads, "cuda_graph": cuda_graph}
-        self._options = dict(zip(chain, options))
+        self._options = dict(zip(chain, options, strict=True))
 
     def _infer(self, ct: np.ndarray) -> dict[str, np.ndarray]:
         try:
