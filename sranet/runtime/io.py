@@ -35,7 +35,8 @@ def load_volume(
                 ``.npy``.
     roi         ``Roi`` or its text form (``sranet.runtime.roi``). When given, the returned volume holds only the
                 voxel box the ROI covers and ``volume.index_offset`` says where it sits in the full grid; for DICOM
-                only the slices that box needs are decoded (``volume.meta["decoded_slices"]``). ``preprocess``
+                only the slices that box needs are decoded (``volume.meta["decoded_slices"]``); NIfTI reads only the
+                box from disk. ``preprocess``
                 gives identical output for a ROI-limited and a full load.
     spacing_mm  (sD, sH, sW) for ``.npy`` only; otherwise a sidecar ``<name>.json`` next to the file with
                 ``{"spacing_mm": [..], "origin_mm": [..] (optional), "direction": [[..]x3] (optional)}``.
@@ -82,9 +83,10 @@ def load_volume(
     elif name.endswith((".nii", ".nii.gz")):
         from sranet.runtime.nifti import load_nifti
 
-        volume = _crop(load_nifti(p), roi)
+        volume = load_nifti(p, roi)
     elif name.endswith(".npy"):
         volume = _crop(load_npy(p, spacing_mm), roi)
+        volume.hu = np.ascontiguousarray(volume.hu, dtype=np.float32)  # reads only the box from the memory map
     elif name.endswith((".npz", ".nrrd", ".mha", ".mhd", ".gz", ".zip", ".png", ".jpg", ".tif", ".tiff")):
         raise UnsupportedFormatError(f"format {p.suffix!r} is not read by sranet.", path=p,
                                      hint="Convert it to NIfTI (.nii.gz) or .npy, or give the DICOM folder.")
@@ -121,9 +123,10 @@ def _vector(value, n: int, what: str, where: Path) -> np.ndarray:
 
 
 def load_npy(path: Path, spacing_mm=None) -> Volume:
-    """(D, H, W) HU array from ``.npy`` (no pickles). Geometry from ``spacing_mm`` or the ``<name>.json`` sidecar."""
+    """(D, H, W) HU array from ``.npy`` (no pickles), memory-mapped: ``load_volume`` copies out (the ROI's part
+    of) it as float32. Geometry from ``spacing_mm`` or the ``<name>.json`` sidecar."""
     try:
-        hu = np.load(path, allow_pickle=False)
+        hu = np.load(path, allow_pickle=False, mmap_mode="r")
     except ValueError as exc:
         raise UnsupportedFormatError(f"is not a complete, plain numeric .npy array ({str(exc)[:120]}).", path=path,
                                      hint="Save it with numpy.save(path, array) (no object arrays).") from exc
@@ -161,5 +164,5 @@ def load_npy(path: Path, spacing_mm=None) -> Volume:
     direction = _vector(geometry.get("direction", np.eye(3)), 9, "direction", path).reshape(3, 3)
     if not np.allclose(direction.T @ direction, np.eye(3), atol=1e-3):
         raise InputError("direction must be a (3, 3) rotation (orthonormal columns).", path=path)
-    return Volume(hu=hu.astype(np.float32, copy=False), spacing_mm=tuple(spacing.tolist()),
+    return Volume(hu=hu, spacing_mm=tuple(spacing.tolist()),
                   origin_mm=tuple(origin.tolist()), direction=direction, meta={"format": "npy"}, source=str(path))

@@ -17,9 +17,15 @@ from sranet.runtime.volume import Volume
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 
 
-def load_nifti(path: Path) -> Volume:
-    """Read a 3D (or 4D with one volume) NIfTI image as HU float32 (D, H, W) = (k, j, i) with LPS geometry."""
+def load_nifti(path: Path, roi=None) -> Volume:
+    """Read a 3D (or 4D with one volume) NIfTI image as HU float32 (D, H, W) = (k, j, i) with LPS geometry.
+
+    With ``roi`` (a ``Roi``) only the voxel box it covers is read from disk (nibabel's array proxy), and
+    ``volume.index_offset`` records where the box sits.
+    """
     import nibabel as nib
+
+    from sranet.runtime.roi import roi_box
 
     try:
         img = nib.load(str(path))
@@ -34,23 +40,30 @@ def load_nifti(path: Path) -> Volume:
     if len(shape) != 3 or min(shape) < 1:
         raise GeometryError(f"has shape {img.shape}; a 3D volume (i, j, k) was expected.", path=path,
                             hint="Extract one 3D volume (e.g. one time point) first.")
-    try:
-        data = np.asarray(img.dataobj, dtype=np.float32).reshape(shape)
-    except Exception as exc:  # truncated .nii / broken gzip stream
-        raise CorruptPixelDataError(f"image data cannot be read ({type(exc).__name__}: {str(exc)[:120]}).",
-                                    path=path, hint="The file is truncated or damaged; re-export it.") from exc
     affine = np.asarray(img.affine, dtype=float)
     m = _RAS_TO_LPS @ affine[:3, :3][:, [2, 1, 0]]  # columns for array axes (k, j, i)
     spacing = np.linalg.norm(m, axis=0)
     if not np.all(np.isfinite(m)) or np.any(spacing <= 0) or abs(np.linalg.det(m)) < 1e-12:
         raise GeometryError(f"affine {affine.tolist()} is degenerate (zero or infinite voxel size).", path=path,
                             hint="Fix the qform/sform in the header.")
+    full = np.eye(4)
+    full[:3, :3] = m
+    full[:3, 3] = _RAS_TO_LPS @ affine[:3, 3]
+    dhw_shape = (shape[2], shape[1], shape[0])
+    box = roi_box(roi, dhw_shape, full) if roi is not None else tuple((0, n) for n in dhw_shape)
+    (d0, d1), (h0, h1), (w0, w1) = box
+    index = (slice(w0, w1), slice(h0, h1), slice(d0, d1)) + ((0,) if len(img.shape) == 4 else ())
+    try:
+        data = np.asarray(img.dataobj[index], dtype=np.float32)
+    except Exception as exc:  # truncated .nii / broken gzip stream
+        raise CorruptPixelDataError(f"image data cannot be read ({type(exc).__name__}: {str(exc)[:120]}).",
+                                    path=path, hint="The file is truncated or damaged; re-export it.") from exc
     hu = np.ascontiguousarray(data.transpose(2, 1, 0))
-    meta = {"format": "nifti", "nifti_shape": list(img.shape), "scl_applied": True,
+    meta = {"format": "nifti", "nifti_shape": list(img.shape), "full_shape": list(dhw_shape), "scl_applied": True,
             "units": str(img.header.get_xyzt_units()[0])}
-    return Volume(hu=hu, spacing_mm=tuple(float(s) for s in spacing),
-                  origin_mm=tuple(float(v) for v in _RAS_TO_LPS @ affine[:3, 3]), direction=m / spacing[None, :],
-                  meta=meta, source=str(path))
+    origin = full[:3, :3] @ np.array([d0, h0, w0], dtype=float) + full[:3, 3]
+    return Volume(hu=hu, spacing_mm=tuple(float(s) for s in spacing), origin_mm=tuple(float(v) for v in origin),
+                  direction=m / spacing[None, :], meta=meta, source=str(path), index_offset=(d0, h0, w0))
 
 
 def save_nifti(volume: Volume, path: Path) -> None:

@@ -142,3 +142,21 @@ def test_qc_flags_from_hu(tmp_path):
     assert "metal_present" in v.qc and "hu_out_of_range" not in v.qc and "too_few_slices" not in v.qc
     np.save(tmp_path / "wrap.npy", hu + 65536 / 2)  # a sign error pushes everything up
     assert "hu_out_of_range" in load_volume(tmp_path / "wrap.npy", spacing_mm=(1, 1, 1)).qc
+
+
+def test_nifti_roi_reads_only_the_box_and_matches_the_full_volume(tmp_path):
+    from sranet.config import PreprocessConfig
+    from sranet.runtime.preprocess import preprocess
+    from sranet.runtime.roi import parse_roi
+
+    q = np.array([[0, 0, 1], [0, -1, 0], [1, 0, 0]], dtype=float)
+    save_nifti(Volume(_hu((30, 40, 50)), (2.0, 0.8, 0.6), (-10.0, 20.0, -300.0), q), tmp_path / "ct.nii.gz")
+    full = load_volume(tmp_path / "ct.nii.gz")
+    for text in ("5:25,10:30,20:45", "mm:-5:10,10:20,-290:-270"):
+        roi = parse_roi(text)
+        part = load_volume(tmp_path / "ct.nii.gz", roi=roi)
+        d, h, w = part.index_offset
+        np.testing.assert_array_equal(part.hu, full.hu[d:d + part.shape[0], h:h + part.shape[1], w:w + part.shape[2]])
+        np.testing.assert_allclose(part.index_to_patient(np.zeros(3)), full.index_to_patient(np.array([d, h, w])))
+        cfg = PreprocessConfig(output_size=16)
+        np.testing.assert_array_equal(preprocess(part, cfg, roi).input, preprocess(full, cfg, roi).input)
