@@ -34,6 +34,11 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask), not the machine's total."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def conv3d_as_conv2d(conv):
     """nn.Conv3d (valid, stride 1, cubic kernel) -> an nn.Module computing the same with one nn.Conv2d."""
     import torch
@@ -183,7 +188,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--preset", default="paper")
     ap.add_argument("--batches", default="1,2,4")
     ap.add_argument("--precisions", default="fp32,fp16,int8")
-    ap.add_argument("--threads", type=int, default=0, help="ORT intra-op threads for the main table (0 = ORT default)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="ORT intra-op threads for the main table (default: the cores this process may use; 0 = ORT's "
+                         "own default, which counts the machine's cores and ignores a taskset/cgroup CPU mask)")
     ap.add_argument("--sweep-threads", default="1,2")
     ap.add_argument("--sweep-levels", default="basic,extended,all")
     ap.add_argument("--warmup-s", type=float, default=2.0)
@@ -191,9 +198,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--duration-s", type=float, default=10.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--peak-json", type=Path, default=RESULTS / "peak_matmul.json")
+    ap.add_argument("--no-sweep", action="store_true", help="skip the threads x graph-level sweep")
     ap.add_argument("--quick", action="store_true", help="tiny preset, 1 round, no sweep (checks the script only)")
     ap.add_argument("--out", type=Path, default=RESULTS / "cpu_backends.json")
     args = ap.parse_args(argv)
+    if args.threads is None:
+        args.threads = usable_cores()
     if args.quick:
         args.preset, args.min_iters, args.duration_s, args.warmup_s = "tiny", 2, 0.0, 0.0
     cfg = ModelConfig.preset(args.preset)
@@ -214,7 +224,7 @@ def main(argv: list[str] | None = None) -> dict:
         calls = {n: (lambda f=f, x=x: (f(x), None)[1]) for n, (_, f) in runnable.items()}
         blocks.append({"batch": batch, "rows": measure(calls, batch, settings, floor)})
     sweep = []
-    if not args.quick:
+    if not (args.quick or args.no_sweep):
         import torch
 
         calls = {"torch_eager": (lambda f=runnable["torch_eager"][1]: (f(x1), None)[1])}
@@ -225,9 +235,9 @@ def main(argv: list[str] | None = None) -> dict:
                     calls[f"{graph} t={t} {level}"] = lambda s=s: (s.run(None, {"ct": x1}), None)[1]
         floor = compute_floor_ms(flops.matmul_flops, peak_gflops, 1) if peak_gflops else None
         sweep = measure(calls, 1, settings, floor)
-        torch_threads = torch.get_num_threads()
-    else:
-        torch_threads = None
+    import torch
+
+    torch_threads = torch.get_num_threads()
     b1 = {r["config"]: r for r in blocks[0]["rows"]} if blocks and blocks[0]["batch"] == 1 else {}
     target = {}
     for graph in ("ort_fp32", "ort_fp32_conv2d"):
@@ -239,7 +249,7 @@ def main(argv: list[str] | None = None) -> dict:
                              "meets_2x_vs_torch": r["speedup_vs_first_paired"] >= 2.0}
     doc = {
         "schema": "sranet-cpu-backends/1",
-        "environment": collect_environment(threads=args.threads or None,
+        "environment": collect_environment(threads=args.threads,
                                            argv=["benchmarks/cpu_backends.py", *(argv if argv is not None else sys.argv[1:])]),
         "model": {"preset": args.preset, "config": cfg.to_dict(), "weights": f"random init, torch seed {args.seed}"},
         "flops_per_volume": flops.to_dict(),

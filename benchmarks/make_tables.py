@@ -23,11 +23,13 @@ def f(x, d: int = 1) -> str:
     return "-" if x is None else f"{x:.{d}f}"
 
 
-def provenance(env: dict) -> str:
+def provenance(env: dict, *, cpu_only: bool = False) -> str:
     from sranet.bench.env import machine_label
 
     if isinstance(env.get("cpu"), dict):
-        machine = machine_label(env)
+        machine = machine_label(env, gpu=not cpu_only)
+        if cpu_only and env.get("gpus"):
+            machine += f" (host of an {env['gpus'][0]['name']}; CPU only)"
     else:  # gpu_check's environment
         machine = env.get("gpu") or env.get("device") or f"{env.get('cpu') or 'CPU'}, {env.get('cpu_count')} cores"
         if env.get("dry_run"):
@@ -77,6 +79,14 @@ def cpu_md(doc: dict) -> list[str]:
         for r in doc["sweep_batch1"]:
             out.append(f"| {r['config']} | {f(r['host']['p50_ms'])} | {f(r['host']['p90_ms'])} | "
                        f"{f(r['speedup_vs_first_paired'], 2)}x | {f(r.get('p50_over_floor'), 2)} |")
+        cpu = doc["environment"].get("cpu", {})
+        if any(" t=0 " in r["config"] for r in doc["sweep_batch1"]) and \
+                (cpu.get("usable_cores") or 0) < (cpu.get("logical_cores") or 0):
+            out += ["", f"t=0 is ONNX Runtime's default thread count. It counts the machine's {cpu['logical_cores']} "
+                        f"cores and does not honour this process's {cpu['usable_cores']}-core affinity mask, so the "
+                        "t=0 rows ran on cores outside the mask: they are not results for "
+                        f"{cpu['usable_cores']} cores, and their p50/floor (floor from a {cpu['usable_cores']}-core "
+                        "peak) is meaningless."]
     return out
 
 
@@ -139,7 +149,10 @@ def render(results_dir: Path) -> str:
     for _, path, doc in sorted(docs, key=lambda t: (t[0], t[1].name)):
         schema = doc.get("schema")
         title = titles.get(schema, "GPU check" if "torch_latency" in doc or "tensorrt" in doc else path.stem)
-        parts += [f"## {title} ({path.name})", "", provenance(doc.get("environment", {})), ""]
+        cpu_only = schema in ("sranet-peak-matmul/1", "sranet-cpu-backends/1", "sranet-preprocess-stages/1")
+        parts += [f"## {title} ({path.name})", ""]
+        if schema != "sranet-benchmark/1":  # that one states its own date, machine and command
+            parts += [provenance(doc.get("environment", {}), cpu_only=cpu_only), ""]
         body = {"sranet-peak-matmul/1": peak_md, "sranet-cpu-backends/1": cpu_md,
                 "sranet-preprocess-stages/1": stages_md}.get(schema)
         if body is not None:

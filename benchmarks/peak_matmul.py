@@ -56,6 +56,14 @@ def measure(sizes: list[int], repeats: int, threads: int) -> list[dict]:
     return rows
 
 
+def _torch_threads() -> int | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.get_num_threads()
+
+
 def main(argv: list[str] | None = None) -> dict:
     from sranet.bench.env import collect_environment
 
@@ -77,6 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
         "quick": args.quick,
         "rows": rows,
         "peak_gflops": best["gflops_median"],
+        "torch_threads": _torch_threads(),
         "peak_from": {"library": best["library"], "n": best["n"]},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

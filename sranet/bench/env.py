@@ -125,9 +125,10 @@ def collect_environment(*, threads: int | None = None, argv: list[str] | None = 
     }
 
 
-def machine_label(env: dict[str, Any]) -> str:
-    """Short human label, e.g. 'AMD EPYC, 2 cores' or 'NVIDIA H100 80GB HBM3 (driver 550.54)'."""
-    if env.get("gpus"):
+def machine_label(env: dict[str, Any], *, gpu: bool = True) -> str:
+    """Short human label, e.g. 'AMD EPYC, 2 cores' or 'NVIDIA H100 80GB HBM3 (driver 550.54)'; ``gpu=False`` names
+    the CPU even on a machine with a GPU (CPU-only benchmarks)."""
+    if gpu and env.get("gpus"):
         g = env["gpus"][0]
         return f"{g['name']} (driver {g['driver']})"
     cpu = env.get("cpu", {})

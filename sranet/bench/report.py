@@ -138,7 +138,9 @@ def to_markdown(doc: dict[str, Any]) -> str:
     from sranet.bench.env import machine_label
 
     env, arts = doc["environment"], doc["artifacts"]
-    lines = [f"Measured {env['date_utc']} on {machine_label(env)}; command: `{env['command']}`.",
+    libs = ", ".join(f"{k} {v}" for k, v in env.get("libraries", {}).items()
+                     if k in ("onnxruntime", "onnxruntime-gpu", "torch", "tensorrt", "numpy"))
+    lines = [f"Measured {env['date_utc']} on {machine_label(env)} ({libs}); command: `{env['command']}`.",
              f"Settings: warm-up {doc['settings']['warmup_s']} s, >= {doc['settings']['min_iters']} rounds over "
              f">= {doc['settings']['duration_s']} s, artifacts interleaved round-robin, no outliers removed; "
              f"percentiles: numpy linear.", ""]

@@ -36,7 +36,7 @@ def test_peak_matmul_and_tables(tmp_path, tiny_onnx, ort_opener):
     assert f"**{peak['peak_gflops']:.1f} GFLOP/s**" in md
     assert "| torch_latency/fp16_b1/compute | 1.50 | 2.00 | 2.50 | 5 |" in md
     assert "`tensorrt`: tensorrt not importable" in md
-    assert "Command: `sranet benchmark tiny.onnx`" in md
+    assert "command: `sranet benchmark tiny.onnx`" in md
 
 
 @pytest.mark.slow
