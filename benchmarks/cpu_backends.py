@@ -165,7 +165,7 @@ def measure(calls: dict, batch: int, settings, floor_ms: float | None) -> list[d
     rounds = run_interleaved([calls[n] for n in names], settings)
     ratios = paired_ratios([[r["wall_ms"] for r in s] for s in rounds])
     rows = []
-    for name, s, ratio in zip(names, rounds, ratios):
+    for name, s, ratio in zip(names, rounds, ratios, strict=False):
         summary = summarize([r["wall_ms"] for r in s], batch=batch)
         row = {"config": name, "batch": batch, "host": summary, "ratio_vs_first": ratio,
                "speedup_vs_first_paired": 1.0 / ratio["paired_median_ratio"]}

@@ -84,16 +84,16 @@ def time_stages(folder: Path, cfg, roi_text: str) -> dict[str, float]:
     dss = [read_dataset(h.path, header_only=False) for h in hs]
     t["read"] = (clock() - t0) * 1e3
     t0 = clock()
-    arrs = [decode_pixels(ds, h.path) for ds, h in zip(dss, hs)]
+    arrs = [decode_pixels(ds, h.path) for ds, h in zip(dss, hs, strict=False)]
     t["decode"] = (clock() - t0) * 1e3
     t0 = clock()
     hus = [to_hu(a, ds.get("RescaleSlope"), ds.get("RescaleIntercept"), h.path, ds.get("PixelPaddingValue"))
-           for a, ds, h in zip(arrs, dss, hs)]
+           for a, ds, h in zip(arrs, dss, hs, strict=False)]
     t["hu"] = (clock() - t0) * 1e3
     t0 = clock()
     volume = build_volume(hs, where=folder, roi=None, policy="resample", decode=lambda i: hus[i])
     t["stack"] = (clock() - t0) * 1e3
-    del dss, arrs, hus
+    del dss, arrs  # the decoded slices now live in volume.hu
     t0 = clock()
     plan = plan_resample(volume, cfg)
     t["plan"] = (clock() - t0) * 1e3

@@ -1,7 +1,9 @@
 """End-to-end latency for one case, each stage timed on its own with the runtime's own functions.
 
-Stages, in order: ``load`` (``load_volume``: file read, pixel decode and HU conversion; its sub-stages are reported
-as ``load.read``/``load.decode``/``load.hu`` when the loader puts ``timings_ms`` in ``Volume.meta``), ``plan``
+Stages, in order: ``load`` (``load_volume``: file read, pixel decode and HU conversion) or, for a DICOM folder
+holding one series and no ROI, the loader's own steps one by one: ``scan`` (header-only read, ``scan_folder``),
+``read`` (``read_dataset``), ``decode`` (``decode_pixels``), ``hu`` (``to_hu``), ``stack`` (``build_volume``
+and the QC flags ``load_volume`` adds); then ``plan``
 (``plan_resample``: ROI crop and resampling plan), ``resample``, ``normalize``, ``batch`` (building the contiguous
 (1, 1, S, S, S) float32 input in host memory), ``infer`` (``Backend.infer``: host-to-device, inference and
 device-to-host; split into ``infer.h2d``/``infer.compute``/``infer.d2h`` when the backend reports
@@ -19,6 +21,44 @@ from typing import Any
 import numpy as np
 
 STAGES = ("load", "plan", "resample", "normalize", "batch", "infer", "postprocess")
+DICOM_STAGES = ("scan", "read", "decode", "hu", "stack")
+
+
+def single_series_folder(case: Path) -> bool:
+    """True when ``case`` is a folder whose DICOM files form exactly one usable series."""
+    if not Path(case).is_dir():
+        return False
+    from sranet.runtime.dicom import scan_folder
+
+    groups, _ = scan_folder(Path(case))
+    return len(groups) == 1
+
+
+def load_dicom_by_stage(folder: Path, t: dict[str, float]) -> Any:
+    """What ``load_volume(folder)`` does for a one-series folder, timed step by step into ``t`` (ms)."""
+    from sranet.runtime.dicom import build_volume, scan_folder
+    from sranet.runtime.dicom_decode import decode_pixels, read_dataset, to_hu
+    from sranet.runtime.qc import qc_flags
+
+    clock = time.perf_counter
+    t0 = clock()
+    groups, _ = scan_folder(folder)
+    hs = next(iter(groups.values()))
+    t1 = clock()
+    dss = [read_dataset(h.path, header_only=False) for h in hs]
+    t2 = clock()
+    arrs = [decode_pixels(ds, h.path) for ds, h in zip(dss, hs, strict=True)]
+    t3 = clock()
+    hus = [to_hu(a, ds.get("RescaleSlope"), ds.get("RescaleIntercept"), h.path, ds.get("PixelPaddingValue"))
+           for a, ds, h in zip(arrs, dss, hs, strict=True)]
+    t4 = clock()
+    volume = build_volume(hs, where=folder, roi=None, policy="resample", decode=lambda i: hus[i])
+    volume.source = str(folder)
+    volume.qc.extend(f for f in qc_flags(volume) if f not in volume.qc)
+    t5 = clock()
+    for name, a, b in zip(DICOM_STAGES, (t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5), strict=True):
+        t[f"{name}_ms"] = (b - a) * 1e3
+    return volume
 
 
 def synthetic_case(folder: str | Path, shape: tuple[int, int, int] = (160, 256, 256),
@@ -63,11 +103,16 @@ def make_case_call(backend: Any, case: Path, *, spacing_mm=None, roi=None) -> Ca
     if spacing_mm is not None:
         kwargs["spacing_mm"] = spacing_mm
 
+    by_stage = roi is None and single_series_folder(case)
+
     def call() -> dict[str, float]:
         t: dict[str, float] = {}
         clock = time.perf_counter
         t0 = clock()
-        volume = load_volume(case, **kwargs)  # as Predictor does: the ROI may limit which slices are decoded
+        if by_stage:
+            volume = load_dicom_by_stage(Path(case), t)
+        else:
+            volume = load_volume(case, **kwargs)  # as Predictor does: the ROI may limit which slices are decoded
         t1 = clock()
         plan = plan_resample(volume, cfg, roi=roi)
         t2 = clock()
@@ -81,8 +126,9 @@ def make_case_call(backend: Any, case: Path, *, spacing_mm=None, roi=None) -> Ca
         t6 = clock()
         postprocess(out, backend, plan, volume)
         t7 = clock()
-        for name, a, b in zip(STAGES, (t0, t1, t2, t3, t4, t5, t6), (t1, t2, t3, t4, t5, t6, t7)):
-            t[f"{name}_ms"] = (b - a) * 1e3
+        for name, a, b in zip(STAGES, (t0, t1, t2, t3, t4, t5, t6), (t1, t2, t3, t4, t5, t6, t7), strict=True):
+            if not (by_stage and name == "load"):
+                t[f"{name}_ms"] = (b - a) * 1e3
         for key, value in (volume.meta.get("timings_ms") or {}).items():
             t[f"load.{key}_ms"] = float(value)
         for key, value in (getattr(backend, "last_timings_ms", None) or {}).items():

@@ -188,7 +188,7 @@ def model_only(backends: Sequence[Any], batch: int, settings: Settings, inputs: 
         idx.append(i)
     rounds = run_interleaved(calls, settings)
     out: list[list[dict[str, float]] | None] = [None] * len(backends)
-    for i, r in zip(idx, rounds):
+    for i, r in zip(idx, rounds, strict=False):
         out[i] = r
     return out, skipped, timer.method
 
@@ -199,7 +199,7 @@ def with_ratios(per_artifact: list[list[dict[str, float]] | None]) -> list[dict[
     series = [[s["wall_ms"] for s in per_artifact[i]] for i in present]  # type: ignore[index]
     ratios = paired_ratios(series)
     out: list[dict[str, float] | None] = [None] * len(per_artifact)
-    for i, r in zip(present, ratios):
+    for i, r in zip(present, ratios, strict=False):
         out[i] = r
     return out
 
@@ -316,12 +316,14 @@ def run_benchmark(
             calls = [e2e.make_case_call(b, case_path, spacing_mm=case_spacing, roi=roi_obj) for b in backends]
             rounds = run_interleaved(calls, settings)
             results = []
+            order: list[str] = []
             for i, r in enumerate(rounds):
-                keys = sorted({k for s in r for k in s if k.endswith("_ms") and k != "wall_ms"})
+                keys = list(dict.fromkeys(k for s in r for k in s if k.endswith("_ms") and k != "wall_ms"))
+                order = order or [k[:-3] for k in keys]
                 results.append({"artifact": i, "total": summarize_rounds(r, "wall_ms", 1),
                                 "stages": {k[:-3]: summarize_rounds(r, k, 1) for k in keys}})
             doc["end_to_end"] = {"case": {"kind": "synthetic" if synthetic else "input", **(case_desc or {})},
-                                 "stage_order": list(e2e.STAGES), "results": results}
+                                 "stage_order": order, "results": results}
         if tmp is not None:
             tmp.cleanup()
         doc["memory"] = {"peak_rss_mib": peak_rss_mib(), "device_peak_mib": device_peak_mib()}

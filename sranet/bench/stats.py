@@ -37,7 +37,7 @@ def summarize(samples_ms: Sequence[float], *, batch: int = 1) -> dict[str, float
         "mean_ms": mean,
         "std_ms": float(x.std(ddof=1)) if x.size > 1 else 0.0,
     }
-    out.update({f"p{p}_ms": float(v) for p, v in zip(PERCENTILES, q)})
+    out.update({f"p{p}_ms": float(v) for p, v in zip(PERCENTILES, q, strict=False)})
     out["max_ms"] = float(x.max())
     out["throughput_vol_s"] = float(batch * 1000.0 / mean) if mean > 0 else float("inf")
     return out

@@ -70,3 +70,26 @@ def test_benchmark_missing_artifact(tmp_path):
     result = runner.invoke(app, ["benchmark", str(tmp_path / "nope.onnx"), "--duration-s", "0"])
     assert result.exit_code == 1
     assert "nope.onnx" in result.output and "does not exist" in result.output
+
+
+def test_benchmark_real_dicom_series_by_stage(tiny, tmp_path, data_dir):
+    """A real GE CT series (tests/data/realct/dcm_qa_ct, see its LICENSE): each loader step timed on its own."""
+    import tarfile
+
+    archive = data_dir / "realct" / "dcm_qa_ct" / "GE.tar.xz"
+    if not archive.is_file():
+        pytest.skip(f"{archive} is missing")
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp_path / "series", filter="data")
+    folder = next(p.parent for p in (tmp_path / "series").rglob("*.dcm"))
+    out = tmp_path / "dicom.json"
+    result = runner.invoke(app, ["benchmark", str(tiny), "--input", str(folder), "--warmup-s", "0", "--min-iters",
+                                 "2", "--duration-s", "0", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    e2e = json.loads(out.read_text())["end_to_end"]
+    assert e2e["stage_order"] == ["scan", "read", "decode", "hu", "stack", "plan", "resample", "normalize", "batch",
+                                  "infer", "postprocess"]
+    assert e2e["case"]["shape"][1:] == [512, 512]
+    stages, total = e2e["results"][0]["stages"], e2e["results"][0]["total"]
+    assert sum(s["mean_ms"] for s in stages.values()) <= total["mean_ms"] * 1.01
+    assert "| artifact | scan | read | decode | hu | stack | plan |" in result.output
