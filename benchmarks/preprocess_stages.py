@@ -4,7 +4,7 @@ The series is synthesised on disk from a real CT slice (tests/data/realct/pydico
 512 x 512; 0.78 mm pixels, 1 mm slices, new UIDs, no patient data), uncompressed unless --compress is given.
 Stages (sranet.runtime): scan (header-only read of every file, ``scan_folder``), read (``read_dataset``), decode
 (``decode_pixels``), hu (``to_hu``), stack (``build_volume``: geometry and assembly, pixels already decoded),
-then plan (``plan_resample``), resample, normalize. ``load_volume`` is also timed whole, with and without a
+qc (``qc_flags``, which ``load_volume`` runs on every volume), then plan (``plan_resample``), resample, normalize. ``load_volume`` is also timed whole, with and without a
 96 mm femoral-head ROI (with a ROI only the slices the box needs are decoded). Files are in the page cache after
 the first repeat; the first repeat is reported apart as ``first_repeat_ms``.
 
@@ -72,6 +72,7 @@ def time_stages(folder: Path, cfg, roi_text: str) -> dict[str, float]:
     from sranet.runtime.dicom_decode import decode_pixels, read_dataset, to_hu
     from sranet.runtime.io import load_volume
     from sranet.runtime.preprocess import normalize, plan_resample, resample
+    from sranet.runtime.qc import qc_flags
     from sranet.runtime.roi import parse_roi
 
     t: dict[str, float] = {}
@@ -93,6 +94,9 @@ def time_stages(folder: Path, cfg, roi_text: str) -> dict[str, float]:
     t0 = clock()
     volume = build_volume(hs, where=folder, roi=None, policy="resample", decode=lambda i: hus[i])
     t["stack"] = (clock() - t0) * 1e3
+    t0 = clock()
+    qc_flags(volume)
+    t["qc"] = (clock() - t0) * 1e3
     del dss, arrs  # the decoded slices now live in volume.hu
     t0 = clock()
     plan = plan_resample(volume, cfg)
@@ -158,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
         "note": "steady-state statistics exclude the first repeat (files not yet in the page cache), which is "
                 "reported as first_repeat_ms; stages run one after another in one process",
         "stages": {k: {**summarize([r[k] for r in steady]), "first_repeat_ms": runs[0][k]} for k in stages},
-        "stage_groups": {"load (scan+read+decode+hu+stack)": ["scan", "read", "decode", "hu", "stack"],
+        "stage_groups": {"load (scan+read+decode+hu+stack+qc)": ["scan", "read", "decode", "hu", "stack", "qc"],
                          "preprocess (plan+resample+normalize)": ["plan", "resample", "normalize"]},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
