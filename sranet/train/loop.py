@@ -187,7 +187,7 @@ def train(config: TrainConfig, cache_dir: str | Path, out_dir: str | Path, *, re
             loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, num_workers=config.workers,
                                 drop_last=False, pin_memory=ctx.device.type == "cuda")
             model.train()
-            total, count = 0.0, 0
+            total, total_c, total_s, count = 0.0, 0.0, 0.0, 0
             lr = optimizer.param_groups[0]["lr"]
             for batch in _progress(loader, bar, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch"):
                 x = batch["volume"].to(ctx.device, non_blocking=True)
@@ -206,13 +206,18 @@ def train(config: TrainConfig, cache_dir: str | Path, out_dir: str | Path, *, re
                 scaler.step(optimizer)
                 scaler.update()
                 total += float(loss.total.detach()) * len(x)
+                total_c += float(loss.classification.detach()) * len(x)
+                total_s += float(loss.structure.detach()) * len(x)
                 count += len(x)
             scheduler.step()
             train_loss, train_volumes = dist.mean_across(total / max(count, 1), count, ctx)
+            train_l_c, _ = dist.mean_across(total_c / max(count, 1), count, ctx)
+            train_l_s, _ = dist.mean_across(total_s / max(count, 1), count, ctx)
 
             if ctx.is_main:
                 raw = getattr(model, "module", model)
                 record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss,
+                                          "train_loss_classification": train_l_c, "train_loss_structure": train_l_s,
                                           "train_volumes": train_volumes, "world_size": ctx.world_size}
                 validate = (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs
                 if validate:
@@ -248,7 +253,8 @@ def train(config: TrainConfig, cache_dir: str | Path, out_dir: str | Path, *, re
 
 
 def _epoch_line(record: dict[str, Any], epochs: int) -> str:
-    text = f"epoch {record['epoch']}/{epochs}  lr {record['lr']:.2g}  train_loss {record['train_loss']:.4f}"
+    text = (f"epoch {record['epoch']}/{epochs}  lr {record['lr']:.2g}  train_loss {record['train_loss']:.4f}"
+            f" (l_c {record['train_loss_classification']:.4f}, l_s {record['train_loss_structure']:.4f})")
     if "val_auc" in record:
         text += (f"  val_loss {record['val_loss']:.4f}  val_auc {record['val_auc']:.3f}"
                  f"  sens {record['val_sensitivity']:.2f}  spec {record['val_specificity']:.2f}")
