@@ -68,8 +68,17 @@ def test_resume_with_another_model_is_refused(run, tiny_cache, tmp_path):
     raw = torch.load(tmp_path / "r" / "last.pt", weights_only=True)
     raw["train_config"]["model"] = "small"
     torch.save(raw, tmp_path / "r" / "last.pt")
-    with pytest.raises(TrainingError, match="trained with --model 'small', cannot resume it as 'tiny'"):
+    with pytest.raises(TrainingError, match="trained with model='small'; cannot resume it with model='tiny'"):
         train(FAST.replace(epochs=3), tiny_cache, tmp_path / "r", resume=True)
+
+
+def test_resume_with_other_lr_is_refused(run, tiny_cache, tmp_path):
+    import shutil
+
+    _, out = run
+    shutil.copytree(out, tmp_path / "r")
+    with pytest.raises(TrainingError, match="lr=0.003; cannot resume it with lr=0.01"):
+        train(FAST.replace(epochs=3, lr=0.01), tiny_cache, tmp_path / "r", resume=True)
 
 
 def test_lr_steps_by_gamma(tiny_cache, tmp_path):
