@@ -40,10 +40,10 @@ class TrainResult:
 def demo_train_config() -> TrainConfig:
     """Settings of the README demo: the "small" model (64^3) on the synthetic phantoms, a few minutes on 2 CPU cores.
 
-    Measured on the shared 2-core dev box (27 Nov 2026): 48 phantoms (32 train / 8 val / 8 test), 20 epochs take
-    1.5-4 minutes depending on load. With these phantoms the small model does NOT yet reach the issue's target test
-    AUC of 0.90: the training classification loss falls while validation AUC stays at 0.5-0.8, also with 160 phantoms,
-    lr 3e-4..1e-2, batch 2..8, softmax attention and wider patch CNNs (see the training engineer's report).
+    Measured on the shared 2-core dev box (27 Nov 2026): with 48 phantoms (32 train / 8 val / 8 test) these 20 epochs
+    take 30 s (quiet) to 3 min (busy) and reach test AUC 0.75 (8 cases), NOT the issue's target of 0.90. The training
+    classification loss falls while validation AUC stays between 0.5 and 0.8, also with 160 phantoms (best val AUC
+    0.83 in 60 epochs of batch 8), lr 3e-4..1e-2, batch 2..8, no augmentation, softmax attention or a wider patch CNN.
     """
     return TrainConfig(model="small", epochs=20, lr=1e-3, lr_step_epochs=15, batch_size=4, alpha=0.9, seed=0)
 
