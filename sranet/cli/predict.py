@@ -25,11 +25,14 @@ def predict(
     provider: Annotated[str | None, typer.Option("--provider", help="ONNX Runtime provider: cpu, cuda or tensorrt (default: best available).")] = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="How many top-attention patches to report.")] = 3,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="On a rerun, try again the cases recorded with an error.")] = False,
+    preprocess_on: Annotated[str, typer.Option("--preprocess-on", help="Resample and normalise on the 'cpu' (numpy, the reference) or the 'gpu' (CuPy).")] = "cpu",
 ) -> None:
     """Predict AVNFH probability, decision and attention for each case; write one JSON line per case to --out.
 
     A failing case is recorded with its error and the others go on; the exit code is 1 if any case failed.
     """
+    from collections import Counter
+
     from sranet.errors import InputError, SranetError
     from sranet.runtime.predictor import CaseInput, Predictor
     from sranet.runtime.results import ResultsWriter
@@ -46,7 +49,7 @@ def predict(
     if not cases:
         raise InputError("no inputs given.", hint="Pass DICOM folders / NIfTI / .npy paths, or --manifest CSV.")
     keys = [c.key for c in cases]
-    dupes = sorted({k for k in keys if keys.count(k) > 1})
+    dupes = sorted(k for k, n in Counter(keys).items() if n > 1)
     if dupes:
         raise InputError(f"several inputs map to the same case key {dupes[0]!r}; each case must appear once.")
 
@@ -55,7 +58,7 @@ def predict(
         if artifact.suffix.lower() != ".onnx":
             raise InputError(f"--provider applies to .onnx artifacts; {artifact.name} runs on its own backend.")
         options["providers"] = provider
-    predictor = Predictor.from_artifact(artifact, top_k=top_k, **options)
+    predictor = Predictor.from_artifact(artifact, top_k=top_k, preprocess_on=preprocess_on, **options)
 
     with ResultsWriter(out, retry_failed=retry_failed) as writer:
         if writer.truncated_bytes:

@@ -16,11 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from sranet.errors import InputError, SranetError
+from sranet.errors import InputError, SranetError, check_choice
 from sranet.runtime.artifact import ArtifactInfo, sha256_file
 from sranet.runtime.backends.base import Backend, open_backend
 from sranet.runtime.results import case_key
 from sranet.runtime.volume import Volume
+
+PREPROCESS_DEVICES = ("cpu", "gpu")
 
 
 @dataclass
@@ -35,6 +37,14 @@ class CaseInput:
 
     @property
     def key(self) -> str:
+        """The case id (sanitised); else a hash of the input path; for an in-memory Volume with neither, a hash of
+        its voxels and spacing, so reruns of the same data get the same key."""
+        if isinstance(self.source, Volume) and not self.case_id and not self.source.source:
+            import hashlib
+
+            digest = hashlib.sha256(np.ascontiguousarray(self.source.hu).tobytes())
+            digest.update(repr(tuple(self.source.spacing_mm)).encode())
+            return "volume-" + digest.hexdigest()[:12]
         path = self.source.source if isinstance(self.source, Volume) else self.source
         return case_key(self.case_id, path or None)
 
@@ -95,18 +105,33 @@ class _Prepared:
 class Predictor:
     """Run an artifact on CT volumes. Build it with ``Predictor.from_artifact(path, **backend_options)``."""
 
-    def __init__(self, backend: Backend, *, top_k: int = 3, model_sha256: str | None = None):
+    def __init__(self, backend: Backend, *, top_k: int = 3, model_sha256: str | None = None,
+                 preprocess_on: str = "cpu"):
+        """``preprocess_on``: "cpu" (numpy, the reference) or "gpu" (CuPy: same plan, resample and z-score on the GPU;
+        needs CuPy and a CUDA GPU, checked here rather than at the first case)."""
         if not isinstance(top_k, int) or top_k < 1:
             raise InputError(f"top_k={top_k!r} must be a positive integer.")
+        check_choice("preprocess_on", preprocess_on, PREPROCESS_DEVICES, InputError)
+        if preprocess_on == "gpu":
+            from sranet.runtime.cuda_buffers import import_cupy
+
+            import_cupy()  # DependencyMissingError / BackendError now, not once per case
+        self.preprocess_on = preprocess_on
         self.backend = backend
         self.info: ArtifactInfo = backend.info
         self.top_k = min(top_k, self.info.model.num_patches)
         self.model_sha256 = model_sha256 if model_sha256 is not None else sha256_file(backend.path)
 
     @classmethod
-    def from_artifact(cls, path: str | os.PathLike, *, top_k: int = 3, **backend_options) -> Predictor:
+    def from_artifact(cls, path: str | os.PathLike, *, top_k: int = 3, preprocess_on: str = "cpu",
+                      **backend_options) -> Predictor:
         """Open ``path`` (.onnx, .pt, .engine/.plan) with the backend its suffix names; options go to that backend."""
-        return cls(open_backend(path, **backend_options), top_k=top_k)
+        backend = open_backend(path, **backend_options)
+        try:
+            return cls(backend, top_k=top_k, preprocess_on=preprocess_on)
+        except BaseException:
+            backend.close()
+            raise
 
     def close(self) -> None:
         self.backend.close()
@@ -171,7 +196,10 @@ class Predictor:
 
     # -- stages ---------------------------------------------------------------------------------------------------
     def _prepare(self, case: CaseInput) -> _Prepared:
-        from sranet.runtime.preprocess import preprocess
+        if self.preprocess_on == "gpu":
+            from sranet.runtime.preprocess_gpu import preprocess_gpu as preprocess
+        else:
+            from sranet.runtime.preprocess import preprocess
 
         t0 = time.perf_counter()
         roi = case.roi
