@@ -70,8 +70,6 @@ def test_input_and_synthetic_are_exclusive(tiny_onnx, tmp_path, ort_opener):
 
 
 def test_end_to_end_stages_on_a_synthetic_case(tiny_onnx, ort_opener):
-    pytest.importorskip("sranet.runtime.io", reason="load_volume (sranet.runtime.io) has not landed")
-    pytest.importorskip("sranet.runtime.preprocess", reason="sranet.runtime.preprocess has not landed")
     settings = Settings(batches=(1,), warmup_s=0.0, warmup_iters=0, min_iters=2, duration_s=0.0)
     doc = run_benchmark([tiny_onnx], settings, synthetic=True, synthetic_shape=(40, 96, 96), opener=ort_opener)
     validate_result(doc)

@@ -1,24 +1,20 @@
 """`sranet benchmark` end to end through the CLI: a tiny ONNX model, a fraction of a second of measurement."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from sranet.cli.main import app
-
-_spec = importlib.util.spec_from_file_location("bench_fixtures", Path(__file__).parents[1] / "bench" / "conftest.py")
-bench_fixtures = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench_fixtures)
+from tests.helpers import unpack_ge_series
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return bench_fixtures.export_tiny(tmp_path_factory.mktemp("cli_bench") / "tiny.onnx")
+def tiny(tiny_artifacts):
+    """tiny.onnx: SRANet(tiny) with sranet metadata (tests/conftest.py)."""
+    return tiny_artifacts[0]
 
 
 def test_benchmark_two_artifacts_json_and_markdown(tiny, tmp_path):
@@ -39,8 +35,6 @@ def test_benchmark_two_artifacts_json_and_markdown(tiny, tmp_path):
 
 
 def test_benchmark_synthetic_end_to_end(tiny, tmp_path):
-    pytest.importorskip("sranet.runtime.io", reason="load_volume (sranet.runtime.io) has not landed")
-    pytest.importorskip("sranet.runtime.preprocess", reason="sranet.runtime.preprocess has not landed")
     out = tmp_path / "e2e.json"
     result = runner.invoke(app, ["benchmark", str(tiny), "--synthetic", "--duration-s", "0.2", "--warmup-s", "0",
                                  "--min-iters", "2", "--json", str(out)])
@@ -72,16 +66,9 @@ def test_benchmark_missing_artifact(tmp_path):
     assert "nope.onnx" in result.output and "does not exist" in result.output
 
 
-def test_benchmark_real_dicom_series_by_stage(tiny, tmp_path, data_dir):
+def test_benchmark_real_dicom_series_by_stage(tiny, tmp_path):
     """A real GE CT series (tests/data/realct/dcm_qa_ct, see its LICENSE): each loader step timed on its own."""
-    import tarfile
-
-    archive = data_dir / "realct" / "dcm_qa_ct" / "GE.tar.xz"
-    if not archive.is_file():
-        pytest.skip(f"{archive} is missing")
-    with tarfile.open(archive) as tar:
-        tar.extractall(tmp_path / "series", filter="data")
-    folder = next(p.parent for p in (tmp_path / "series").rglob("*.dcm"))
+    folder = unpack_ge_series(tmp_path / "series")
     out = tmp_path / "dicom.json"
     result = runner.invoke(app, ["benchmark", str(tiny), "--input", str(folder), "--warmup-s", "0", "--min-iters",
                                  "2", "--duration-s", "0", "--json", str(out)])

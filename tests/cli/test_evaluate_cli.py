@@ -1,23 +1,13 @@
 """`sranet evaluate` through CliRunner: bad checkpoint and cache paths give exit 1 and a clear message."""
 
-import importlib.util
-from pathlib import Path
-
 import torch
 from typer.testing import CliRunner
 
 from sranet.cli.main import app
 from sranet.config import ModelConfig, PreprocessConfig
+from tests.helpers import write_small_cache
 
 runner = CliRunner()
-
-
-def _make_cache(root):
-    """The hand-made 48^3 cache of test_train_cli.py (loaded by path: tests are not a package)."""
-    spec = importlib.util.spec_from_file_location("_train_cli_tests", Path(__file__).with_name("test_train_cli.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module._cache(root)
 
 
 def test_missing_checkpoint(tmp_path):
@@ -36,7 +26,7 @@ def test_evaluate_end_to_end(tmp_path):
     from sranet.model.sranet import SRANet
     from sranet.train.checkpoint import save_checkpoint
 
-    cache = _make_cache(tmp_path / "cache")
+    cache = write_small_cache(tmp_path / "cache")
     torch.manual_seed(0)
     ckpt = save_checkpoint(tmp_path / "m.pt", model=SRANet(ModelConfig.preset("tiny")),
                            preprocess_config=PreprocessConfig(output_size=48), threshold=0.5, epoch=1, metrics={},

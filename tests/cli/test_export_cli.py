@@ -7,24 +7,17 @@ import importlib.util
 import json
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from sranet.cli.main import app
-from sranet.config import ModelConfig, PreprocessConfig
-from sranet.model.sranet import SRANet
-from sranet.train.checkpoint import save_checkpoint
+from tests.helpers import write_checkpoint
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    torch.manual_seed(3)
-    cfg = ModelConfig.preset("tiny")
-    return save_checkpoint(tmp_path_factory.mktemp("cli_export") / "best.pt", model=SRANet(cfg),
-                           preprocess_config=PreprocessConfig.for_model(cfg), threshold=0.5, epoch=1, metrics={},
-                           train_config={})
+    return write_checkpoint(tmp_path_factory.mktemp("cli_export") / "best.pt", seed=3, epoch=1)
 
 
 def _run(*args):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,22 +10,11 @@ import pytest
 from typer.testing import CliRunner
 
 from sranet.cli.main import app
+from tests.helpers import PATIENT_ID, phantom_hu, write_dicom_series
 
-pytest.importorskip("torch")
-pytest.importorskip("sranet.runtime.io", reason="load_volume (sranet/runtime/io.py) has not landed yet")
-pytest.importorskip("sranet.runtime.preprocess", reason="preprocess (sranet/runtime/preprocess.py) has not landed yet")
-
-_root = Path(__file__).resolve().parents[1] / "runtime"
-_spec = importlib.util.spec_from_file_location("_predictor_tests", _root / "test_predictor.py")
-_pt = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_pt)
+pytest.importorskip("torch")  # the shared tiny_artifacts are exported from PyTorch
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def artifacts(tmp_path_factory):
-    return _pt.save_tiny(tmp_path_factory.mktemp("art"))
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +23,10 @@ def inputs(tmp_path_factory):
     import nibabel as nib
 
     root = tmp_path_factory.mktemp("cases")
-    s0 = _pt.write_dicom_series(root / "DOE^JANE_series", _pt.phantom_hu(seed=0))
-    s1 = _pt.write_dicom_series(root / "s1", _pt.phantom_hu(seed=1))
+    s0 = write_dicom_series(root / "DOE^JANE_series", phantom_hu(seed=0))
+    s1 = write_dicom_series(root / "s1", phantom_hu(seed=1))
     nii = root / "vol.nii.gz"
-    nib.save(nib.Nifti1Image(_pt.phantom_hu(seed=2).astype(np.int16), np.diag([-0.8, -0.8, 2.0, 1.0])), str(nii))
+    nib.save(nib.Nifti1Image(phantom_hu(seed=2).astype(np.int16), np.diag([-0.8, -0.8, 2.0, 1.0])), str(nii))
     bad = root / "broken.dcm"
     bad.write_bytes(b"\x00" * 128 + b"DICM" + b"\x02\x00" * 20)
     return [s0, s1, bad, nii]
@@ -48,9 +36,9 @@ def _lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_predict_batch_with_corrupt_case_heatmaps_and_resume(tmp_path, artifacts, inputs):
+def test_predict_batch_with_corrupt_case_heatmaps_and_resume(tmp_path, tiny_artifacts, inputs):
     out, hm = tmp_path / "results.jsonl", tmp_path / "heatmaps"
-    args = ["predict", str(artifacts[0]), *map(str, inputs), "--out", str(out), "--heatmaps", str(hm),
+    args = ["predict", str(tiny_artifacts[0]), *map(str, inputs), "--out", str(out), "--heatmaps", str(hm),
             "--batch", "2", "--threads", "1", "--provider", "cpu"]
     result = runner.invoke(app, args)
     assert result.exit_code == 1, result.output
@@ -66,7 +54,7 @@ def test_predict_batch_with_corrupt_case_heatmaps_and_resume(tmp_path, artifacts
         assert Path(r["heatmaps"]["png"]).is_file() and Path(r["heatmaps"]["nifti"]).is_file()
     # no patient name or ID anywhere: case keys are hashes of paths, not DICOM tags
     text = out.read_text() + " ".join(p.name for p in hm.iterdir())
-    assert _pt.PATIENT_ID not in text and "DOE^JANE" not in " ".join(p.name for p in hm.iterdir())
+    assert PATIENT_ID not in text and "DOE^JANE" not in " ".join(p.name for p in hm.iterdir())
 
     # rerun: nothing new, nothing duplicated (the failed case is kept as recorded)
     again = runner.invoke(app, args)
@@ -86,19 +74,19 @@ def test_predict_batch_with_corrupt_case_heatmaps_and_resume(tmp_path, artifacts
     assert len(cases) == 4 and len(set(cases)) == 4 and lost in cases
 
 
-def test_manifest_cases_use_their_ids(tmp_path, artifacts, inputs):
+def test_manifest_cases_use_their_ids(tmp_path, tiny_artifacts, inputs):
     manifest = tmp_path / "m.csv"
     manifest.write_text(f"case_id,path,label,split\nhip 01,{inputs[0]},1,test\nhip-02,{inputs[1]},0,test\n")
     out = tmp_path / "r.jsonl"
-    result = runner.invoke(app, ["predict", str(artifacts[0]), "--manifest", str(manifest), "--out", str(out)])
+    result = runner.invoke(app, ["predict", str(tiny_artifacts[0]), "--manifest", str(manifest), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert [r["case"] for r in _lines(out)] == ["hip_01", "hip-02"]
 
 
-def test_pt_artifact_runs_the_same(tmp_path, artifacts, inputs):
+def test_pt_artifact_runs_the_same(tmp_path, tiny_artifacts, inputs):
     out_onnx, out_pt = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
-    assert runner.invoke(app, ["predict", str(artifacts[0]), str(inputs[1]), "--out", str(out_onnx)]).exit_code == 0
-    assert runner.invoke(app, ["predict", str(artifacts[1]), str(inputs[1]), "--out", str(out_pt)]).exit_code == 0
+    assert runner.invoke(app, ["predict", str(tiny_artifacts[0]), str(inputs[1]), "--out", str(out_onnx)]).exit_code == 0
+    assert runner.invoke(app, ["predict", str(tiny_artifacts[1]), str(inputs[1]), "--out", str(out_pt)]).exit_code == 0
     assert _lines(out_onnx)[0]["probability"] == pytest.approx(_lines(out_pt)[0]["probability"], abs=1e-5)
 
 
@@ -112,30 +100,30 @@ def test_pt_artifact_runs_the_same(tmp_path, artifacts, inputs):
     ],
     ids=["no-inputs", "missing-provider", "bad-provider", "bad-top-k"],
 )
-def test_argument_errors(tmp_path, artifacts, inputs, extra, message):
+def test_argument_errors(tmp_path, tiny_artifacts, inputs, extra, message):
     import onnxruntime as ort
 
     if "cuda" in extra and "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("CUDA is available here")
     extra = [str(inputs[1]) if a == "INPUT" else a for a in extra]
-    result = runner.invoke(app, ["predict", str(artifacts[0]), *extra, "--out", str(tmp_path / "r.jsonl")])
+    result = runner.invoke(app, ["predict", str(tiny_artifacts[0]), *extra, "--out", str(tmp_path / "r.jsonl")])
     assert result.exit_code in (1, 2) and message in result.output
 
 
-def test_missing_artifact_and_provider_on_pt(tmp_path, artifacts, inputs):
+def test_missing_artifact_and_provider_on_pt(tmp_path, tiny_artifacts, inputs):
     r = runner.invoke(app, ["predict", str(tmp_path / "nope.onnx"), str(inputs[1]), "--out", str(tmp_path / "r.jsonl")])
     assert r.exit_code == 1 and "Error:" in r.output and "nope.onnx" in r.output
-    r = runner.invoke(app, ["predict", str(artifacts[1]), str(inputs[1]), "--provider", "cpu",
+    r = runner.invoke(app, ["predict", str(tiny_artifacts[1]), str(inputs[1]), "--provider", "cpu",
                             "--out", str(tmp_path / "r.jsonl")])
     assert r.exit_code == 1 and "--provider applies to .onnx" in r.output
 
 
-def test_npy_input_needs_spacing(tmp_path, artifacts):
+def test_npy_input_needs_spacing(tmp_path, tiny_artifacts):
     vol = tmp_path / "v.npy"
-    np.save(vol, _pt.phantom_hu(seed=3))
+    np.save(vol, phantom_hu(seed=3))
     out = tmp_path / "r.jsonl"
-    r = runner.invoke(app, ["predict", str(artifacts[0]), str(vol), "--out", str(out), "--spacing-mm", "2,0.8,0.8"])
+    r = runner.invoke(app, ["predict", str(tiny_artifacts[0]), str(vol), "--out", str(out), "--spacing-mm", "2,0.8,0.8"])
     assert r.exit_code == 0, r.output
     assert _lines(out)[0]["case"].startswith("path-")
-    r = runner.invoke(app, ["predict", str(artifacts[0]), str(vol), "--out", str(out), "--spacing-mm", "2,0.8"])
+    r = runner.invoke(app, ["predict", str(tiny_artifacts[0]), str(vol), "--out", str(out), "--spacing-mm", "2,0.8"])
     assert r.exit_code == 1 and "--spacing-mm '2,0.8' must be three positive numbers" in r.output

@@ -1,42 +1,16 @@
 """`sranet train` through CliRunner: a short run on a hand-made cache, and the refusals (exit 1, one Error line)."""
 
-import csv
-import json
-
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from sranet.cli.main import app
-from sranet.config import PreprocessConfig
+from tests.helpers import write_small_cache
 
 runner = CliRunner()
 
 
-def _cache(root, size=48):
-    """Minimal prepared cache: 4 train + 4 val cases, bright cube (label 1) or not (label 0)."""
-    for sub in ("volumes", "masks"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    (root / "cache.json").write_text(json.dumps({"preprocess": PreprocessConfig(output_size=size).to_dict(), "grid": 4}))
-    rng = np.random.default_rng(0)
-    rows = []
-    for n in range(8):
-        label, split = n % 2, ("train" if n < 4 else "val")
-        vol = rng.normal(size=(size,) * 3).astype(np.float32)
-        if label:
-            vol[10:30, 10:30, 10:30] += 3
-        np.save(root / "volumes" / f"c{n}.npy", vol)
-        np.save(root / "masks" / f"c{n}.npy", ((vol > 1) * 255).astype(np.uint8))
-        rows.append([f"c{n}", label, "", split, f"volumes/c{n}.npy", f"masks/c{n}.npy", "", ""])
-    with (root / "cases.csv").open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["case_id", "label", "stage", "split", "volume", "mask", "lesion", "qc"])
-        w.writerows(rows)
-    return root
-
-
 def test_train_runs_and_resumes(tmp_path):
-    cache = _cache(tmp_path / "cache")
+    cache = write_small_cache(tmp_path / "cache")
     out = tmp_path / "run"
     args = ["train", "--cache", str(cache), "--out", str(out), "--model", "tiny", "--batch-size", "4", "--lr", "1e-3"]
     result = runner.invoke(app, [*args, "--epochs", "1"])
@@ -56,7 +30,7 @@ def test_missing_cache_dir(tmp_path):
 
 
 def test_bad_model_name_suggests(tmp_path):
-    cache = _cache(tmp_path / "cache")
+    cache = write_small_cache(tmp_path / "cache")
     result = runner.invoke(app, ["train", "--cache", str(cache), "--out", str(tmp_path / "run"), "--model", "smal"])
     assert result.exit_code == 1
     assert "model='smal' is not one of" in result.output and "Did you mean 'small'?" in result.output
@@ -70,7 +44,7 @@ def test_bad_values(tmp_path, option, value, message):
 
 
 def test_resume_without_last_checkpoint(tmp_path):
-    cache = _cache(tmp_path / "cache")
+    cache = write_small_cache(tmp_path / "cache")
     result = runner.invoke(app, ["train", "--cache", str(cache), "--out", str(tmp_path / "run"), "--model", "tiny",
                                  "--resume"])
     assert result.exit_code == 1 and "--resume needs" in result.output and "last.pt" in result.output
@@ -81,7 +55,7 @@ def test_cuda_without_gpu_is_refused(tmp_path):
 
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
-    cache = _cache(tmp_path / "cache")
+    cache = write_small_cache(tmp_path / "cache")
     result = runner.invoke(app, ["train", "--cache", str(cache), "--out", str(tmp_path / "run"), "--model", "tiny",
                                  "--device", "cuda"])
     assert result.exit_code == 1 and "sees no CUDA device" in result.output

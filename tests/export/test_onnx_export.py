@@ -16,16 +16,13 @@ from sranet.errors import InputError, ParityGateError
 from sranet.export import onnx as export_mod
 from sranet.export.onnx import export_onnx
 from sranet.export.parity import parity_inputs
-from sranet.model.sranet import SRANet
 from sranet.runtime.artifact import ArtifactInfo, sha256_file
-from sranet.train.checkpoint import load_checkpoint, save_checkpoint
+from sranet.train.checkpoint import load_checkpoint
+from tests.helpers import write_checkpoint
 
 
-def make_checkpoint(path, preset="tiny", *, seed=0, threshold=0.42):
-    torch.manual_seed(seed)
-    cfg = ModelConfig.preset(preset)
-    return save_checkpoint(path, model=SRANet(cfg), preprocess_config=PreprocessConfig.for_model(cfg),
-                           threshold=threshold, epoch=3, metrics={"auc": 0.5}, train_config={})
+def make_checkpoint(path, preset="tiny", *, seed=0):
+    return write_checkpoint(path, seed=seed, preset=preset, threshold=0.42, epoch=3, metrics={"auc": 0.5})
 
 
 @pytest.fixture(scope="module")

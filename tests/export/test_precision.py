@@ -8,7 +8,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-import torch
 from onnx import numpy_helper
 
 from sranet.config import ModelConfig, PreprocessConfig
@@ -16,9 +15,8 @@ from sranet.errors import InputError
 from sranet.export.onnx import export_onnx
 from sranet.export.parity import TOLERANCES, parity_inputs
 from sranet.export.precision import quantize_int8
-from sranet.model.sranet import SRANet
 from sranet.runtime.artifact import ArtifactInfo
-from sranet.train.checkpoint import save_checkpoint
+from tests.helpers import write_checkpoint
 
 CFG = ModelConfig.preset("tiny")
 PREP = PreprocessConfig.for_model(CFG)
@@ -26,10 +24,7 @@ PREP = PreprocessConfig.for_model(CFG)
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(2)
-    path = tmp_path_factory.mktemp("precision") / "best.pt"
-    return save_checkpoint(path, model=SRANet(CFG), preprocess_config=PREP, threshold=0.5, epoch=1, metrics={},
-                           train_config={})
+    return write_checkpoint(tmp_path_factory.mktemp("precision") / "best.pt", seed=2, epoch=1)
 
 
 def _float_io(model) -> None:

@@ -6,40 +6,18 @@ import json
 
 import pytest
 
-from sranet.config import ModelConfig, PreprocessConfig
+from sranet.config import ModelConfig
 from sranet.errors import ArtifactError, EngineCompatibilityError
 from sranet.export.sidecar import (
     DeviceEnv,
     check_sidecar,
     compatibility_problems,
-    make_sidecar,
     read_sidecar,
     rebuild_command,
     sidecar_info,
     sidecar_path,
-    write_sidecar,
 )
-from sranet.export.tensorrt import EngineOptions
-from sranet.runtime.artifact import ArtifactInfo
-
-H100 = DeviceEnv(tensorrt="10.7.0", gpu_name="NVIDIA H100 80GB HBM3", compute_capability="9.0",
-                 cuda_runtime="12.6", cuda_driver="12.8")
-
-
-def write_engine(tmp_path, *, env=H100, **cli):
-    """A plan file (arbitrary bytes: the sidecar only hashes it) and its sidecar, built with `cli` options."""
-    engine = tmp_path / "model.engine"
-    engine.write_bytes(b"not a real plan, only hashed" * 10)
-    onnx_path = tmp_path / "model.onnx"
-    onnx_path.write_bytes(b"onnx bytes")
-    cfg = ModelConfig.preset("tiny")
-    info = ArtifactInfo(model=cfg, preprocess=PreprocessConfig.for_model(cfg), threshold=0.42)
-    options = EngineOptions.from_cli(cli.pop("precision", "fp16"), **cli)
-    sidecar = make_sidecar(plan_path=engine, onnx_path=onnx_path, info=info, env=env, options=options.to_dict(),
-                           profile={"ct": options.profile_shapes(cfg.input_size)},
-                           build={"path": "trt10-fp16-builder-flag", "decisions": []}, source="runs/a/best.pt")
-    write_sidecar(engine, sidecar)
-    return engine
+from tests.helpers import H100, write_engine
 
 
 def test_sidecar_sits_next_to_the_plan_and_round_trips(tmp_path):

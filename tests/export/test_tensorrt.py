@@ -6,57 +6,14 @@ from __future__ import annotations
 import importlib.util
 import json
 
-import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
-from sranet.config import ModelConfig, PreprocessConfig
 from sranet.errors import ArtifactError, DependencyMissingError, InputError
 from sranet.export.tensorrt import EngineOptions, inspect_onnx, parse_batch, plan_build, summarize_layers
-from sranet.runtime.artifact import ArtifactInfo
+from tests.helpers import small_graph_onnx
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
-
-
-def tiny_onnx(path, *, variant: str = "fp32", outputs=("prob", "attention")):
-    """A small graph with the contract's I/O and sranet metadata: ct (B,1,48,48,48) -> prob (B,), attention (B,64).
-
-    variant "fp16" adds a float16 weight path (Cast to FLOAT16), "int8" adds a QuantizeLinear/DequantizeLinear pair,
-    like the precision variants of `sranet export`.
-    """
-    S = 48
-    nodes = [helper.make_node("AveragePool", ["ct"], ["pooled"], kernel_shape=[12, 12, 12], strides=[12, 12, 12]),
-             helper.make_node("Flatten", ["pooled"], ["flat"], axis=1)]  # (B, 64)
-    inits = [numpy_helper.from_array(np.array([1], np.int64), "axes")]
-    src = "flat"
-    if variant == "fp16":
-        nodes += [helper.make_node("Cast", ["flat"], ["flat16"], to=TensorProto.FLOAT16),
-                  helper.make_node("Cast", ["flat16"], ["flat32"], to=TensorProto.FLOAT)]
-        src = "flat32"
-    if variant == "int8":
-        inits += [numpy_helper.from_array(np.array(0.05, np.float32), "scale"),
-                  numpy_helper.from_array(np.array(0, np.int8), "zero")]
-        nodes += [helper.make_node("QuantizeLinear", ["flat", "scale", "zero"], ["q"]),
-                  helper.make_node("DequantizeLinear", ["q", "scale", "zero"], ["dq"])]
-        src = "dq"
-    nodes += [helper.make_node("Softmax", [src], [outputs[1]], axis=1),
-              helper.make_node("ReduceMean", [src, "axes"], ["mean"], keepdims=0),
-              helper.make_node("Sigmoid", ["mean"], [outputs[0]])]
-    graph = helper.make_graph(
-        nodes, "tiny",
-        [helper.make_tensor_value_info("ct", TensorProto.FLOAT, ["batch", 1, S, S, S])],
-        [helper.make_tensor_value_info(outputs[0], TensorProto.FLOAT, ["batch"]),
-         helper.make_tensor_value_info(outputs[1], TensorProto.FLOAT, ["batch", 64])],
-        initializer=inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
-    cfg = ModelConfig.preset("tiny")
-    meta = ArtifactInfo(model=cfg, preprocess=PreprocessConfig.for_model(cfg), threshold=0.5, precision=variant).to_metadata()
-    helper.set_model_props(model, meta)
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
 
 
 # -- options ------------------------------------------------------------------------------------------------------
@@ -95,7 +52,7 @@ def test_from_cli_refuses_bad_values(kwargs, message):
 # -- the ONNX -----------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("variant", ["fp32", "fp16", "int8"])
 def test_inspect_onnx_reads_precision_from_the_graph(tmp_path, variant):
-    facts = inspect_onnx(tiny_onnx(tmp_path / f"m.{variant}.onnx", variant=variant))
+    facts = inspect_onnx(small_graph_onnx(tmp_path / f"m.{variant}.onnx", variant=variant))
     assert facts.precision == variant
     assert facts.has_qdq == (variant == "int8")
     assert facts.inputs == ("ct",) and set(facts.outputs) == {"prob", "attention"}
@@ -105,8 +62,8 @@ def test_inspect_onnx_reads_precision_from_the_graph(tmp_path, variant):
 
 def test_inspect_onnx_refuses_foreign_graphs(tmp_path):
     with pytest.raises(ArtifactError, match="expected input 'ct' and outputs"):
-        inspect_onnx(tiny_onnx(tmp_path / "x.onnx", outputs=("p", "attention")))
-    bare = onnx.load(str(tiny_onnx(tmp_path / "y.onnx")))
+        inspect_onnx(small_graph_onnx(tmp_path / "x.onnx", outputs=("p", "attention")))
+    bare = onnx.load(str(small_graph_onnx(tmp_path / "y.onnx")))
     del bare.metadata_props[:]
     onnx.save(bare, str(tmp_path / "bare.onnx"))
     with pytest.raises(ArtifactError, match="has no sranet metadata"):
@@ -188,7 +145,7 @@ def test_build_without_tensorrt_names_the_install(tmp_path):
     from sranet.export.tensorrt import build_engine
 
     with pytest.raises(DependencyMissingError, match=r"needs the tensorrt package.*sranet\[trt\]"):
-        build_engine(tiny_onnx(tmp_path / "m.onnx"), tmp_path / "m.engine", EngineOptions.from_cli("fp32"))
+        build_engine(small_graph_onnx(tmp_path / "m.onnx"), tmp_path / "m.engine", EngineOptions.from_cli("fp32"))
 
 
 @pytest.mark.trt
@@ -201,7 +158,7 @@ def test_real_build_writes_plan_sidecar_cache_and_layer_report(tmp_path):
     from sranet.export.tensorrt import build_engine
     from sranet.runtime.cuda_buffers import device_env
 
-    onnx_path = tiny_onnx(tmp_path / "m.onnx")
+    onnx_path = small_graph_onnx(tmp_path / "m.onnx")
     opts = EngineOptions.from_cli("fp32", batch="1:2:4", workspace_gib=1, timing_cache=tmp_path / "t.cache", verbose=True)
     sidecar = build_engine(onnx_path, tmp_path / "m.engine", opts)
     assert (tmp_path / "t.cache").stat().st_size > 0

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import sys
-from pathlib import Path
 
 import pytest
 
 from sranet.errors import ArtifactError, InputError
 from sranet.export.triton import write_triton_repo
-
-sys.path.insert(0, str(Path(__file__).parent))  # share the tiny ONNX / sidecar builders
-from test_sidecar import write_engine  # noqa: E402
-from test_tensorrt import tiny_onnx  # noqa: E402
+from tests.helpers import small_graph_onnx, write_engine
 
 TOKEN = re.compile(r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*")|(?P<num>-?\d+(?:\.\d+)?)|(?P<id>[A-Za-z_][A-Za-z0-9_.]*)|(?P<p>[{}\[\]:,]))')
 
@@ -102,7 +97,7 @@ def check_io(cfg, S=48, N=64):
 
 
 def test_onnx_repository(tmp_path):
-    model_dir = write_triton_repo(tiny_onnx(tmp_path / "m.onnx"), tmp_path / "repo", max_batch=16)
+    model_dir = write_triton_repo(small_graph_onnx(tmp_path / "m.onnx"), tmp_path / "repo", max_batch=16)
     assert model_dir == tmp_path / "repo" / "sranet"
     assert (model_dir / "1" / "model.onnx").read_bytes() == (tmp_path / "m.onnx").read_bytes()
     cfg = parse_pbtxt((model_dir / "config.pbtxt").read_text())
@@ -136,7 +131,7 @@ def test_plan_profile_limits_are_enforced(tmp_path, batch, max_batch, message):
 
 
 def test_bad_names_and_artifacts(tmp_path):
-    onnx_path = tiny_onnx(tmp_path / "m.onnx")
+    onnx_path = small_graph_onnx(tmp_path / "m.onnx")
     with pytest.raises(InputError, match="Triton model name '../x'"):
         write_triton_repo(onnx_path, tmp_path / "repo", max_batch=4, model_name="../x")
     (tmp_path / "m.pt").write_bytes(b"x")

@@ -1,13 +1,12 @@
 """Backend contract: every backend available here gives the same outputs for the same input and refuses bad input.
 
-The ONNX model is exported here from SRANet(tiny) with torch.onnx.export (plus ArtifactInfo metadata), so this test
-does not depend on `sranet export`; TensorRT is skipped with a reason where it is not installed.
+The artifacts are SRANet(tiny) through the exporter of `sranet export` (without its parity gate) and as a
+checkpoint (the session fixture tiny_artifacts, tests/helpers.py); TensorRT is skipped with a reason where it is not installed.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import warnings
 
 import numpy as np
 import pytest
@@ -24,53 +23,10 @@ from sranet.runtime.backends.onnxruntime import (
     provider_options,
     resolve_providers,
 )
+from tests.helpers import tiny_model
 
 torch = pytest.importorskip("torch")
 S = 48
-
-
-def _save_tiny(tmp_path, threshold=0.5, precision="fp32"):
-    """Write the same SRANet(tiny) weights as model.onnx (ONNX + metadata) and model.pt (checkpoint)."""
-    import onnx
-
-    from sranet.model.sranet import SRANet
-
-    cfg = ModelConfig.preset("tiny")
-    torch.manual_seed(0)
-    model = SRANet(cfg).eval()
-
-    class Probs(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, ct):
-            out = self.m(ct)
-            return torch.sigmoid(out.logit), out.attention
-
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    onnx_path = tmp_path / "model.onnx"
-    with warnings.catch_warnings():  # the TorchScript exporter is deprecated but fast; `sranet export` uses dynamo
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(Probs(model), (torch.zeros(1, 1, S, S, S),), str(onnx_path), input_names=["ct"],
-                          output_names=["prob", "attention"], opset_version=17, dynamo=False,
-                          dynamic_axes={"ct": {0: "B"}, "prob": {0: "B"}, "attention": {0: "B"}})
-    proto = onnx.load(str(onnx_path))
-    info = ArtifactInfo(cfg, PreprocessConfig.for_model(cfg), threshold, precision=precision)
-    for key, value in info.to_metadata().items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(proto, str(onnx_path))
-    pt_path = tmp_path / "model.pt"
-    torch.save({"format": "sranet-checkpoint/1", "model_state": model.state_dict(), "model_config": cfg.to_dict(),
-                "preprocess_config": info.preprocess.to_dict(), "threshold": threshold, "epoch": 0, "metrics": {},
-                "train_config": {}, "optimizer_state": None, "scheduler_state": None}, pt_path)
-    return onnx_path, pt_path
-
-
-@pytest.fixture(scope="module")
-def artifacts(tmp_path_factory):
-    return _save_tiny(tmp_path_factory.mktemp("artifacts"))
 
 
 def _phantom_batch(n=3, seed=0):
@@ -103,12 +59,9 @@ def _open(kind, artifacts):
 
 
 @pytest.fixture(scope="module")
-def reference(artifacts):
+def reference():
     """PyTorch outputs on the phantom batch: the reference every backend must match."""
-    from sranet.model.sranet import SRANet
-
-    torch.manual_seed(0)
-    model = SRANet(ModelConfig.preset("tiny")).eval()
+    model = tiny_model(seed=0)
     x = _phantom_batch()
     with torch.no_grad():
         out = model(torch.from_numpy(x))
@@ -116,9 +69,9 @@ def reference(artifacts):
 
 
 @pytest.mark.parametrize("kind", BACKENDS)
-def test_backend_matches_reference(kind, artifacts, reference):
+def test_backend_matches_reference(kind, tiny_artifacts, reference):
     x, prob, attention = reference
-    with _open(kind, artifacts) as backend:
+    with _open(kind, tiny_artifacts) as backend:
         assert backend.info.model == ModelConfig.preset("tiny")
         assert backend.info.threshold == 0.5
         out = backend.infer(x)
@@ -143,21 +96,21 @@ def test_backend_matches_reference(kind, artifacts, reference):
     ],
     ids=["shape", "no-channel", "dtype", "nan", "list"],
 )
-def test_backend_rejects_bad_input(kind, bad, message, artifacts):
-    with _open(kind, artifacts) as backend, pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+def test_backend_rejects_bad_input(kind, bad, message, tiny_artifacts):
+    with _open(kind, tiny_artifacts) as backend, pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
         backend.infer(bad)
 
 
-def test_onnx_describe_records_session_options(artifacts):
-    backend = OnnxRuntimeBackend(artifacts[0], providers="cpu", threads=2, graph_level="extended")
+def test_onnx_describe_records_session_options(tiny_artifacts):
+    backend = OnnxRuntimeBackend(tiny_artifacts[0], providers="cpu", threads=2, graph_level="extended")
     d = backend.describe()
     assert d["providers"] == [CPU_EP]
     assert d["intra_op_threads"] == 2 and d["graph_level"] == "extended" and d["io_binding"] is False
 
 
-def test_onnx_io_binding_gives_same_outputs(artifacts, reference):
+def test_onnx_io_binding_gives_same_outputs(tiny_artifacts, reference):
     x, prob, _ = reference
-    backend = OnnxRuntimeBackend(artifacts[0], providers="cpu", threads=1, io_binding=True)
+    backend = OnnxRuntimeBackend(tiny_artifacts[0], providers="cpu", threads=1, io_binding=True)
     first = backend.infer(x)
     np.testing.assert_allclose(first["prob"], prob, atol=1e-5)
     second = backend.infer(x[::-1].copy())  # same batch size: the bound buffers are reused
@@ -166,15 +119,15 @@ def test_onnx_io_binding_gives_same_outputs(artifacts, reference):
     np.testing.assert_allclose(backend.infer(x[:1])["prob"], prob[:1], atol=1e-5)  # another batch size
 
 
-def test_unavailable_provider_is_an_error_not_a_fallback(artifacts):
+def test_unavailable_provider_is_an_error_not_a_fallback(tiny_artifacts):
     import onnxruntime as ort
 
     if CUDA_EP in ort.get_available_providers():
         pytest.skip("this onnxruntime has CUDA; the refusal cannot be shown here")
     with pytest.raises(BackendError, match="CUDAExecutionProvider.*choose --provider cpu"):
-        OnnxRuntimeBackend(artifacts[0], providers="cuda")
+        OnnxRuntimeBackend(tiny_artifacts[0], providers="cuda")
     with pytest.raises(InputError, match="Did you mean 'cuda'"):
-        OnnxRuntimeBackend(artifacts[0], providers="cdua")
+        OnnxRuntimeBackend(tiny_artifacts[0], providers="cdua")
 
 
 def test_resolve_providers_chains():
@@ -204,10 +157,10 @@ def test_gpu_provider_options_are_latency_settings(tmp_path, precision, fp16, in
     assert all(isinstance(v, str) for v in (*trt.values(), *cuda.values()))
 
 
-def test_onnx_without_metadata_is_an_artifact_error(tmp_path, artifacts):
+def test_onnx_without_metadata_is_an_artifact_error(tmp_path, tiny_artifacts):
     import onnx
 
-    proto = onnx.load(str(artifacts[0]))
+    proto = onnx.load(str(tiny_artifacts[0]))
     del proto.metadata_props[:]
     bare = tmp_path / "bare.onnx"
     onnx.save(proto, str(bare))

@@ -1,7 +1,6 @@
 """Single DICOM files: transfer syntaxes, sign/bit-depth mismatches, orientation, enhanced CT, typed errors."""
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,9 +19,9 @@ from sranet.errors import (
 from sranet.runtime.dicom_decode import decode_pixels, read_dataset
 from sranet.runtime.io import load_volume
 from sranet.runtime.preprocess import preprocess
+from tests.helpers import REAL_CT
 
-REAL = Path(__file__).parents[1] / "data" / "realct"
-PD, PDD, LJ = REAL / "pydicom", REAL / "pydicom-data", REAL / "pylibjpeg-data"
+PD, PDD, LJ = REAL_CT / "pydicom", REAL_CT / "pydicom-data", REAL_CT / "pylibjpeg-data"
 
 
 @pytest.mark.parametrize("compressed, plain", [
@@ -93,7 +92,7 @@ def test_enhanced_multiframe_ct_geometry_from_functional_groups():
     (PD / "no_meta.dcm", NotDicomError, "not a DICOM"),
     (PD / "meta_missing_tsyntax.dcm", NotDicomError, "no DICOM data set"),
     (LJ / "MAROTECH_CT_JP2Lossy.dcm", NoUsableSeriesError, "localizer"),
-    (REAL / "nope.dcm", UnreadableFileError, "does not exist"),
+    (REAL_CT / "nope.dcm", UnreadableFileError, "does not exist"),
 ])
 def test_bad_inputs_raise_typed_errors_naming_the_path(path, error, words):
     with pytest.raises(error, match=words) as e:

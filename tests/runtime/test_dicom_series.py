@@ -2,7 +2,6 @@
 
 import json
 import shutil
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -14,17 +13,14 @@ from sranet.runtime import dicom as dicom_module
 from sranet.runtime.io import load_volume
 from sranet.runtime.preprocess import preprocess
 from sranet.runtime.roi import parse_roi
+from tests.helpers import REAL_CT, unpack_ge_series
 
-REAL = Path(__file__).parents[1] / "data" / "realct"
-DIRTESTS = REAL / "pydicom" / "dicomdirtests"
+DIRTESTS = REAL_CT / "pydicom" / "dicomdirtests"
 
 
 @pytest.fixture(scope="module")
 def ge_series(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("ge")
-    with tarfile.open(REAL / "dcm_qa_ct" / "GE.tar.xz") as tar:
-        tar.extractall(out, filter="data")
-    return out / "In" / "GE"
+    return unpack_ge_series(tmp_path_factory.mktemp("ge"))
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +29,7 @@ def ge_volume(ge_series):
 
 
 def test_ge_tilted_irregular_series_matches_reference_geometry(ge_volume):
-    ref = json.loads((REAL / "dcm_qa_ct" / "GE_reference_2.json").read_text())
+    ref = json.loads((REAL_CT / "dcm_qa_ct" / "GE_reference_2.json").read_text())
     iop = np.array(ref["ImageOrientationPatientDICOM"], dtype=float)
     v = ge_volume
     # column 2 (W) runs along the row cosines, column 1 (H) along the column cosines, column 0 along their normal

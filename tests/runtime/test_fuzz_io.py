@@ -13,16 +13,16 @@ import pytest
 
 from sranet.errors import SranetError
 from sranet.runtime.io import load_volume
+from tests.helpers import REAL_CT
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about the values we break
-REAL = Path(__file__).parents[1] / "data" / "realct"
 SOURCES = [
-    REAL / "pydicom" / "CT_small.dcm",  # uncompressed, explicit VR
-    REAL / "pydicom" / "693_J2KI.dcm",  # JPEG 2000
-    REAL / "pydicom" / "dicomdirtests" / "98892001" / "CT5N" / "2062",  # tiny slice of a series
-    REAL / "pydicom-data" / "bad_sequence.dcm",  # JPEG Lossless, UN sequence
-    REAL / "pydicom-data" / "eCT_Supplemental.dcm",  # enhanced multi-frame
-    REAL / "pylibjpeg-data" / "CT1_JLSN.dcm",  # JPEG-LS
+    REAL_CT / "pydicom" / "CT_small.dcm",  # uncompressed, explicit VR
+    REAL_CT / "pydicom" / "693_J2KI.dcm",  # JPEG 2000
+    REAL_CT / "pydicom" / "dicomdirtests" / "98892001" / "CT5N" / "2062",  # tiny slice of a series
+    REAL_CT / "pydicom-data" / "bad_sequence.dcm",  # JPEG Lossless, UN sequence
+    REAL_CT / "pydicom-data" / "eCT_Supplemental.dcm",  # enhanced multi-frame
+    REAL_CT / "pylibjpeg-data" / "CT1_JLSN.dcm",  # JPEG-LS
 ]
 TAGS = ["Rows", "Columns", "PixelSpacing", "ImagePositionPatient", "ImageOrientationPatient", "RescaleSlope",
         "RescaleIntercept", "BitsAllocated", "BitsStored", "PixelRepresentation", "Modality", "SOPClassUID",
@@ -115,7 +115,7 @@ def test_fuzz_one_bad_file_in_a_series_folder(tmp_path):
     rng = np.random.default_rng(7)
     for case in range(30):
         folder = tmp_path / f"s{case}"
-        shutil.copytree(REAL / "pydicom" / "dicomdirtests" / "98892001" / "CT5N", folder)
+        shutil.copytree(REAL_CT / "pydicom" / "dicomdirtests" / "98892001" / "CT5N", folder)
         victim = sorted(folder.iterdir())[case % 5]
         _mutate(rng, victim, victim)
         try:

@@ -2,7 +2,6 @@
 
 import gzip
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,8 +16,7 @@ from sranet.errors import (
 from sranet.runtime.io import load_volume
 from sranet.runtime.nifti import save_nifti
 from sranet.runtime.volume import Volume
-
-REAL = Path(__file__).parents[1] / "data" / "realct"
+from tests.helpers import REAL_CT
 
 
 def _hu(shape=(20, 24, 28)):
@@ -123,11 +121,11 @@ def test_argument_checks(tmp_path):
     with pytest.raises(UnreadableFileError, match="does not exist"):
         load_volume(tmp_path / "missing")
     with pytest.raises(InputError, match="only .npy inputs take a spacing"):
-        load_volume(REAL / "pydicom" / "CT_small.dcm", spacing_mm=(1, 1, 1))
+        load_volume(REAL_CT / "pydicom" / "CT_small.dcm", spacing_mm=(1, 1, 1))
     with pytest.raises(InputError, match="is a file, not a DICOM folder"):
-        load_volume(REAL / "pydicom" / "CT_small.dcm", series="2")
+        load_volume(REAL_CT / "pydicom" / "CT_small.dcm", series="2")
     with pytest.raises(InputError, match="'strict'"):
-        load_volume(REAL / "pydicom" / "CT_small.dcm", policy="strikt")
+        load_volume(REAL_CT / "pydicom" / "CT_small.dcm", policy="strikt")
     (tmp_path / "x.mha").write_bytes(b"")
     with pytest.raises(UnsupportedFormatError, match="NIfTI"):
         load_volume(tmp_path / "x.mha")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -11,69 +10,22 @@ import pytest
 from sranet.errors import SranetError
 from sranet.runtime.predictor import CaseInput, Predictor, patch_centres
 from sranet.runtime.volume import Volume
+from tests.helpers import (
+    PATIENT_ID,
+    PATIENT_NAME,
+    REAL_CT,
+    phantom_hu,
+    unpack_ge_series,
+    with_threshold,
+    write_dicom_series,
+)
 
-pytest.importorskip("torch")
-pytest.importorskip("sranet.runtime.io", reason="load_volume (sranet/runtime/io.py) has not landed yet")
-pytest.importorskip("sranet.runtime.preprocess", reason="preprocess (sranet/runtime/preprocess.py) has not landed yet")
-
-_spec = importlib.util.spec_from_file_location("_backend_tests", Path(__file__).with_name("test_backends.py"))
-_backend_tests = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_backend_tests)
-save_tiny = _backend_tests._save_tiny  # SRANet(tiny) as .onnx (+ metadata) and .pt, same weights
-
-PATIENT_NAME, PATIENT_ID = "DOE^JANE", "SECRET-ID-4711"
-
-
-def write_dicom_series(folder: Path, hu: np.ndarray, spacing_mm=(2.0, 0.8, 0.8), origin_mm=(-60.0, -50.0, -700.0),
-                       series_uid: str | None = None) -> Path:
-    """A real CT series on disk with pydicom: axial slices (D along +z), int16 + rescale, identifying tags set."""
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-
-    folder.mkdir(parents=True, exist_ok=True)
-    series_uid = series_uid or generate_uid()
-    study_uid, frame_uid = generate_uid(), generate_uid()
-    for z in range(hu.shape[0]):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CTImageStorage, generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = FileDataset(str(folder / f"{z:04d}.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.Modality, ds.PatientName, ds.PatientID = "CT", PATIENT_NAME, PATIENT_ID
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
-        ds.InstanceNumber = z + 1
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.ImagePositionPatient = [origin_mm[0], origin_mm[1], origin_mm[2] + z * spacing_mm[0]]
-        ds.PixelSpacing = [spacing_mm[1], spacing_mm[2]]
-        ds.SliceThickness = spacing_mm[0]
-        ds.Rows, ds.Columns = hu.shape[1], hu.shape[2]
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
-        ds.PixelData = (np.round(hu[z]) + 1024).astype(np.int16).tobytes()
-        ds.save_as(folder / f"{z:04d}.dcm", enforce_file_format=True)
-    return folder
-
-
-def phantom_hu(shape=(40, 64, 64), seed=0) -> np.ndarray:
-    """(D, H, W) HU: air, soft tissue, and a bright 'femoral head' sphere at a seed-dependent place."""
-    rng = np.random.default_rng(seed)
-    d, h, w = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
-    hu = np.full(shape, 40.0) + rng.normal(0, 20, shape)
-    c = rng.uniform(0.3, 0.7, 3) * np.array(shape)
-    hu[((d - c[0]) * 2) ** 2 + (h - c[1]) ** 2 + (w - c[2]) ** 2 < 14**2] = 900.0
-    hu[:, :4] = -1000.0
-    return np.round(hu).astype(np.float32)
+pytest.importorskip("torch")  # the shared artifacts are exported from PyTorch
 
 
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory):
-    return save_tiny(tmp_path_factory.mktemp("art"), threshold=0.5)
-
-
-@pytest.fixture(scope="module")
-def predictor(artifacts):
-    with Predictor.from_artifact(artifacts[0], providers="cpu", threads=1) as p:
+def predictor(tiny_artifacts):
+    with Predictor.from_artifact(tiny_artifacts[0], providers="cpu", threads=1) as p:
         yield p
 
 
@@ -117,9 +69,9 @@ def test_patch_centres_order():
     np.testing.assert_allclose(c[16 * 1 + 4 * 2 + 3], [47.5, 79.5, 111.5])
 
 
-def test_threshold_comes_from_the_artifact(tmp_path):
-    onnx_low, _ = save_tiny(tmp_path / "low", threshold=0.0)
-    onnx_high, _ = save_tiny(tmp_path / "high", threshold=1.0)
+def test_threshold_comes_from_the_artifact(tmp_path, tiny_artifacts):
+    onnx_low = with_threshold(tiny_artifacts[0], tmp_path / "low.onnx", threshold=0.0)
+    onnx_high = with_threshold(tiny_artifacts[0], tmp_path / "high.onnx", threshold=1.0)
     assert Predictor.from_artifact(onnx_low, providers="cpu").predict(_volume()).decision is True
     assert Predictor.from_artifact(onnx_high, providers="cpu").predict(_volume()).decision is False
 
@@ -141,21 +93,6 @@ def test_dicom_series_and_batch_with_a_corrupt_case(tmp_path, predictor):
     assert PATIENT_NAME not in text and PATIENT_ID not in text
 
 
-REAL = Path(__file__).resolve().parents[1] / "data" / "realct"
-
-
-def unpack_ge_series(dest: Path) -> Path:
-    """The real GE CT series (28 axial 512x512 slices, dcm_qa_ct, BSD-2) from tests/data, unpacked to ``dest``."""
-    import tarfile
-
-    archive = REAL / "dcm_qa_ct" / "GE.tar.xz"
-    if not archive.is_file():
-        pytest.skip("tests/data/realct/dcm_qa_ct/GE.tar.xz is missing")
-    with tarfile.open(archive) as tar:
-        tar.extractall(dest, filter="data")
-    return next(p.parent for p in sorted(dest.rglob("*.dcm")))
-
-
 def test_real_ge_series(tmp_path, predictor):
     folder = unpack_ge_series(tmp_path)
     result = predictor.predict(folder)
@@ -171,12 +108,10 @@ def test_real_ge_series(tmp_path, predictor):
 
 def test_real_files_in_a_batch_with_failures(tmp_path, predictor):
     """Real single-file CTs (uncompressed, JPEG-LS) predicted; an MR and a truncated CT recorded with typed errors."""
-    ct_small = REAL / "pydicom" / "CT_small.dcm"
-    if not ct_small.is_file():
-        pytest.skip("tests/data/realct is missing")
+    ct_small = REAL_CT / "pydicom" / "CT_small.dcm"
     truncated = tmp_path / "truncated.dcm"
     truncated.write_bytes(ct_small.read_bytes()[: int(ct_small.stat().st_size * 0.6)])
-    files = [ct_small, REAL / "pydicom" / "MR_small.dcm", truncated, REAL / "pylibjpeg-data" / "CT1_JLSN.dcm"]
+    files = [ct_small, REAL_CT / "pydicom" / "MR_small.dcm", truncated, REAL_CT / "pylibjpeg-data" / "CT1_JLSN.dcm"]
     results = list(predictor.predict_many([CaseInput(f) for f in files], batch=4))
     assert [Path(c.source).name for c, _ in results] == [f.name for f in files]
     ok, mr, bad, jls = (r for _, r in results)

@@ -4,17 +4,15 @@ with a reason where `tensorrt` is not importable. TensorRT is never mocked."""
 from __future__ import annotations
 
 import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from sranet.errors import ArtifactError, BackendError, DependencyMissingError
 from sranet.runtime.backends.base import backend_class, open_backend
+from tests.helpers import small_graph_onnx, write_engine
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
-sys.path.insert(0, str(Path(__file__).parents[1] / "export"))  # share the tiny ONNX / sidecar builders
 
 
 def test_engine_suffixes_map_to_the_tensorrt_backend():
@@ -38,8 +36,6 @@ def test_the_cpu_is_not_a_tensorrt_device(tmp_path):
 
 @pytest.mark.skipif(HAS_TRT, reason="tensorrt is installed here; the missing-dependency message cannot be shown")
 def test_without_tensorrt_the_error_names_the_install(tmp_path):
-    from test_sidecar import write_engine
-
     with pytest.raises(DependencyMissingError, match="needs the tensorrt package"):
         open_backend(write_engine(tmp_path))
 
@@ -49,11 +45,9 @@ def test_without_tensorrt_the_error_names_the_install(tmp_path):
 @pytest.mark.skipif(not HAS_TRT, reason="needs TensorRT (`import tensorrt` fails here) and an NVIDIA GPU")
 @pytest.mark.parametrize("cuda_graphs", [False, True])
 def test_engine_matches_onnx_runtime(tmp_path, cuda_graphs):
-    from test_tensorrt import tiny_onnx
-
     from sranet.export.tensorrt import EngineOptions, build_engine
 
-    onnx_path = tiny_onnx(tmp_path / "m.onnx")
+    onnx_path = small_graph_onnx(tmp_path / "m.onnx")
     build_engine(onnx_path, tmp_path / "m.engine", EngineOptions.from_cli("fp32", batch="1:2:4", workspace_gib=1))
     ct = np.random.default_rng(0).standard_normal((3, 1, 48, 48, 48)).astype(np.float32)
     import onnxruntime as ort

@@ -5,48 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-checkpoint = pytest.importorskip(
-    "sranet.train.checkpoint", reason="sranet.train.checkpoint (load_checkpoint) is not in this tree yet"
-)
+from sranet.config import ModelConfig
+from sranet.errors import BackendError, InputError
+from sranet.runtime.backends.base import open_backend
+from sranet.runtime.backends.torch import TorchBackend
+from tests.helpers import tiny_model, write_checkpoint
 
-from sranet.config import ModelConfig, PreprocessConfig  # noqa: E402
-from sranet.errors import BackendError, InputError  # noqa: E402
-from sranet.model.sranet import SRANet  # noqa: E402
-from sranet.runtime.backends.base import open_backend  # noqa: E402
-from sranet.runtime.backends.torch import TorchBackend  # noqa: E402
+torch = pytest.importorskip("torch")
 
 CUDA = torch.cuda.is_available()
 
 
-def write_checkpoint(path, *, seed: int = 0, threshold: float = 0.37):
-    """A checkpoint in the contract's format (docs/CONTRACTS.md), tiny model with random weights."""
-    torch.manual_seed(seed)
-    cfg = ModelConfig.preset("tiny")
-    model = SRANet(cfg).eval()
-    torch.save(
-        {
-            "format": "sranet-checkpoint/1",
-            "model_state": model.state_dict(),
-            "model_config": cfg.to_dict(),
-            "preprocess_config": PreprocessConfig.for_model(cfg).to_dict(),
-            "threshold": threshold,
-            "epoch": 0,
-            "metrics": {},
-            "train_config": {},
-            "optimizer_state": None,
-            "scheduler_state": None,
-        },
-        path,
-    )
-    return model
-
-
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    path = tmp_path_factory.mktemp("torch_backend") / "best.pt"
-    model = write_checkpoint(path)
-    return path, model
+    model = tiny_model(seed=0)
+    return write_checkpoint(tmp_path_factory.mktemp("torch_backend") / "best.pt", model, threshold=0.37), model
 
 
 def batch(n: int, seed: int = 1) -> np.ndarray:
