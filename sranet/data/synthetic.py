@@ -22,11 +22,15 @@ Tissues (HU, before blur and noise):
 - imaging: Gaussian blur (PSF sigma 0.4-0.7 mm in-plane, 0.35 x slice spacing along z), then correlated noise
   (sigma 10-30 HU); HU rounded to integers and clipped to [-1024, 3071], so an int16 DICOM round trip is exact.
 
+ROI. ``roi_box`` is the head sphere plus ``ROI_MARGIN_MM`` (5 mm) on every side, clipped to the crop: a tight box
+like a femoral-head detector's, so the head fills most of a 64^3 network input.
+
 Lesions by ARCO stage (see ``sranet.data.synthetic_lesions``): the necrotic segment is the part of the head inside
 a sphere centred on the antero-superior (weight-bearing) surface; it is the ground-truth ``lesion_mask``.
 - 0: no lesion, empty mask.
 - I: the mask is drawn but the HU are untouched (MRI-only disease; label noise on CT by design).
-- II: serpiginous sclerotic band at the segment's border, mottled sclerosis and small cysts with sclerotic rims.
+- II: diffuse sclerosis of the segment (+200-350 HU), a serpiginous sclerotic band at its border, mottled sclerosis
+  and lysis, and small cysts with sclerotic rims.
 - III: II plus a subchondral crescent (lucent line under the plate) and 1-2 mm collapse of the articular surface.
 - IV: II-III plus 3.5-6 mm irregular collapse (flattened head), joint-space narrowing, acetabular sclerosis and
   osteophytes at the head-neck junction.
@@ -46,6 +50,9 @@ HU_MIN, HU_MAX = -1024.0, 3071.0
 # column a = LPS direction of array axis a: axial slices, D along +z (feet to head), H along +y, W along +x
 AXIAL_DIRECTION = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
 STAGES = (0, 1, 2, 3, 4)
+# ROI = head sphere + this margin on every side: a tight crop, as a head detector gives, so the head fills most of
+# the network input (10 mm left it small and the demo model did not learn; see the module docstring).
+ROI_MARGIN_MM = 5.0
 
 
 @dataclass
@@ -241,7 +248,7 @@ def generate_case(
     hu += noise * np.float32(rng.uniform(10.0, 30.0))
     np.clip(np.rint(hu, out=hu), HU_MIN, HU_MAX, out=hu)
 
-    margin = 10.0
+    margin = ROI_MARGIN_MM
     box = []
     for ax in range(3):
         lo = int(np.floor((center[ax] - radius - margin) / spacing_mm[ax]))

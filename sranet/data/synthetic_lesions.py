@@ -1,8 +1,11 @@
 """ARCO-stage lesions for the synthetic phantoms (see ``sranet.data.synthetic`` for the whole model).
 
-The necrotic segment is the part of the femoral head inside a sphere of radius ``rho`` (0.4-0.75 x head radius,
+The necrotic segment is the part of the femoral head inside a sphere of radius ``rho`` (0.4-0.6 x head radius for
+stage I, 0.6-0.85 for II-IV,
 border made irregular by a smooth noise field) centred on the antero-superior articular surface, the weight-bearing
-zone where osteonecrosis usually starts. That segment is the ground-truth lesion mask for stages I-IV.
+zone where osteonecrosis usually starts. That segment is the ground-truth lesion mask for stages I-IV. In stages
+II-IV the whole segment is sclerotic (+200-350 HU, ``DIFFUSE_SCLEROSIS_HU``: the mixed sclerosis of CT-visible
+osteonecrosis), with a denser band at its border, cysts, and from stage III on a subchondral crescent and collapse.
 
 Drawing happens in two steps because collapse changes the bone's shape: ``draw_lesion`` runs before the bones are
 drawn (it sets the collapse depth, joint-space width and acetabular sclerosis in the parameter dict), and
@@ -14,6 +17,11 @@ from __future__ import annotations
 import numpy as np
 
 from sranet.data.synthetic import Field, unit
+
+
+# Diffuse sclerosis of the necrotic segment in stages II-IV (HU added to the trabecular bone). Without it the only
+# signs were thin bands and small cysts that look like cortex and joint space, and a 64^3 demo model did not learn.
+DIFFUSE_SCLEROSIS_HU = (200.0, 350.0)
 
 
 class Lesion:
@@ -47,6 +55,7 @@ class Lesion:
         band_w = rng.uniform(2.0, 3.5)
         band = np.abs(d_s - rho_eff) < band_w / 2
         vals[band] += rng.uniform(450.0, 700.0)  # sclerotic band at the segment's border
+        vals[zone] += rng.uniform(*DIFFUSE_SCLEROSIS_HU)  # the dead segment is denser than the living head
         vals[zone & (t > 0.8)] += 150.0  # mottled sclerosis
         vals[zone & (t < -1.2)] -= 150.0  # and lysis
         for _ in range(int(rng.integers(2, 6))):  # cysts with sclerotic rims
@@ -93,7 +102,7 @@ def draw_lesion(stage: int, f: Field, p: dict, rng: np.random.Generator, low: np
     if stage == 0:
         return lesion
     r = p["radius"]
-    lesion.rho = r * (rng.uniform(0.4, 0.6) if stage == 1 else rng.uniform(0.5, 0.75))
+    lesion.rho = r * (rng.uniform(0.4, 0.6) if stage == 1 else rng.uniform(0.6, 0.85))
     if stage == 3:
         p["collapse"] = float(r * rng.uniform(0.045, 0.085))  # 1-2 mm for a 23 mm head
         p["collapse_map"] = p["collapse"]
