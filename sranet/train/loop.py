@@ -46,10 +46,11 @@ def demo_train_config() -> TrainConfig:
     32 test, bone window -200..1300 HU), seed 1 from the same cache: best val AUC 0.99 (epoch 39), test AUC 0.92.
     The `sranet demo` run (seed 0) is in the commit message. The val/test AUC ceiling is below 1 because stage-I
     cases are invisible on CT by design. Augmentation is off: the default crop-zoom can cut the antero-superior
-    lesion out of the crop (a positive label on a crop without lesion); with it, 30 epochs ended at l_c 0.67, val AUC 0.70.
+    lesion out of the crop (a positive label on a crop without lesion); with it, 30 epochs ended at l_c 0.67 and
+    val AUC 0.70.
     """
-    return TrainConfig(model="small", epochs=50, lr=1e-3, lr_step_epochs=40, batch_size=8, alpha=0.9, augment=False,
-                       seed=0)
+    return TrainConfig(model="small", epochs=50, lr=1e-3, lr_step_epochs=40, batch_size=8, alpha=0.9,
+                       augment=False, seed=0)
 
 
 def _check_splits(index, cfg: TrainConfig) -> None:
