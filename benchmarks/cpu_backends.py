@@ -89,6 +89,9 @@ def ort_session(proto, threads: int, level: str):
                                    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
                                    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
                                    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[level]
+    # Several sessions and PyTorch take turns on the same cores here: ORT's default busy-wait of its idle pool
+    # threads would steal the cores from whichever runs next (and inflate the others' latencies), so no spinning.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
