@@ -18,7 +18,6 @@ import numpy as np
 
 from sranet.data.synthetic import Field, unit
 
-
 # Diffuse sclerosis of the necrotic segment in stages II-IV (HU added to the trabecular bone). Without it the only
 # signs were thin bands and small cysts that look like cortex and joint space, and a 64^3 demo model did not learn.
 DIFFUSE_SCLEROSIS_HU = (200.0, 350.0)
