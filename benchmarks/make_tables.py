@@ -1,17 +1,21 @@
-"""Generate docs/benchmarks.md (the README's benchmark tables) from benchmarks/results/*.json.
+"""Generate docs/benchmarks.md and the README's benchmark summary from benchmarks/results/*.json.
 
 Every table carries the date, machine and command of the run that produced it. Known result kinds:
 sranet-peak-matmul/1, sranet-cpu-backends/1, sranet-preprocess-stages/1, sranet-benchmark/1 (``sranet benchmark
 --json``), and the GPU check (benchmarks/gpu_check.py, recognised by its sections), rendered generically: every
 entry holding p50_ms becomes a row, and a section that failed or was skipped is listed with its reason.
 
-    .venv/bin/python benchmarks/make_tables.py           # writes docs/benchmarks.md
+    .venv/bin/python benchmarks/make_tables.py           # writes docs/benchmarks.md and README.md's summary
+
+The README summary replaces only the text between ``<!-- benchmarks:begin ... -->`` and ``<!-- benchmarks:end -->``;
+a row whose result file is missing is left out with a note, never filled in by hand.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -167,14 +171,190 @@ def render(results_dir: Path) -> str:
     return "\n".join(parts).rstrip() + "\n"
 
 
+BEGIN_RE = re.compile(r"<!-- benchmarks:begin[^>]*-->\n?")
+END_MARK = "<!-- benchmarks:end -->"
+
+
+def _load(results_dir: Path, name: str) -> dict | None:
+    path = results_dir / name
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def measured(doc: dict) -> str:
+    """'2026-11-27, AMD EPYC, 2 cores': date (UTC) and short machine name of one result file."""
+    from sranet.bench.env import machine_label
+
+    env = doc.get("environment") or {}
+    date = str(env.get("date_utc") or doc.get("date") or "?")[:10]
+    if isinstance(env.get("cpu"), dict):
+        machine = machine_label(env, gpu=False)
+    elif env.get("gpu"):
+        machine = str(env["gpu"]).removeprefix("NVIDIA ")
+    elif isinstance(doc.get("machine"), dict):
+        m = doc["machine"]
+        machine = f"{m.get('processor', '?')}, {m.get('cpus_logical', '?')} cores"
+    else:
+        machine = str(doc.get("machine") or env.get("cpu") or "?")
+    return f"{date}, {machine}"
+
+
+def _command(doc: dict) -> str:
+    return str((doc.get("environment") or {}).get("command") or doc.get("command") or "?")
+
+
+def summary_rows(results_dir: Path) -> tuple[list[tuple[str, str, str, str]], list[str]]:
+    """(what, result, measured, source) rows of the README summary, and notes on rows left out."""
+    peak, cpu, e2e = (_load(results_dir, n) for n in ("peak_matmul.json", "cpu_backends.json", "benchmark_cpu_e2e.json"))
+    load, train, gpu = (_load(results_dir, n) for n in ("load_series.json", "train_throughput_cpu.json",
+                                                         "gpu_check_h200.json"))
+    rows, notes = [], []
+
+    def add(doc, names, what, result):
+        docs = [doc] if isinstance(doc, dict) or doc is None else doc
+        if any(d is None for d in docs):
+            notes.append(f"{what}: not measured ({' + '.join(f'`{n}`' for n in names)} missing).")
+            return
+        try:
+            text = result()
+        except (KeyError, IndexError, TypeError, ZeroDivisionError) as exc:
+            notes.append(f"{what}: left out ({' + '.join(f'`{n}`' for n in names)} lacks {exc}).")
+            return
+        rows.append((what, text, measured(docs[0]), " + ".join(f"`{n}`" for n in names)))
+
+    def cpu_b1(config):
+        return next(r for b in cpu["blocks"] if b["batch"] == 1 for r in b["rows"] if r["config"] == config)
+
+    add([peak, cpu], ["peak_matmul.json", "cpu_backends.json"], "peak fp32 matrix multiply, this CPU",
+        lambda: f"{peak['peak_gflops']:.0f} GFLOP/s -> compute floor "
+                f"{cpu['flops_per_volume']['matmul_flops'] / peak['peak_gflops'] / 1e6:.0f} ms per volume")
+
+    def ort():
+        t = cpu["target"]["ort_fp32"]
+        return (f"p50 {t['p50_ms']:.0f} ms = **{t['p50_over_floor']:.2f}x the floor** (target <= 1.3x: "
+                f"**{'met' if t['meets_floor_1_3x'] else 'not met'}**)")
+    add(cpu, ["cpu_backends.json"], "ONNX Runtime fp32, model only", ort)
+    add(cpu, ["cpu_backends.json"], "PyTorch eager fp32, same run",
+        lambda: f"p50 {cpu_b1('torch_eager')['host']['p50_ms']:.0f} ms: ONNX Runtime "
+                f"**{cpu['target']['ort_fp32']['speedup_vs_torch_eager']:.1f}x faster**")
+
+    def backend(result):
+        b = e2e["artifacts"][result["artifact"]]["backend"]
+        return b.get("backend") if isinstance(b, dict) else b
+
+    def head_to_head():
+        by = {backend(r): r["host"]["p50_ms"]
+              for m in e2e["model_only"] if m["batch"] == 1 for r in m["results"]}
+        o, t = by["onnxruntime"], by["torch"]
+        return f"p50 {t:.0f} ms vs ONNX Runtime {o:.0f} ms: **{t / o:.2f}x**"
+    add(e2e, ["benchmark_cpu_e2e.json"], "PyTorch eager fp32 head to head (two artifacts interleaved)", head_to_head)
+
+    def variants():
+        fp32, fp16, int8 = (cpu_b1(c)["host"]["p50_ms"] for c in ("ort_fp32", "ort_fp16", "ort_int8"))
+        gain = "no gain" if fp16 > 0.95 * fp32 else f"{fp32 / fp16:.1f}x faster than fp32"
+        slow = f"{int8 / fp32:.0f}x slower" if int8 > fp32 else f"{fp32 / int8:.1f}x faster"
+        return f"{fp16:.0f} ms (computes in fp32 behind Casts: {gain}) / {int8:.0f} ms ({slow})"
+    add(cpu, ["cpu_backends.json"], "ONNX Runtime fp16 / int8 variants on this CPU", variants)
+
+    def stages():
+        r = next(r for r in e2e["end_to_end"]["results"]
+                 if backend(r) == "onnxruntime")
+        st, case = r["stages"], e2e["end_to_end"]["case"]
+        return (f"p50 {r['total']['p50_ms']:.0f} ms: load {st['load']['p50_ms']:.0f} ({case['shape'][0]} slices "
+                f"decoded), resample {st['resample']['p50_ms']:.0f}, normalise {st['normalize']['p50_ms']:.0f}, "
+                f"infer {st['infer']['p50_ms']:.0f}")
+    series = re.search(r"series (\d+ x \d+ x \d+)", (e2e or {}).get("note", ""))
+    case = (e2e or {}).get("end_to_end", {}).get("case", {})
+    roi_mm = f", {case['shape'][0] * case['spacing_mm'][0]:.0f} mm ROI" if case.get("shape") else ""
+    add(e2e, ["benchmark_cpu_e2e.json"],
+        f"end to end, {series.group(1) if series else '?'} DICOM series{roi_mm}", stages)
+
+    def loading():
+        by = {r["mode"]: r for r in load["runs"]}
+        w, r = by["full"], by["roi"]
+        return (f"{w['median_s']:.2f} s, {w['peak_rss_mib']:.0f} MiB peak RSS vs {r['median_s']:.2f} s, "
+                f"{r['peak_rss_mib']:.0f} MiB")
+    add(load, ["load_series.json"], "loading that series, whole vs ROI only", loading)
+
+    def training():
+        rs = train["results"]
+        return (" / ".join(f"{r['volumes_per_s']['median']:.2f}" for r in rs) + " volumes/s (batch "
+                + " / ".join(str(r["batch"]) for r in rs) + ")")
+    add(train, ["train_throughput_cpu.json"], f"training step, {(train or {}).get('settings', {}).get('model', '?')} "
+        "config", training)
+
+    gname = str((gpu or {}).get("environment", {}).get("gpu", "GPU"))
+
+    def gpu_torch():
+        t = gpu["torch_latency"]
+        e32, g16 = t["fp32_b1_eager"], t["fp16_b1_graph"]
+        return (f"GPU time {e32['gpu_only']['p50_ms']:.2f} ms fp32, {g16['gpu_only']['p50_ms']:.2f} ms fp16 with CUDA "
+                f"graphs; host-to-result {e32['end_to_end']['p50_ms']:.1f} / {g16['end_to_end']['p50_ms']:.1f} ms")
+    add(gpu, ["gpu_check_h200.json"], f"{gname}, PyTorch CUDA backend, batch 1", gpu_torch)
+
+    def gpu_prep():
+        p = gpu["preprocessing"]["femoral_head_roi"]
+        same = p["max_abs_d_hu"] == 0 and p["max_abs_d_input"] == 0
+        return (f"{p['gpu']['p50_ms']:.1f} ms vs {p['cpu']['p50_ms']:.1f} ms on that host's CPU, "
+                + ("identical output" if same else f"max |difference| {p['max_abs_d_input']:.2g}"))
+    prep = (gpu or {}).get("preprocessing", {})
+    path_name = {"cupy": "CuPy"}.get(prep.get("gpu_path"), prep.get("gpu_path") or "GPU")
+    shape = " x ".join(map(str, prep.get("volume_shape") or ["?"]))
+    add(gpu, ["gpu_check_h200.json"], f"{gname}, {path_name} preprocessing of a femoral-head ROI of a {shape} volume",
+        gpu_prep)
+    return rows, notes
+
+
+def readme_section(results_dir: Path) -> str:
+    """The markdown that goes between the README markers: summary table, notes, one command line per source."""
+    rows, notes = summary_rows(results_dir)
+    out = ["| what | result | measured | source |", "|---|---|---|---|"]
+    out += [f"| {w} | {r} | {m} | {s} |" for w, r, m, s in rows]
+    if notes:
+        out += ["", *notes]
+    out += ["", "Commands:", ""]
+    for name in sorted({n.strip("`") for row in rows for n in row[3].split(" + ")}):
+        out.append(f"- `{name}`: `{_command(_load(results_dir, name))}`")
+    return "\n".join(out) + "\n"
+
+
+def update_readme(readme: Path, results_dir: Path) -> bool:
+    """Rewrite the text between the benchmark markers of ``readme``; True when it changed.
+
+    Raises InputError when a marker is missing or out of order (nothing is written then)."""
+    from sranet.errors import InputError
+
+    text = readme.read_text()
+    begin = BEGIN_RE.search(text)
+    end = text.find(END_MARK, begin.end() if begin else 0)
+    if begin is None or end < 0:
+        raise InputError(f"no benchmark markers: expected a line '<!-- benchmarks:begin ... -->' followed later by "
+                         f"'{END_MARK}'.", path=readme,
+                         hint="Add both markers around the place where the summary table belongs, then rerun "
+                              "benchmarks/make_tables.py.")
+    new = text[:begin.end()] + readme_section(results_dir) + text[end:]
+    if new != text:
+        readme.write_text(new)
+    return new != text
+
+
 def main(argv: list[str] | None = None) -> Path:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    ap.add_argument("--readme", type=Path, default=None,
+                    help="README whose <!-- benchmarks:begin/end --> section is rewritten (default: the repository's "
+                         "README.md, but only when --results is the default, so other results never land in it)")
     args = ap.parse_args(argv)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(render(args.results))
     print(f"wrote {args.out}", file=sys.stderr)
+    readme = args.readme or (ROOT / "README.md" if args.results.resolve() == RESULTS.resolve() else None)
+    if readme is not None:
+        changed = update_readme(readme, args.results)
+        print(f"{'updated' if changed else 'unchanged'}: benchmark summary in {readme}", file=sys.stderr)
     return args.out
 
 
