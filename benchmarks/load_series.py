@@ -32,38 +32,15 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-TEMPLATE = ROOT / "tests" / "data" / "realct" / "pydicom" / "CT_small.dcm"
+sys.path.insert(0, str(Path(__file__).parent))  # sibling scripts
 PIXEL_MM, SLICE_MM, SIZE = 0.7, 1.0, 512
 
 
 def synthesise(folder: Path, n_slices: int) -> None:
-    """Write ``n_slices`` uncompressed 512 x 512 CT slices built from TEMPLATE (no patient data) into ``folder``."""
-    import cv2
-    import pydicom
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    """Write ``n_slices`` uncompressed 512 x 512 CT slices built from a real slice (no patient data) into ``folder``."""
+    from preprocess_stages import synthesise_series  # sibling script; one synthesiser for every benchmark
 
-    base = pydicom.dcmread(TEMPLATE)
-    img = cv2.resize(base.pixel_array.astype(np.float32), (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
-    uids = {"StudyInstanceUID": generate_uid(), "SeriesInstanceUID": generate_uid(),
-            "FrameOfReferenceUID": generate_uid()}
-    for i in range(n_slices):
-        ds = base.copy()
-        for tag in ("PatientName", "PatientID", "PatientBirthDate", "InstitutionName", "ReferringPhysicianName",
-                    "AccessionNumber", "StudyID"):
-            if tag in ds:
-                setattr(ds, tag, "")
-        for tag, uid in uids.items():
-            setattr(ds, tag, uid)
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.InstanceNumber = i + 1
-        ds.Rows = ds.Columns = SIZE
-        ds.PixelSpacing = [PIXEL_MM, PIXEL_MM]
-        ds.SliceThickness = SLICE_MM
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.ImagePositionPatient = [-SIZE * PIXEL_MM / 2, -SIZE * PIXEL_MM / 2, -i * SLICE_MM]
-        ds.PixelData = np.roll(img, (i % 16) - 8, axis=1).astype(np.int16).tobytes()
-        ds.save_as(folder / f"{i:04d}.dcm", enforce_file_format=True)
+    synthesise_series(folder, n_slices, size=SIZE, pixel_mm=PIXEL_MM, slice_mm=SLICE_MM)
 
 
 def roi_text(n_slices: int) -> str:
