@@ -1,6 +1,5 @@
 """Synthetic phantoms: shapes, determinism, speed, and that each ARCO stage shows (or hides) what it should."""
 
-import time
 
 import numpy as np
 import pytest
@@ -80,12 +79,11 @@ def test_stage_4_collapses_the_head_and_stage_3_less(stages):
     assert 0.15 * r <= stages[4].params["collapse"] <= 0.25 * r and 0.045 * r <= stages[3].params["collapse"] <= 0.085 * r
 
 
-def test_generation_is_fast_at_full_size():
-    t0 = time.perf_counter()
+def test_generation_at_full_size():
+    """The default size; its speed is measured in benchmarks/synth_speed.py, not here."""
     case = generate_case(5, 4)  # default 96 x 128 x 128
-    seconds = time.perf_counter() - t0
     assert case.hu.shape == (96, 128, 128)
-    assert seconds < 3.0, f"generate_case took {seconds:.2f} s (target well under 1 s on a quiet core)"
+    assert case.lesion_mask.shape == case.hu.shape and case.lesion_mask.any()
 
 
 def test_spacing_ranges_and_sides_vary():
