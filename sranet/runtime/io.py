@@ -86,7 +86,8 @@ def load_volume(
         volume = load_nifti(p, roi)
     elif name.endswith(".npy"):
         volume = _crop(load_npy(p, spacing_mm), roi)
-        volume.hu = np.ascontiguousarray(volume.hu, dtype=np.float32)  # reads only the box from the memory map
+        # a writable copy of only the box, detached from the read-only memory map (and its open file)
+        volume.hu = np.array(volume.hu, dtype=np.float32, order="C", copy=True)
     elif name.endswith((".npz", ".nrrd", ".mha", ".mhd", ".gz", ".zip", ".png", ".jpg", ".tif", ".tiff")):
         raise UnsupportedFormatError(f"format {p.suffix!r} is not read by sranet.", path=p,
                                      hint="Convert it to NIfTI (.nii.gz) or .npy, or give the DICOM folder.")

@@ -158,3 +158,15 @@ def test_nifti_roi_reads_only_the_box_and_matches_the_full_volume(tmp_path):
         np.testing.assert_allclose(part.index_to_patient(np.zeros(3)), full.index_to_patient(np.array([d, h, w])))
         cfg = PreprocessConfig(output_size=16)
         np.testing.assert_array_equal(preprocess(part, cfg, roi).input, preprocess(full, cfg, roi).input)
+
+
+def test_npy_volume_is_a_writable_copy_not_the_memory_map(tmp_path):
+    """Like DICOM and NIfTI volumes, a .npy volume's HU array is the caller's own (writable, detached from the file)."""
+    hu = _hu()
+    np.save(tmp_path / "a.npy", hu)
+    for roi in (None, "2:10,0:24,0:28"):
+        v = load_volume(tmp_path / "a.npy", spacing_mm=(2.0, 0.7, 0.7), roi=roi)
+        assert v.hu.flags.writeable and v.hu.flags.c_contiguous and v.hu.dtype == np.float32
+        assert not isinstance(v.hu.base, np.memmap) and not np.shares_memory(v.hu, np.load(tmp_path / "a.npy", mmap_mode="r"))
+        v.hu[0, 0, 0] = -1024.0  # e.g. a user clamping values in place
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), hu)
