@@ -27,10 +27,13 @@ def attention_on_input_grid(attention: np.ndarray, plan: Any, shape: tuple[int, 
     grid = attention.shape[0]
     patch = input_size / grid
     index, inside = [], []
+    box = getattr(plan, "box", None)  # samples outside the ROI box were padding, not this anatomy
     for axis in range(3):
         x = np.arange(shape[axis], dtype=float)
         o = (x - float(plan.offset[axis])) / float(plan.scale[axis])
         ok = (o > -0.5) & (o < input_size - 0.5)
+        if box is not None:
+            ok &= (x >= box[axis][0]) & (x < box[axis][1])
         index.append(np.clip(np.floor((o + 0.5) / patch).astype(int), 0, grid - 1))
         inside.append(ok)
     out = attention[np.ix_(index[0], index[1], index[2])].astype(np.float32)

@@ -65,3 +65,17 @@ def test_overlay_png_has_three_views_and_a_colour_bar(tmp_path):
     assert image is not None and image.shape[0] == 22 + 128 + 24 and image.shape[1] == 3 * 128 + 70
     panel = image[22 + 24:, :128]
     assert (panel[..., 2].astype(int) - panel[..., 0].astype(int)).max() > 50  # red-ish overlay where attention is high
+
+
+def test_voxels_outside_the_roi_box_get_no_attention():
+    """keep_aspect pads a thin ROI with samples beyond its box; those source voxels were never seen: 0 there."""
+    from sranet.config import PreprocessConfig
+    from sranet.runtime.preprocess import plan_resample
+    from sranet.runtime.roi import parse_roi
+
+    vol = Volume(hu=np.zeros((100, 64, 64), np.float32), spacing_mm=(1.0, 1.0, 1.0))
+    plan = plan_resample(vol, PreprocessConfig(output_size=48, canonical=False), parse_roi("40:60,8:56,0:64"))
+    out = attention_on_input_grid(np.full((4, 4, 4), 1 / 64, np.float32), plan, vol.shape, 48)
+    inside = np.zeros(vol.shape, bool)
+    inside[40:60, 8:56, 0:64] = True
+    assert out[~inside].max() == 0 and out[inside].min() > 0
