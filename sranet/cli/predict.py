@@ -38,14 +38,15 @@ def predict(
     from sranet.runtime.results import ResultsWriter
 
     spacing = _parse_spacing(spacing_mm)
-    cases = [CaseInput(p, roi=roi, series=series, spacing_mm=spacing) for p in (inputs or [])]
+    cases = [CaseInput(p, roi=roi, series=series, spacing_mm=_npy_only(p, spacing)) for p in (inputs or [])]
     if manifest is not None:
         from sranet.data.manifest import read_manifest
         from sranet.runtime.roi import parse_roi
 
         for c in read_manifest(manifest):
             case_roi = parse_roi(c.roi, c.side) if c.roi else roi
-            cases.append(CaseInput(c.path, case_id=c.case_id, roi=case_roi, series=series, spacing_mm=spacing))
+            cases.append(CaseInput(c.path, case_id=c.case_id, roi=case_roi, series=series,
+                                   spacing_mm=_npy_only(c.path, spacing)))
     if not cases:
         raise InputError("no inputs given.", hint="Pass DICOM folders / NIfTI / .npy paths, or --manifest CSV.")
     keys = [c.key for c in cases]
@@ -106,6 +107,11 @@ def _source(case) -> str:
     from sranet.runtime.predictor import _display_source
 
     return _display_source(case.source)
+
+
+def _npy_only(path, spacing):
+    """--spacing-mm is for .npy inputs; DICOM and NIfTI inputs in the same run carry their own spacing."""
+    return spacing if str(path).lower().endswith(".npy") else None
 
 
 def _parse_spacing(text: str | None) -> tuple[float, float, float] | None:

@@ -127,3 +127,14 @@ def test_npy_input_needs_spacing(tmp_path, tiny_artifacts):
     assert _lines(out)[0]["case"].startswith("path-")
     r = runner.invoke(app, ["predict", str(tiny_artifacts[0]), str(vol), "--out", str(out), "--spacing-mm", "2,0.8"])
     assert r.exit_code == 1 and "--spacing-mm '2,0.8' must be three positive numbers" in r.output
+
+
+def test_spacing_applies_to_npy_inputs_only(tmp_path, tiny_artifacts, inputs):
+    """A batch mixing a DICOM series and a .npy: --spacing-mm is the .npy's, the DICOM case keeps its own geometry."""
+    vol = tmp_path / "v.npy"
+    np.save(vol, phantom_hu(seed=3))
+    out = tmp_path / "r.jsonl"
+    r = runner.invoke(app, ["predict", str(tiny_artifacts[0]), str(inputs[1]), str(vol), "--out", str(out),
+                            "--spacing-mm", "2,0.8,0.8"])
+    assert r.exit_code == 0, r.output
+    assert "2 predicted, 0 failed" in r.output and not any("error" in line for line in _lines(out))
