@@ -43,6 +43,9 @@ def read_results(path: str | os.PathLike) -> tuple[list[dict[str, Any]], int]:
     path = Path(path)
     if not path.exists():
         return [], 0
+    if path.is_dir():
+        raise InputError("is a folder; a results file (JSON Lines) was expected.", path=path,
+                         hint="Give a file name, e.g. --out results.jsonl.")
     data = path.read_bytes()
     records: list[dict[str, Any]] = []
     valid = 0
@@ -54,11 +57,12 @@ def read_results(path: str | os.PathLike) -> tuple[list[dict[str, Any]], int]:
         if line.strip():
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError as exc:
+            except ValueError as exc:  # JSONDecodeError, or UnicodeDecodeError for bytes that are not UTF-8
                 if n == len(lines) - 2 and not lines[-1]:
                     break  # a garbled final line: treat as partial
+                why = getattr(exc, "msg", None) or "not UTF-8 text"
                 raise InputError(
-                    f"line {n + 1} is not valid JSON ({exc.msg}); this is not a results file sranet can resume.",
+                    f"line {n + 1} is not valid JSON ({why}); this is not a results file sranet can resume.",
                     path=path, hint="Write to a new --out file, or remove the damaged line.") from exc
             if not isinstance(record, dict):
                 raise InputError(f"line {n + 1} is not a JSON object.", path=path)

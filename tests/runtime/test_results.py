@@ -83,3 +83,14 @@ def test_record_needs_case(tmp_path):
     with ResultsWriter(tmp_path / "r.jsonl") as w, pytest.raises(InputError):
         w.write({"probability": 0.3})
     assert os.path.getsize(tmp_path / "r.jsonl") == 0
+
+
+def test_folder_or_binary_file_as_results_is_an_input_error(tmp_path):
+    """--out pointing at a folder or at a non-text file: a typed error naming it, never an OSError/UnicodeDecodeError."""
+    with pytest.raises(InputError, match="is a folder"):
+        ResultsWriter(tmp_path)
+    binary = tmp_path / "scan.jsonl"
+    binary.write_bytes(b'{"case": "a"}\n\xff\xfe\x00binary\n{"case": "b"}\n')
+    with pytest.raises(InputError, match="line 2 is not valid JSON"):
+        ResultsWriter(binary)
+    assert binary.read_bytes().startswith(b'{"case": "a"}\n\xff')  # not truncated or touched
