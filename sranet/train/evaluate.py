@@ -76,6 +76,14 @@ def evaluate(ckpt_path: str | Path, cache_dir: str | Path, split: str, out_dir: 
         raise TrainingError(
             f"cache volumes are {index.preprocess.output_size}^3 but the checkpoint's model takes "
             f"{ckpt.model_config.input_size}^3.", path=index.root, hint="Evaluate on a cache prepared for this model.")
+    if index.preprocess != ckpt.preprocess_config:
+        changed = [k for k, v in ckpt.preprocess_config.to_dict().items() if index.preprocess.to_dict().get(k) != v]
+        raise TrainingError(
+            f"cache was preprocessed with other settings than the checkpoint ({', '.join(changed)}: cache "
+            f"{', '.join(repr(index.preprocess.to_dict()[k]) for k in changed)}, checkpoint "
+            f"{', '.join(repr(ckpt.preprocess_config.to_dict()[k]) for k in changed)}); its metrics would not be the "
+            "model's.", path=index.root / "cache.json",
+            hint="Evaluate on the cache the model was trained from, or prepare one with the checkpoint's settings.")
     dataset = CachedDataset(index, split)
     if len(dataset) == 0:
         known = sorted({c.split for c in index.cases})

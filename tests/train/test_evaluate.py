@@ -63,3 +63,20 @@ def test_localisation_by_hand():
 def test_safe_name():
     assert safe_name("../Doe^John 123") == "Doe_John_123"
     assert safe_name("///") == "case"
+
+
+def test_evaluate_refuses_a_cache_with_other_preprocessing(tiny_run, tiny_cache, tmp_path):
+    """Same size but another HU window: the inputs are not what the model was trained on, so no metrics."""
+    import shutil
+
+    from sranet.config import PreprocessConfig
+
+    result, _ = tiny_run
+    other = tmp_path / "cache"
+    shutil.copytree(tiny_cache, other)
+    meta = json.loads((other / "cache.json").read_text())
+    meta["preprocess"] = PreprocessConfig(output_size=48, window_hu=(-200.0, 1300.0)).to_dict()
+    (other / "cache.json").write_text(json.dumps(meta))
+    with pytest.raises(TrainingError, match=r"other settings than the checkpoint \(window_hu"):
+        evaluate(result.best_path, other, "test", tmp_path / "e")
+    assert not (tmp_path / "e" / "metrics.json").exists()
