@@ -75,7 +75,10 @@ def export(
     if engine or batch is not None:
         from sranet.export.tensorrt import EngineOptions, parse_batch
 
-        max_batch = parse_batch(batch or "1:1:8")[2]
+        min_batch, opt_batch, max_batch = parse_batch(batch or "1:1:8")
+        if engine and triton is not None and min_batch != 1:  # refused by write_triton_repo, but only after the build
+            raise InputError(f"--batch {batch} starts at {min_batch}, but Triton may send a batch of 1 to the plan.",
+                             hint=f"Use --batch 1:{opt_batch}:{max_batch} with --triton.")
         if engine:
             options = EngineOptions.from_cli(
                 precision, batch=batch or "1:1:8", workspace_gib=4.0 if workspace_gib is None else workspace_gib,

@@ -42,6 +42,7 @@ def test_missing_checkpoint(tmp_path):
     (["--engine", "--hardware-compatibility", "amper+"], "Did you mean 'ampere+'"),
     (["--opset", "13"], "opset=13 is outside"),
     (["--int8", "--calib", "missing.csv"], "calibration manifest"),
+    (["--engine", "--batch", "2:4:8", "--triton", "repo"], "Triton may send a batch of 1"),
 ])
 def test_bad_options_exit_1_before_export(ckpt, tmp_path, extra, needle):
     r = _run(ckpt, "--out", tmp_path / "m.onnx", *extra)
