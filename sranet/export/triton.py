@@ -105,8 +105,8 @@ def write_triton_repo(artifact_path: str | os.PathLike, repo_dir: str | os.PathL
             raise InputError(f"the plan's batch profile starts at {bmin}, but Triton may send a batch of 1. Rebuild the "
                              f"engine with --batch 1:{bopt}:{bmax}.")
         if max_batch > bmax:
-            raise InputError(f"max_batch={max_batch} exceeds the plan's profile max {bmax}. Use --triton-max-batch "
-                             f"{bmax} or less, or rebuild the engine with --batch 1:{bopt}:{max_batch}.")
+            raise InputError(f"max_batch={max_batch} exceeds the plan's profile max {bmax}. Use max_batch {bmax} or "
+                             f"less, or rebuild the engine with --batch 1:{bopt}:{max_batch}.")
         preferred = sorted({b for b in (bopt, max_batch) if b <= max_batch})
         filename = "model.plan"
 
