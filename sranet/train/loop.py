@@ -264,9 +264,10 @@ def train(config: TrainConfig, cache_dir: str | Path, out_dir: str | Path, *, re
                           "optimizer": optimizer, "scheduler": scheduler, "best": best, "epoch": epoch + 1,
                           "metrics": json_safe(record)}
                 threshold_now = record.get("val_threshold", best["threshold"])
-                save_checkpoint(last_path, threshold=threshold_now, **common)
+                # best.pt first: last.pt marks the epoch as done, so a crash in between must redo the epoch on resume
                 if validate and best["epoch"] == epoch + 1:
                     save_checkpoint(best_path, threshold=best["threshold"], **common)
+                save_checkpoint(last_path, threshold=threshold_now, **common)
                 if log is not None:
                     log(_epoch_line(record, config.epochs))
             dist.barrier(ctx)

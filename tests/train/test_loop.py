@@ -154,3 +154,28 @@ def test_checkpoint_load_errors(tmp_path):
     torch.save({"format": "other"}, tmp_path / "other.pt")
     with pytest.raises(ArtifactError, match="is not an sranet checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
+
+
+def test_crash_while_writing_best_is_redone_on_resume(tiny_cache, tmp_path, monkeypatch):
+    """A failure writing best.pt (disk full, kill) must not leave last.pt claiming that epoch is done: resume redoes
+    it, and best.pt ends up holding the epoch the run reports as best."""
+    import sranet.train.checkpoint as checkpoint
+
+    real = checkpoint.save_checkpoint
+    calls = {"best": 0}
+
+    def failing_once(path, **kwargs):
+        if path.name == "best.pt" and calls["best"] == 0:
+            calls["best"] += 1
+            raise OSError("No space left on device")
+        return real(path, **kwargs)
+
+    cfg = FAST.replace(epochs=2, val_every=2)  # epoch 1 is not validated, epoch 2 is and becomes the best
+    monkeypatch.setattr(checkpoint, "save_checkpoint", failing_once)
+    with pytest.raises(OSError, match="No space"):
+        train(cfg, tiny_cache, tmp_path)
+    monkeypatch.setattr(checkpoint, "save_checkpoint", real)
+    result = train(cfg, tiny_cache, tmp_path, resume=True)
+    assert result.best_epoch == 2 and load_checkpoint(result.best_path).epoch == 2
+    assert load_checkpoint(result.last_path).epoch == 2
+    assert [json.loads(x)["epoch"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2]
