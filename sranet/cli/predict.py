@@ -54,7 +54,12 @@ def predict(
     if dupes:
         raise InputError(f"several inputs map to the same case key {dupes[0]!r}; each case must appear once.")
 
-    options: dict = {"threads": threads}
+    options: dict = {}
+    if artifact.suffix.lower() in (".engine", ".plan"):  # TensorRTBackend takes no thread count
+        if threads:
+            raise InputError(f"--threads applies to .onnx and .pt artifacts; {artifact.name} runs on the GPU.")
+    else:
+        options["threads"] = threads
     if provider is not None:
         if artifact.suffix.lower() != ".onnx":
             raise InputError(f"--provider applies to .onnx artifacts; {artifact.name} runs on its own backend.")

@@ -138,3 +138,15 @@ def test_spacing_applies_to_npy_inputs_only(tmp_path, tiny_artifacts, inputs):
                             "--spacing-mm", "2,0.8,0.8"])
     assert r.exit_code == 0, r.output
     assert "2 predicted, 0 failed" in r.output and not any("error" in line for line in _lines(out))
+
+
+def test_engine_artifact_is_opened_without_cpu_only_options(tmp_path, inputs):
+    """A .engine reaches TensorRTBackend (here: its typed 'no sidecar' error), not a TypeError about 'threads'."""
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"not a plan")
+    out = tmp_path / "r.jsonl"
+    r = runner.invoke(app, ["predict", str(engine), str(inputs[1]), "--out", str(out)])
+    assert r.exit_code == 1 and not isinstance(r.exception, TypeError), r.exception
+    assert "Error:" in r.output and "has no sidecar m.engine.json" in r.output
+    r = runner.invoke(app, ["predict", str(engine), str(inputs[1]), "--out", str(out), "--threads", "2"])
+    assert r.exit_code == 1 and "--threads applies to .onnx and .pt artifacts" in r.output
