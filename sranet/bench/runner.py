@@ -238,29 +238,29 @@ def run_benchmark(
         raise InputError(f"--peak-gflops must be > 0 GFLOP/s, got {peak_gflops}.")
     rss0 = rss_mib()
     artifacts, backends = [], []
-    for path in paths:  # cold start: load + first inference, one artifact at a time, before any warm-up
-        log(f"loading {path}")
-        backend, load_ms, applied = open_with_threads(path, settings.threads, opener, device=device,
-                                                      provider=provider)
-        S = backend.info.model.input_size
-        t0 = time.perf_counter()
-        backend.infer(random_input(max(1, backend.min_batch), S))
-        first_ms = (time.perf_counter() - t0) * 1e3
-        flops = count_flops(backend.info.model).to_dict()
-        artifacts.append({
-            "label": Path(path).name,
-            "path": str(path),
-            "sha256": sha256_file(path),
-            "backend": {k: str(v) for k, v in backend.describe().items()},
-            "precision": backend.info.precision,
-            "model_config": backend.info.model.to_dict(),
-            "flops_per_volume": flops,
-            "options_applied": applied,
-            "cold_start": {"load_ms": load_ms, "first_infer_ms": first_ms, "total_ms": load_ms + first_ms},
-            "rss_after_load_mib": None if rss0 is None else rss_mib() - rss0,
-        })
-        backends.append(backend)
-    try:
+    try:  # from the first open on, so backends opened before a later artifact fails are closed too
+        for path in paths:  # cold start: load + first inference, one artifact at a time, before any warm-up
+            log(f"loading {path}")
+            backend, load_ms, applied = open_with_threads(path, settings.threads, opener, device=device,
+                                                          provider=provider)
+            backends.append(backend)
+            S = backend.info.model.input_size
+            t0 = time.perf_counter()
+            backend.infer(random_input(max(1, backend.min_batch), S))
+            first_ms = (time.perf_counter() - t0) * 1e3
+            flops = count_flops(backend.info.model).to_dict()
+            artifacts.append({
+                "label": Path(path).name,
+                "path": str(path),
+                "sha256": sha256_file(path),
+                "backend": {k: str(v) for k, v in backend.describe().items()},
+                "precision": backend.info.precision,
+                "model_config": backend.info.model.to_dict(),
+                "flops_per_volume": flops,
+                "options_applied": applied,
+                "cold_start": {"load_ms": load_ms, "first_infer_ms": first_ms, "total_ms": load_ms + first_ms},
+                "rss_after_load_mib": None if rss0 is None else rss_mib() - rss0,
+            })
         doc: dict[str, Any] = {
             "schema": SCHEMA_VERSION,
             "environment": collect_environment(threads=settings.threads or None, argv=argv),

@@ -82,3 +82,21 @@ def test_end_to_end_stages_on_a_synthetic_case(tiny_onnx, ort_opener):
     assert e2e["case"]["shape"] == [40, 96, 96]
     assert "End to end" in to_markdown(doc)
     assert np.isfinite(total)
+
+
+def test_backends_opened_before_a_failing_artifact_are_closed(tiny_onnx, tmp_path, ort_opener):
+    from sranet.errors import ArtifactError
+
+    opened = []
+
+    def opener(path, **kwargs):
+        backend = ort_opener(path, **kwargs)
+        closed = []
+        real_close = backend.close
+        backend.close = lambda: (closed.append(True), real_close())
+        opened.append(closed)
+        return backend
+
+    with pytest.raises(ArtifactError):
+        run_benchmark([tiny_onnx, tmp_path / "missing.onnx"], FAST, opener=opener)
+    assert len(opened) == 1 and opened[0] == [True]
