@@ -41,16 +41,21 @@ def device_env(trt_version: str, device: int = 0) -> DeviceEnv:
     """TensorRT version + name/compute capability of GPU ``device`` + CUDA runtime/driver versions."""
     try:
         import cupy
-
-        props = cupy.cuda.runtime.getDeviceProperties(device)
+    except ImportError:
+        cupy = None
+    if cupy is not None:
+        try:
+            props = cupy.cuda.runtime.getDeviceProperties(device)
+            runtime_version = cupy.cuda.runtime.runtimeGetVersion()
+            driver_version = cupy.cuda.runtime.driverGetVersion()
+        except cupy.cuda.runtime.CUDARuntimeError as exc:  # no driver, or no GPU with that index
+            raise BackendError(f"cannot read the properties of GPU {device} ({exc}).",
+                               hint="Pick a GPU index that `nvidia-smi -L` lists, e.g. device=0.") from exc
         name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
         return DeviceEnv(
             tensorrt=str(trt_version), gpu_name=name, compute_capability=f"{props['major']}.{props['minor']}",
-            cuda_runtime=_cuda_version(cupy.cuda.runtime.runtimeGetVersion()),
-            cuda_driver=_cuda_version(cupy.cuda.runtime.driverGetVersion()),
+            cuda_runtime=_cuda_version(runtime_version), cuda_driver=_cuda_version(driver_version),
         )
-    except ImportError:
-        pass
     smi = shutil.which("nvidia-smi")
     if smi is None:
         raise BackendError("cannot find the GPU: neither CuPy nor nvidia-smi is available.", hint=CUPY_HINT)

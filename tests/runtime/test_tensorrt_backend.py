@@ -61,3 +61,46 @@ def test_engine_matches_onnx_runtime(tmp_path, cuda_graphs):
             np.testing.assert_allclose(out["prob"], prob, atol=1e-4)
             np.testing.assert_allclose(out["attention"], attention, atol=1e-4)
         assert backend.infer(ct[:1])["prob"].shape == (1,)
+
+
+HAS_CUPY = importlib.util.find_spec("cupy") is not None
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUPY, reason="needs CuPy and an NVIDIA GPU")
+def test_a_gpu_index_that_does_not_exist_is_a_backend_error():
+    from sranet.runtime.cuda_buffers import device_env
+
+    with pytest.raises(BackendError, match="cannot read the properties of GPU 99"):
+        device_env("10.7.0", 99)
+
+
+def _gpu_count() -> int:
+    if not HAS_CUPY:
+        return 0
+    import cupy
+
+    try:
+        return cupy.cuda.runtime.getDeviceCount()
+    except cupy.cuda.runtime.CUDARuntimeError:
+        return 0
+
+
+@pytest.mark.trt
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_TRT or _gpu_count() < 2, reason="needs TensorRT, CuPy and two NVIDIA GPUs")
+def test_engine_runs_on_the_second_gpu(tmp_path):
+    """The plan is deserialised on the GPU that its buffers live on (not on GPU 0)."""
+    import cupy
+
+    from sranet.export.tensorrt import EngineOptions, build_engine
+
+    onnx_path = small_graph_onnx(tmp_path / "m.onnx")
+    with cupy.cuda.Device(1):
+        build_engine(onnx_path, tmp_path / "m.engine", EngineOptions.from_cli("fp32", batch="1:1:2", workspace_gib=1))
+    ct = np.random.default_rng(1).standard_normal((2, 1, 48, 48, 48)).astype(np.float32)
+    import onnxruntime as ort
+
+    prob, _ = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(["prob", "attention"], {"ct": ct})
+    with open_backend(tmp_path / "m.engine", device=1) as backend:
+        np.testing.assert_allclose(backend.infer(ct)["prob"], prob, atol=1e-4)

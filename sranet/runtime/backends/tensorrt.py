@@ -32,7 +32,7 @@ class TensorRTBackend(Backend):
 
     def __init__(self, path: str | os.PathLike, *, device: int | str = 0, cuda_graphs: bool = False):
         from sranet.export.tensorrt import import_tensorrt
-        from sranet.runtime.cuda_buffers import CudaBuffers, device_env
+        from sranet.runtime.cuda_buffers import CudaBuffers, device_env, import_cupy
 
         self.path = Path(path)
         index = _device_index(device)
@@ -43,6 +43,9 @@ class TensorRTBackend(Backend):
         self.sidecar = sidecar
         self.info = sidecar_info(sidecar, path=self.path)
 
+        # TensorRT deserialises onto the current CUDA device: make it GPU `index` first, so that the engine, its
+        # context and the buffers (allocated on `index` below) all live on the same GPU
+        import_cupy().cuda.Device(index).use()
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         if sidecar.get("options", {}).get("version_compatible"):
