@@ -47,6 +47,9 @@ def predict(
             case_roi = parse_roi(c.roi, c.side) if c.roi else roi
             cases.append(CaseInput(c.path, case_id=c.case_id, roi=case_roi, series=series,
                                    spacing_mm=_npy_only(c.path, spacing)))
+    if heatmaps is not None and heatmaps.exists() and not heatmaps.is_dir():
+        raise InputError(f"--heatmaps {heatmaps} is a file; it names a folder for the PNG and NIfTI maps.",
+                         hint="Give a folder path (it is created if missing).")
     if not cases:
         raise InputError("no inputs given.", hint="Pass DICOM folders / NIfTI / .npy paths, or --manifest CSV.")
     keys = [c.key for c in cases]
@@ -90,7 +93,7 @@ def predict(
 
                         try:
                             record["heatmaps"] = write_heatmaps(result, heatmaps, predictor.info.model.input_size)
-                        except SranetError as exc:
+                        except (SranetError, OSError) as exc:  # the prediction itself is still recorded
                             record["qc"].append(f"heatmap_failed: {exc}")
                     writer.write(record)
                 if bar is not None:

@@ -150,3 +150,13 @@ def test_engine_artifact_is_opened_without_cpu_only_options(tmp_path, inputs):
     assert "Error:" in r.output and "has no sidecar m.engine.json" in r.output
     r = runner.invoke(app, ["predict", str(engine), str(inputs[1]), "--out", str(out), "--threads", "2"])
     assert r.exit_code == 1 and "--threads applies to .onnx and .pt artifacts" in r.output
+
+
+def test_heatmaps_path_that_is_a_file_is_refused_up_front(tmp_path, tiny_artifacts, inputs):
+    taken = tmp_path / "maps.png"
+    taken.write_bytes(b"x")
+    out = tmp_path / "r.jsonl"
+    r = runner.invoke(app, ["predict", str(tiny_artifacts[0]), str(inputs[1]), "--out", str(out),
+                            "--heatmaps", str(taken)])
+    assert r.exit_code == 1 and "--heatmaps" in r.output and "is a file" in r.output, r.exception
+    assert not out.exists() or out.read_text() == ""
