@@ -167,3 +167,32 @@ def test_real_build_writes_plan_sidecar_cache_and_layer_report(tmp_path):
     check_sidecar(tmp_path / "m.engine", device_env(trt.__version__))
     again = build_engine(onnx_path, tmp_path / "m2.engine", opts)
     assert again["build"]["timing_cache"]["reused"] is True
+
+
+# enum members as NVIDIA documents them (TensorRT 10 Python API reference; TensorRT 10.x -> 11.x Python migration
+# reference, "Removed Python APIs"): build_engine looks every name of a BuildPlan up with getattr on these enums
+TRT10_BUILDER_FLAGS = {"FP16", "BF16", "INT8", "FP8", "INT4", "FP4", "GPU_FALLBACK", "REFIT", "DEBUG", "TF32",
+                       "DISABLE_TIMING_CACHE", "SPARSE_WEIGHTS", "SAFETY_SCOPE", "OBEY_PRECISION_CONSTRAINTS",
+                       "PREFER_PRECISION_CONSTRAINTS", "DIRECT_IO", "REJECT_EMPTY_ALGORITHMS", "VERSION_COMPATIBLE",
+                       "EXCLUDE_LEAN_RUNTIME", "ERROR_ON_TIMING_CACHE_MISS", "STRIP_PLAN", "WEIGHT_STREAMING"}
+TRT11_REMOVED_BUILDER_FLAGS = {"FP16", "INT8", "FP8", "BF16", "INT4", "FP4", "OBEY_PRECISION_CONSTRAINTS",
+                               "PREFER_PRECISION_CONSTRAINTS", "DIRECT_IO"}
+NETWORK_FLAGS = {"EXPLICIT_BATCH", "STRONGLY_TYPED"}
+HARDWARE_LEVELS = {"NONE", "AMPERE_PLUS", "SAME_COMPUTE_CAPABILITY"}
+PROFILING_VERBOSITY = {"LAYER_NAMES_ONLY", "NONE", "DETAILED"}
+
+
+@pytest.mark.parametrize("version", ["10.0.1", "10.7.0", "11.0.0", "11.4.1"])
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+@pytest.mark.parametrize("extra", [{}, {"version_compatible": True, "verbose": True}, {"dla_core": 0},
+                                   {"hardware_compatibility": "ampere+"}])
+def test_plans_only_name_documented_tensorrt_enum_members(version, precision, extra):
+    if precision == "fp32" and "dla_core" in extra:
+        pytest.skip("the DLA needs fp16 or int8 (refused by from_cli)")
+    plan = plan_build(version, EngineOptions.from_cli(precision, **extra), precision)
+    assert set(plan.builder_flags) <= TRT10_BUILDER_FLAGS
+    if plan.trt_major >= 11:
+        assert not set(plan.builder_flags) & TRT11_REMOVED_BUILDER_FLAGS
+    assert set(plan.network_flags) <= NETWORK_FLAGS
+    assert plan.hardware_compatibility_level in HARDWARE_LEVELS | {None}
+    assert plan.profiling_verbosity in PROFILING_VERBOSITY
