@@ -38,14 +38,15 @@ def predict(
     from sranet.runtime.results import ResultsWriter
 
     spacing = _parse_spacing(spacing_mm)
-    cases = [CaseInput(p, roi=roi, series=series, spacing_mm=_npy_only(p, spacing)) for p in (inputs or [])]
+    cases = [CaseInput(p, roi=roi, series=_folders_only(p, series), spacing_mm=_npy_only(p, spacing))
+             for p in (inputs or [])]
     if manifest is not None:
         from sranet.data.manifest import read_manifest
         from sranet.runtime.roi import parse_roi
 
         for c in read_manifest(manifest):
             case_roi = parse_roi(c.roi, c.side) if c.roi else roi
-            cases.append(CaseInput(c.path, case_id=c.case_id, roi=case_roi, series=series,
+            cases.append(CaseInput(c.path, case_id=c.case_id, roi=case_roi, series=_folders_only(c.path, series),
                                    spacing_mm=_npy_only(c.path, spacing)))
     if heatmaps is not None and heatmaps.exists() and not heatmaps.is_dir():
         raise InputError(f"--heatmaps {heatmaps} is a file; it names a folder for the PNG and NIfTI maps.",
@@ -115,6 +116,11 @@ def _source(case) -> str:
     from sranet.runtime.predictor import _display_source
 
     return _display_source(case.source)
+
+
+def _folders_only(path, series):
+    """--series chooses among the series of a DICOM folder; files in the same run (NIfTI, .npy, one DICOM) hold one."""
+    return series if Path(path).is_dir() else None
 
 
 def _npy_only(path, spacing):

@@ -160,3 +160,14 @@ def test_heatmaps_path_that_is_a_file_is_refused_up_front(tmp_path, tiny_artifac
                             "--heatmaps", str(taken)])
     assert r.exit_code == 1 and "--heatmaps" in r.output and "is a file" in r.output, r.exception
     assert not out.exists() or out.read_text() == ""
+
+
+def test_series_applies_to_folders_only(tmp_path, tiny_artifacts, inputs):
+    """--series picks the series in DICOM folders; a NIfTI in the same run is not failed for it."""
+    import pydicom
+
+    uid = pydicom.dcmread(next(inputs[1].glob("*.dcm")), stop_before_pixels=True).SeriesInstanceUID
+    out = tmp_path / "r.jsonl"
+    r = runner.invoke(app, ["predict", str(tiny_artifacts[0]), str(inputs[1]), str(inputs[3]), "--out", str(out),
+                            "--series", uid[-10:]])
+    assert "0 failed" in r.output, (r.output, [line.get("message") for line in _lines(out)])
