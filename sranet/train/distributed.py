@@ -53,6 +53,11 @@ def setup(device_name: str) -> DistContext:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if world_size > 1 and device_name.startswith("cuda:"):
+        raise InputError(
+            f"--device {device_name!r} under torchrun would put all {world_size} processes on one GPU.",
+            hint="Use --device cuda: each process takes the GPU of its LOCAL_RANK (limit GPUs with CUDA_VISIBLE_DEVICES).",
+        )
     device = resolve_device(device_name, local_rank)
     if world_size > 1 and not torch.distributed.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"

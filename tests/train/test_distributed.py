@@ -22,3 +22,16 @@ def test_torchrun_two_processes_gloo(tiny_cache, tmp_path):
     ckpt = torch.load(out / "best.pt", weights_only=True)
     assert not any(k.startswith("module.") for k in ckpt["model_state"])  # saved unwrapped, loads without DDP
     assert proc.stdout.count("best epoch") == 1  # only rank 0 reports
+
+
+def test_an_explicit_gpu_index_under_torchrun_is_refused(monkeypatch):
+    import pytest
+
+    from sranet.errors import InputError
+    from sranet.train.distributed import setup
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    with pytest.raises(InputError, match="all 2 processes on one GPU.*--device cuda"):
+        setup("cuda:1")
