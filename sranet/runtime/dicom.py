@@ -62,8 +62,10 @@ def _reject_reason(h: SliceHeader) -> str | None:
 
 
 def _series_label(uid: str, hs: list[SliceHeader]) -> str:
-    desc = hs[0].series_description or "no description"
-    return f"...{uid[-8:] or '(no UID)'} #{hs[0].series_number or '?'} '{desc}' ({len(hs)} slices)"
+    """UID suffix, series number, slice count and thickness. Never SeriesDescription: it is free text that the DICOM
+    confidentiality profile (PS3.15 Annex E) removes, since exports sometimes put names in it."""
+    thickness = f", {hs[0].slice_thickness:g} mm" if hs[0].slice_thickness else ""
+    return f"...{uid[-8:] or '(no UID)'} #{hs[0].series_number or '?'} ({len(hs)} slices{thickness})"
 
 
 def _choose(groups: dict[str, list[SliceHeader]], series: str | None, where: Path, skipped) -> tuple[str, list]:
@@ -160,7 +162,6 @@ def build_volume(hs: list[SliceHeader], *, where: Path, roi: Roi | None, policy:
         "modality": "CT",
         "series_uid_suffix": hs[0].series_uid[-8:],
         "series_number": hs[0].series_number,
-        "series_description": hs[0].series_description,
         "n_files": len(hs),
         "decoded_slices": len(needed),
         "tilt_deg": round(plan.tilt_deg, 3),

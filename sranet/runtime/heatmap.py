@@ -57,6 +57,12 @@ def save_attention_nifti(attention_map: np.ndarray, volume: Volume, path: str | 
     return path
 
 
+def superior_down(volume: Volume) -> bool:
+    """True when array axis 0 (D) points towards the head (LPS +z), i.e. drawn as image rows it would put the
+    patient's head at the bottom of coronal and sagittal panels."""
+    return float(np.asarray(volume.direction, dtype=float)[2, 0]) > 0
+
+
 def _slice(array: np.ndarray, axis: int, index: int) -> np.ndarray:
     return np.take(array, int(np.clip(round(index), 0, array.shape[axis] - 1)), axis=axis)
 
@@ -95,6 +101,8 @@ def overlay_png(
         spacing = (volume.spacing_mm[keep[0]], volume.spacing_mm[keep[1]])
         hu = _slice(np.asarray(volume.hu, dtype=np.float32), axis, centre_voxel[axis])
         att = _slice(attention_map, axis, centre_voxel[axis])
+        if axis != 0 and superior_down(volume):  # coronal/sagittal rows run along D: put the head at the top
+            hu, att = hu[::-1], att[::-1]
         grey = np.clip((hu - lo) / (hi - lo) * 255.0, 0, 255).astype(np.uint8)
         heat = np.clip(att / vmax * 255.0, 0, 255).astype(np.uint8)
         grey = _to_display(grey, spacing, size_px, cv2.INTER_AREA if max(grey.shape) > size_px else cv2.INTER_LINEAR)

@@ -79,3 +79,22 @@ def test_voxels_outside_the_roi_box_get_no_attention():
     inside = np.zeros(vol.shape, bool)
     inside[40:60, 8:56, 0:64] = True
     assert out[~inside].max() == 0 and out[inside].min() > 0
+
+
+def test_coronal_and_sagittal_panels_show_the_head_at_the_top(tmp_path):
+    import cv2
+
+    # axial series, D along +z (feet to head); a bright block in the most superior slices only
+    hu = np.full((40, 40, 40), -1000.0, np.float32)
+    hu[30:40] = 1200.0
+    volume = Volume(hu, (1.0, 1.0, 1.0), direction=np.array([[0.0, 0, 1], [0, 1, 0], [1, 0, 0]]))
+    size = 120
+    png = overlay_png(volume, np.zeros_like(hu), (20, 20, 20), tmp_path / "o.png", size_px=size)
+    image = cv2.imread(str(png), cv2.IMREAD_GRAYSCALE)[24:24 + size]  # no title band; skip the panel label
+    for panel in (1, 2):  # coronal, sagittal
+        view = image[:, panel * size:(panel + 1) * size].astype(float)
+        assert view[: size // 4].mean() > 200 and view[-size // 4:].mean() < 50, f"panel {panel} is upside down"
+    # the same data stored head-first (D along -z) is drawn the same way
+    flipped = Volume(hu[::-1].copy(), (1.0, 1.0, 1.0), direction=np.array([[0.0, 0, 1], [0, 1, 0], [-1, 0, 0]]))
+    png2 = overlay_png(flipped, np.zeros_like(hu), (20, 20, 20), tmp_path / "o2.png", size_px=size)
+    np.testing.assert_array_equal(cv2.imread(str(png2)), cv2.imread(str(png)))
