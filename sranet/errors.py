@@ -15,10 +15,11 @@ class SranetError(Exception):
     """Base of every error sranet raises on purpose."""
 
     def __init__(self, message: str, *, path: str | os.PathLike | None = None, hint: str | None = None):
+        super().__init__(message)  # first: ImportError.__init__ would reset a ``path`` attribute set before it
         self.message = message
         self.path = None if path is None else os.fspath(path)
         self.hint = hint
-        super().__init__(str(self))
+        self.args = (str(self),)
 
     def __str__(self) -> str:
         text = f"{self.path}: {self.message}" if self.path else self.message

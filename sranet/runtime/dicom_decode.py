@@ -16,6 +16,7 @@ import numpy as np
 
 from sranet.errors import (
     CorruptPixelDataError,
+    DependencyMissingError,
     NoPixelDataError,
     NotDicomError,
     UnreadableFileError,
@@ -184,6 +185,23 @@ def _j2k_signed(ds, frame_index: int = 0) -> bool | None:
     return None
 
 
+def missing_decoder(ds) -> str | None:
+    """For a compressed dataset whose transfer syntax no installed pydicom plugin can decode: the syntax's name and
+    what is missing; otherwise None."""
+    try:
+        from pydicom.pixels import get_decoder
+
+        syntax = ds.file_meta.TransferSyntaxUID
+        if not syntax.is_compressed:
+            return None
+        decoder = get_decoder(syntax)
+    except Exception:  # no file meta, unknown syntax: not a missing-plugin case
+        return None
+    if decoder.is_available:
+        return None
+    return f"{syntax.name}; missing: {', '.join(decoder.missing_dependencies) or 'a decoder plugin'}"
+
+
 def decode_pixels(ds, path: Path, frame_index: int | None = None) -> np.ndarray:
     """Stored pixel values of one frame (or the only frame), with the J2K sign mismatch fixed. (H, W) integer array."""
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
@@ -198,6 +216,12 @@ def decode_pixels(ds, path: Path, frame_index: int | None = None) -> np.ndarray:
         except MemoryError as exc:
             raise CorruptPixelDataError("pixel data is too large to decode.", path=path) from exc
         except Exception as exc:
+            missing = missing_decoder(ds)
+            if missing:  # not the file's fault: say what to install instead of calling good data damaged
+                raise DependencyMissingError(
+                    f"no decoder is installed for its transfer syntax ({missing}).", path=path,
+                    hint="pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg (sranet's own dependencies).",
+                ) from exc
             raise CorruptPixelDataError(
                 f"pixel data cannot be decoded ({type(exc).__name__}: {_clean(exc, 160)}).", path=path,
                 hint="The file is truncated or its compressed stream is damaged; re-export it.") from exc

@@ -142,3 +142,37 @@ def test_ct_small_slice_hu_and_meta_are_non_identifying():
     text = repr(v.meta).upper()
     for tag_value in ("CompressedSamples^CT1".upper(), "1CT1"):  # PatientName, PatientID of the file
         assert tag_value not in text
+
+
+@pytest.fixture
+def jpeg2000_without_decoders():
+    """pydicom's real JPEG 2000 decoder with its plugins removed through pydicom's own API (as on an install that
+    lacks pylibjpeg-openjpeg and Pillow); restored afterwards."""
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import JPEG2000, JPEG2000Lossless
+
+    removed = []
+    for uid in (JPEG2000Lossless, JPEG2000):
+        decoder = get_decoder(uid)
+        for label, func in list(decoder._available.items()):
+            decoder.remove_plugin(label)
+            removed.append((decoder, label, (func.__module__, func.__name__)))
+    try:
+        yield
+    finally:
+        for decoder, label, import_path in removed:
+            decoder.add_plugin(label, import_path)
+
+
+def test_missing_decoder_plugin_is_a_dependency_error_not_corrupt_data(jpeg2000_without_decoders):
+    from sranet.errors import DependencyMissingError
+
+    path = REAL_CT / "pydicom" / "693_J2KI.dcm"
+    with pytest.raises(DependencyMissingError, match="no decoder is installed.*JPEG 2000.*pip install pylibjpeg") as e:
+        decode_pixels(read_dataset(path, header_only=False), path)
+    assert str(path) in str(e.value)
+
+
+def test_decoders_are_back_after_the_fixture():
+    path = REAL_CT / "pydicom" / "693_J2KI.dcm"
+    assert decode_pixels(read_dataset(path, header_only=False), path).ndim == 2
