@@ -15,6 +15,7 @@ from sranet.errors import CorruptPixelDataError, GeometryError, NotDicomError, U
 from sranet.runtime.volume import Volume
 
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
+_MM_PER_UNIT = {"meter": 1000.0, "mm": 1.0, "micron": 1e-3}  # NIfTI xyz units; "unknown" is taken as mm
 
 
 def load_nifti(path: Path, roi=None) -> Volume:
@@ -40,7 +41,9 @@ def load_nifti(path: Path, roi=None) -> Volume:
     if len(shape) != 3 or min(shape) < 1:
         raise GeometryError(f"has shape {img.shape}; a 3D volume (i, j, k) was expected.", path=path,
                             hint="Extract one 3D volume (e.g. one time point) first.")
-    affine = np.asarray(img.affine, dtype=float)
+    units = str(img.header.get_xyzt_units()[0])
+    affine = np.array(img.affine, dtype=float)  # a copy: scaled below
+    affine[:3, :] *= _MM_PER_UNIT.get(units, 1.0)  # header says metres or microns: the affine is in those units
     m = _RAS_TO_LPS @ affine[:3, :3][:, [2, 1, 0]]  # columns for array axes (k, j, i)
     spacing = np.linalg.norm(m, axis=0)
     if not np.all(np.isfinite(m)) or np.any(spacing <= 0) or abs(np.linalg.det(m)) < 1e-12:
@@ -60,7 +63,7 @@ def load_nifti(path: Path, roi=None) -> Volume:
                                     path=path, hint="The file is truncated or damaged; re-export it.") from exc
     hu = np.ascontiguousarray(data.transpose(2, 1, 0))
     meta = {"format": "nifti", "nifti_shape": list(img.shape), "full_shape": list(dhw_shape), "scl_applied": True,
-            "units": str(img.header.get_xyzt_units()[0])}
+            "units": units}
     origin = full[:3, :3] @ np.array([d0, h0, w0], dtype=float) + full[:3, 3]
     return Volume(hu=hu, spacing_mm=tuple(float(s) for s in spacing), origin_mm=tuple(float(v) for v in origin),
                   direction=m / spacing[None, :], meta=meta, source=str(path), index_offset=(d0, h0, w0))

@@ -170,3 +170,19 @@ def test_npy_volume_is_a_writable_copy_not_the_memory_map(tmp_path):
         assert not isinstance(v.hu.base, np.memmap) and not np.shares_memory(v.hu, np.load(tmp_path / "a.npy", mmap_mode="r"))
         v.hu[0, 0, 0] = -1024.0  # e.g. a user clamping values in place
     np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), hu)
+
+
+@pytest.mark.parametrize("unit, factor", [("meter", 1000.0), ("micron", 1e-3), ("mm", 1.0)])
+def test_nifti_length_units_are_converted_to_mm(tmp_path, unit, factor):
+    import nibabel as nib
+
+    data = np.zeros((4, 5, 6), np.float32)
+    affine = np.diag([0.5, 0.6, 2.0, 1.0]) / factor
+    affine[3, 3] = 1.0
+    affine[:3, 3] = np.array([10.0, 20.0, 30.0]) / factor
+    image = nib.Nifti1Image(data, affine)
+    image.header.set_xyzt_units(unit)
+    nib.save(image, tmp_path / "u.nii.gz")
+    v = load_volume(tmp_path / "u.nii.gz")
+    np.testing.assert_allclose(v.spacing_mm, (2.0, 0.6, 0.5), rtol=1e-6)
+    np.testing.assert_allclose(v.origin_mm, (-10.0, -20.0, 30.0), rtol=1e-6)
