@@ -71,6 +71,7 @@ class Prediction:
     timings_ms: dict[str, float]
     model_sha256: str
     batch_size: int = 1
+    side: str | None = None  # "L" / "R" where the ROI says which hip; None otherwise
     volume: Volume | None = field(default=None, repr=False)
     prepared: Any = field(default=None, repr=False)
 
@@ -81,6 +82,7 @@ class Prediction:
         return {
             "case": self.case,
             "source": self.source,
+            "side": self.side,
             "probability": round(float(self.probability), 6),
             "decision": bool(self.decision),
             "threshold": float(self.threshold),
@@ -255,6 +257,7 @@ class Predictor:
             timings_ms={},
             model_sha256=self.model_sha256,
             batch_size=batch_size,
+            side=getattr(p.case.roi, "side", None),
             volume=p.volume,
             prepared=p.prepared,
         )

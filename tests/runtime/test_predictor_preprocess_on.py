@@ -49,3 +49,15 @@ def test_cpu_preprocessing_runs_a_volume_end_to_end():
     assert result.probability == pytest.approx(0.7)
     assert result.decision is True
     assert result.attention.shape == (4, 4, 4)
+
+
+def test_the_hip_side_from_the_roi_reaches_the_results_record():
+    from sranet.runtime.roi import parse_roi
+    from sranet.runtime.volume import Volume
+
+    hu = np.full((40, 50, 60), -1000.0, np.float32)
+    predictor = Predictor(ConstantBackend(), model_sha256="0")
+    left = predictor.predict(Volume(hu=hu, spacing_mm=(1.0, 1.0, 1.0)), roi=parse_roi("0:40,0:50,0:30", "L"))
+    assert left.to_record()["side"] == "L"
+    plain = predictor.predict(Volume(hu=hu, spacing_mm=(1.0, 1.0, 1.0)), roi="0:40,0:50,0:30")
+    assert plain.to_record()["side"] is None
