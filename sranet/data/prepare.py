@@ -14,7 +14,8 @@ CACHE/meta/<case>.json    qc flags, source, timings; written last, it marks the 
 CACHE/failures.jsonl      one line per case that failed in the latest run: case_id, path, error type, message
 ```
 Every file is written to a temporary name and renamed, so an interrupted run leaves no half-written array; a rerun
-skips cases whose meta file exists. A failing case is recorded and the run goes on. ``<case>`` is the sanitised id.
+skips cases whose meta file exists and whose manifest row (path, roi, side, lesion mask) is unchanged. A failing
+case is recorded and the run goes on. ``<case>`` is the sanitised id.
 """
 
 from __future__ import annotations
@@ -121,11 +122,17 @@ def prepare_case(case: Case, out_dir: Path, cfg: PreprocessConfig, mask_params: 
         resampled = resample(lesion.astype(np.float32), prepared.plan, nearest)
         atomic_save(paths["lesion"], (resampled > 0.5).astype(np.uint8))
     qc = list(dict.fromkeys([*volume.qc, *prepared.qc]))
-    meta = {"case_id": case.case_id, "qc": qc, "shape_loaded": list(volume.shape),
+    meta = {"case_id": case.case_id, "inputs": _inputs(case), "qc": qc, "shape_loaded": list(volume.shape),
             "spacing_mm": [float(s) for s in volume.spacing_mm], "lesion": lesion is not None,
             "seconds": round(time.perf_counter() - t0, 3)}
     atomic_write_text(paths["meta"], json.dumps(meta))
     return _row(case, out_dir, qc, lesion is not None)
+
+
+def _inputs(case: Case) -> dict:
+    """What a cached case was made from; a rerun whose manifest row changed any of it prepares the case again."""
+    return {"path": str(case.path), "roi": case.roi or "", "side": case.side or "",
+            "lesion_mask": str(case.lesion_mask or "")}
 
 
 def _row(case: Case, out_dir: Path, qc: list[str], has_lesion: bool) -> dict:
@@ -145,8 +152,8 @@ def _cached_row(case: Case, out_dir: Path) -> dict | None:
         meta = json.loads(paths["meta"].read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    if meta.get("case_id") != case.case_id or bool(meta.get("lesion")) != bool(case.lesion_mask):
-        return None
+    if meta.get("case_id") != case.case_id or meta.get("inputs") != _inputs(case):
+        return None  # another case, or the manifest row now points at other data / another ROI
     if case.lesion_mask and not paths["lesion"].is_file():
         return None
     return _row(case, out_dir, list(meta.get("qc", [])), bool(case.lesion_mask))

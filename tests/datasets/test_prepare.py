@@ -123,3 +123,19 @@ def test_other_settings_on_an_existing_cache_are_refused(dataset, tmp_path):
         prepare_cache(manifest, tmp_path / "cache", PreprocessConfig(output_size=48))
     with pytest.raises(InputError, match="patch grid"):
         prepare_cache(manifest, tmp_path / "c2", PreprocessConfig(output_size=30))
+
+
+def test_rerun_prepares_again_a_case_whose_manifest_row_changed(dataset, tmp_path):
+    root, manifest = _copy(dataset, tmp_path)
+    cache = tmp_path / "cache"
+    prepare_cache(manifest, cache, CFG)
+    rows = list(csv.DictReader(manifest.open()))
+    changed = next(r for r in rows if r["case_id"] == "SYNTH_0002")
+    d, h, w = (tuple(int(v) for v in part.split(":")) for part in changed["roi"].split(","))
+    changed["roi"] = f"{d[0]}:{d[1]},{h[0]}:{h[1]},{w[0] + 2}:{w[1]}"  # the user tightened the box
+    with manifest.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    again = prepare_cache(manifest, cache, CFG)
+    assert again.done == ["SYNTH_0002"] and len(again.skipped) == 4
