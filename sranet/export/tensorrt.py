@@ -355,8 +355,15 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, o
 
     cache_path = Path(options.timing_cache) if options.timing_cache else None
     cache_bytes = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
-    cache = config.create_timing_cache(cache_bytes)
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    try:
+        cache = config.create_timing_cache(cache_bytes)
+        accepted = cache is not None and config.set_timing_cache(cache, ignore_mismatch=False)
+    except Exception as exc:  # TensorRT raises on a damaged serialized cache
+        accepted, cache = False, exc
+    if not accepted:
+        raise InputError(f"--timing-cache {cache_path}: TensorRT refused the cache ({cache!r}); it is damaged or was "
+                         "made by another TensorRT version or GPU.", hint="Delete it or give another file; a new one "
+                         "is written after the build.")
 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -367,8 +374,10 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, o
     with open(tmp, "wb") as f:
         f.write(memoryview(serialized))
     os.replace(tmp, engine_path)
-    if cache_path:
-        cache_path.write_bytes(memoryview(config.get_timing_cache().serialize()))
+    if cache_path:  # temp file + rename: a crash never leaves a half-written cache for the next build
+        cache_tmp = cache_path.with_name(cache_path.name + ".tmp")
+        cache_tmp.write_bytes(memoryview(config.get_timing_cache().serialize()))
+        os.replace(cache_tmp, cache_path)
 
     build = {"path": plan.path, "decisions": plan.decisions, "network_flags": plan.network_flags,
              "builder_flags": plan.builder_flags, "onnx_precision": facts.precision,

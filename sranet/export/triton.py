@@ -19,7 +19,7 @@ import re
 import shutil
 from pathlib import Path
 
-from sranet.errors import ArtifactError, InputError
+from sranet.errors import ArtifactError, InputError, check_choice
 from sranet.runtime.artifact import INPUT_NAME, ArtifactInfo
 
 MAX_QUEUE_DELAY_US = 100  # latency first: wait at most 0.1 ms to fill a batch
@@ -47,7 +47,7 @@ def _pb_string(text: str) -> str:
 
 
 def render_config(*, model_name: str, platform: str, info: ArtifactInfo, max_batch: int,
-                  preferred: list[int]) -> str:
+                  preferred: list[int], instance_kind: str = "KIND_GPU") -> str:
     """config.pbtxt text for ``ct`` (B,1,S,S,S) -> ``prob`` (B,), ``attention`` (B,N)."""
     S, N = info.model.input_size, info.model.num_patches
     params = {"sranet.threshold": repr(float(info.threshold)), "sranet.precision": info.precision,
@@ -67,7 +67,7 @@ def render_config(*, model_name: str, platform: str, info: ArtifactInfo, max_bat
         f"  preferred_batch_size: [ {', '.join(str(b) for b in preferred)} ]",
         f"  max_queue_delay_microseconds: {MAX_QUEUE_DELAY_US}",
         "}",
-        "instance_group [ { count: 1 kind: KIND_GPU } ]",
+        f"instance_group [ {{ count: 1 kind: {instance_kind} }} ]",
         "model_warmup [",
         "  {",
         '    name: "zero_ct"',
@@ -82,8 +82,11 @@ def render_config(*, model_name: str, platform: str, info: ArtifactInfo, max_bat
 
 
 def write_triton_repo(artifact_path: str | os.PathLike, repo_dir: str | os.PathLike, *, max_batch: int,
-                      model_name: str = "sranet") -> Path:
+                      model_name: str = "sranet", device: str = "gpu") -> Path:
     """Write REPO/<model_name>/{config.pbtxt, 1/model.onnx|model.plan}; returns the model folder.
+
+    device: "gpu" (instance group KIND_GPU) or, for an ONNX model only, "cpu" (KIND_CPU: a Triton server without
+    GPUs can load it). A TensorRT plan runs on a GPU only.
 
     max_batch: Triton's max_batch_size. For a plan it must lie inside the plan's profile, whose min must be 1
     (Triton sends any batch from 1 to max_batch_size).
@@ -95,7 +98,10 @@ def write_triton_repo(artifact_path: str | os.PathLike, repo_dir: str | os.PathL
         raise InputError(f"Triton model name {model_name!r} must be letters, digits, '_', '-' or '.', e.g. 'sranet'.")
     if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
         raise InputError(f"max_batch={max_batch!r} must be an integer >= 1 (Triton's max_batch_size).")
+    check_choice("Triton device", device, ("gpu", "cpu"), InputError)
     platform, info, profile = _artifact(artifact_path)
+    if profile is not None and device == "cpu":
+        raise InputError("a TensorRT plan runs on a GPU only; use device='gpu', or serve the ONNX model on CPUs.")
     if profile is None:
         preferred = sorted({b for b in (4, 8, max_batch) if b <= max_batch})
         filename = "model.onnx"
@@ -122,7 +128,8 @@ def write_triton_repo(artifact_path: str | os.PathLike, repo_dir: str | os.PathL
         external = artifact_path.with_name(artifact_path.name + ".data")  # weights stored beside the graph, if any
         if external.is_file():
             shutil.copyfile(external, version_dir / external.name)
-    config = render_config(model_name=model_name, platform=platform, info=info, max_batch=max_batch, preferred=preferred)
+    config = render_config(model_name=model_name, platform=platform, info=info, max_batch=max_batch, preferred=preferred,
+                           instance_kind="KIND_CPU" if device == "cpu" else "KIND_GPU")
     (model_dir / "config.pbtxt").write_text(config)
     return model_dir
 

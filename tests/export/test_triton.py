@@ -140,3 +140,18 @@ def test_bad_names_and_artifacts(tmp_path):
         write_triton_repo(tmp_path / "m.pt", tmp_path / "repo", max_batch=4)
     with pytest.raises(ArtifactError, match="does not exist"):
         write_triton_repo(tmp_path / "nope.onnx", tmp_path / "repo", max_batch=4)
+
+
+def test_onnx_repository_for_a_cpu_only_server(tmp_path):
+    onnx_path = small_graph_onnx(tmp_path / "m.onnx")
+    gpu = parse_pbtxt((write_triton_repo(onnx_path, tmp_path / "g", max_batch=4) / "config.pbtxt").read_text())
+    cpu = parse_pbtxt((write_triton_repo(onnx_path, tmp_path / "c", max_batch=4, device="cpu") / "config.pbtxt").read_text())
+    assert one(one(gpu, "instance_group"), "kind") == "KIND_GPU"
+    assert one(one(cpu, "instance_group"), "kind") == "KIND_CPU"
+    with pytest.raises(InputError, match="Did you mean 'gpu'"):
+        write_triton_repo(onnx_path, tmp_path / "x", max_batch=4, device="gpus")
+
+
+def test_a_plan_cannot_be_served_on_cpus(tmp_path):
+    with pytest.raises(InputError, match="runs on a GPU only"):
+        write_triton_repo(write_engine(tmp_path, batch="1:4:8"), tmp_path / "repo", max_batch=8, device="cpu")
