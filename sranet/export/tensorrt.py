@@ -355,13 +355,14 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, o
 
     cache_path = Path(options.timing_cache) if options.timing_cache else None
     cache_bytes = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
+    reason = "set_timing_cache returned False"
     try:
         cache = config.create_timing_cache(cache_bytes)
         accepted = cache is not None and config.set_timing_cache(cache, ignore_mismatch=False)
     except Exception as exc:  # TensorRT raises on a damaged serialized cache
-        accepted, cache = False, exc
+        accepted, reason = False, f"{type(exc).__name__}: {exc}"
     if not accepted:
-        raise InputError(f"--timing-cache {cache_path}: TensorRT refused the cache ({cache!r}); it is damaged or was "
+        raise InputError(f"--timing-cache {cache_path}: TensorRT refused the cache ({reason}); it is damaged or was "
                          "made by another TensorRT version or GPU.", hint="Delete it or give another file; a new one "
                          "is written after the build.")
 

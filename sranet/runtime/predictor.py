@@ -7,6 +7,7 @@ volume's voxels and to patient LPS millimetres through the ``ResamplePlan`` and 
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Iterable, Iterator
@@ -35,10 +36,10 @@ class CaseInput:
     series: str | None = None
     spacing_mm: tuple[float, float, float] | None = None  # .npy inputs without a JSON sidecar
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         """The case id (sanitised); else a hash of the input path; for an in-memory Volume with neither, a hash of
-        its voxels and spacing, so reruns of the same data get the same key."""
+        its voxels and spacing (computed once per case), so reruns of the same data get the same key."""
         if isinstance(self.source, Volume) and not self.case_id and not self.source.source:
             import hashlib
 
