@@ -83,3 +83,65 @@ def count_flops_torch(cfg: ModelConfig) -> int:
 def compute_floor_ms(matmul_flops: float, peak_gflops: float, batch: int = 1) -> float:
     """Lower bound on latency in ms: batch * FLOPs / peak rate. ``peak_gflops`` in GFLOP/s."""
     return float(batch * matmul_flops / (peak_gflops * 1e9) * 1e3)
+
+
+@dataclass(frozen=True)
+class ConvLayer:
+    """One Conv3d of the patch CNN as the graph sees it: 1-based ``index``, channels, input edge ``size``, kernel."""
+
+    index: int
+    in_ch: int
+    out_ch: int
+    size: int
+    kernel: int
+
+    @property
+    def out(self) -> int:
+        return self.size - self.kernel + 1
+
+    def direct_flops(self) -> int:
+        """FLOPs of this layer for one patch, computed directly (2 per MAC)."""
+        return 2 * self.out**3 * self.out_ch * self.in_ch * self.kernel**3
+
+    def spectral_flops(self) -> dict[str, int]:
+        """FLOPs of the five matrix products of ``SpectralConv3d`` for one patch (sranet/model/spectral.py):
+        2-D real DFT over (H, W), complex DFT over D, per-frequency channel mixing, inverse DFT over D (kept rows
+        only), inverse 2-D real DFT over (H, W) (kept columns only). Complex numbers are pairs of reals."""
+        n, m, f, c, o = self.size, self.out, self.size // 2 + 1, self.in_ch, self.out_ch
+        parts = {
+            "dft_hw": 2 * c * n * (n * n) * (2 * n * f),
+            "dft_d": 2 * c * (2 * n) * (2 * n) * (n * f),
+            "mix": 2 * (n * n * f) * (2 * c) * (2 * o),
+            "idft_d": 2 * o * (2 * m) * (2 * n) * (n * f),
+            "idft_hw": 2 * o * m * (2 * n * f) * (m * m),
+        }
+        return {**parts, "total": sum(parts.values())}
+
+
+def conv_layers(cfg: ModelConfig) -> list[ConvLayer]:
+    layers, size, in_ch = [], cfg.patch_size, 1
+    for i, out_ch in enumerate(cfg.channels, start=1):
+        layers.append(ConvLayer(i, in_ch, out_ch, size, cfg.kernel_size))
+        size = (size - cfg.kernel_size + 1) // cfg.pool_size
+        in_ch = out_ch
+    return layers
+
+
+SPECTRAL_MAX_FRACTION = 0.5  # a layer goes spectral only if that halves its arithmetic (transposes cost memory time)
+
+
+def choose_spectral_layers(cfg: ModelConfig, max_fraction: float = SPECTRAL_MAX_FRACTION) -> tuple[int, ...]:
+    """1-based indices of the Conv3d layers whose spectral form needs at most ``max_fraction`` of the direct FLOPs.
+    For the paper configuration this is (2,): conv2 drops from 250 to 69 MFLOP per patch; conv1 (one input channel,
+    20 outputs at 28^3) would grow tenfold."""
+    return tuple(L.index for L in conv_layers(cfg) if L.spectral_flops()["total"] <= max_fraction * L.direct_flops())
+
+
+def graph_matmul_flops(cfg: ModelConfig, spectral_layers: tuple[int, ...] = ()) -> int:
+    """``count_flops(cfg).matmul_flops`` with the layers in ``spectral_layers`` counted as their spectral form:
+    the arithmetic the exported graph actually performs per volume."""
+    total = count_flops(cfg).matmul_flops
+    for L in conv_layers(cfg):
+        if L.index in spectral_layers:
+            total += (L.spectral_flops()["total"] - L.direct_flops()) * cfg.num_patches
+    return total

@@ -43,12 +43,20 @@ from sranet.export.parity import (
 )
 from sranet.export.precision import PRECISIONS, calibration_volumes, convert_fp16, quantize_int8
 from sranet.export.trt_ops import TrtOpReport, check_tensorrt_ops
-from sranet.runtime.artifact import INPUT_NAME, OUTPUT_NAMES, ArtifactInfo, sha256_file
+from sranet.runtime.artifact import (
+    INPUT_NAME,
+    KEY_CONV_IMPL,
+    KEY_SPECTRAL_LAYERS,
+    OUTPUT_NAMES,
+    ArtifactInfo,
+    sha256_file,
+)
 
 DEFAULT_OPSET = 18
 MIN_OPSET = 18  # the dynamo exporter's lowest; older opsets go through a version converter that fails on Reduce*
 MAX_OPSET = 24  # TensorRT 10.15's ONNX parser's highest
 EXPORTER = "torch.onnx dynamo"
+CONV_IMPLS = ("direct", "spectral")  # sranet/model/spectral.py; spectral is an fp32 ONNX Runtime (CPU) optimisation
 FP16_SIM_CASES = 2  # PyTorch float16 on a CPU is slow (about 13 s per 128^3 case on 2 cores)
 
 
@@ -137,9 +145,18 @@ def check_graph(proto) -> Any:
 
 
 def validate_export_args(out_path: str | os.PathLike, *, opset: int, precision: str, calib_manifest,
-                         calib_volumes, parity_cases: int, calib_limit: int = 32) -> Path:
+                         calib_volumes, parity_cases: int, calib_limit: int = 32, conv_impl: str = "direct",
+                         spectral_layers: tuple[int, ...] | None = None) -> Path:
     """Refuse bad arguments before any work is done. Returns out_path as a Path."""
     check_choice("precision", precision, PRECISIONS, InputError)
+    check_choice("conv_impl", conv_impl, CONV_IMPLS, InputError)
+    if conv_impl == "spectral" and precision != "fp32":
+        why = ("int8 quantises the Conv3d nodes, and spectral layers have none" if precision == "int8" else
+               "the DFT sums over up to 2,744 products per bin, past what fp16 keeps exactly")
+        raise InputError(f"--conv-impl spectral is fp32 only ({why}); it is an optimisation for ONNX Runtime on CPUs.",
+                         hint=f"Drop --conv-impl spectral for the {precision} export.")
+    if spectral_layers is not None and conv_impl != "spectral":
+        raise InputError("spectral_layers was given for a direct export.", hint="Pass conv_impl='spectral' too.")
     out = Path(out_path)
     if out.suffix.lower() != ".onnx":
         raise InputError(f"output path {str(out)!r} must end in .onnx.", hint="Use e.g. --out model.onnx.")
@@ -176,19 +193,24 @@ def load_model(checkpoint: str | os.PathLike):
 def export_onnx(checkpoint: str | os.PathLike, out_path: str | os.PathLike, *, opset: int = DEFAULT_OPSET,
                 precision: str = "fp32", calib_manifest: str | os.PathLike | None = None,
                 calib_volumes: list[np.ndarray] | None = None, calib_limit: int = 32, calib_method: str = "minmax",
-                parity_cases: int = 4, seed: int = 0, log=None) -> ExportResult:
+                parity_cases: int = 4, seed: int = 0, conv_impl: str = "direct",
+                spectral_layers: tuple[int, ...] | None = None, log=None) -> ExportResult:
     """Export a checkpoint to ONNX (``precision`` fp32 | fp16 | int8), gate it against PyTorch, write it.
 
     Writes ``out_path`` and ``<out_path>.parity.json`` (parity numbers + TensorRT op check) only when the gate
     passes; otherwise raises ParityGateError (its ``report`` attribute holds the numbers) and writes nothing.
     ``calib_volumes``: (S, S, S) float32 network inputs, instead of ``calib_manifest``, for int8.
+    ``conv_impl``: "direct" (ONNX Conv nodes, for every runtime) or "spectral" (fp32 only: the Conv3d layers whose
+    DFT form halves the arithmetic become MatMuls, sranet/model/spectral.py; ``spectral_layers`` picks them by
+    1-based index instead, e.g. for experiments). The gate compares either against the unmodified PyTorch model.
     ``log``: callable taking one line of progress text (the CLI passes typer.echo); None = quiet.
     """
     import onnx
 
     say = log or (lambda _msg: None)
     out = validate_export_args(out_path, opset=opset, precision=precision, calib_manifest=calib_manifest,
-                               calib_volumes=calib_volumes, parity_cases=parity_cases, calib_limit=calib_limit)
+                               calib_volumes=calib_volumes, parity_cases=parity_cases, calib_limit=calib_limit,
+                               conv_impl=conv_impl, spectral_layers=spectral_layers)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     model, info = load_model(checkpoint)
@@ -198,13 +220,21 @@ def export_onnx(checkpoint: str | os.PathLike, out_path: str | os.PathLike, *, o
     reference = torch_outputs(model, inputs)  # before export: a change to the model after this point must show
     timings["reference"] = time.perf_counter() - t0
 
+    graph_model, layers = model, ()
+    if conv_impl == "spectral":
+        layers = _spectral_layers(cfg, spectral_layers)
+        from sranet.model.spectral import spectral_copy
+
+        graph_model = spectral_copy(model, layers)
+        say(_spectral_summary(cfg, layers))
     t = time.perf_counter()
     say(f"Exporting {Path(checkpoint).name} ({cfg.input_size}^3, {cfg.num_patches} patches) with {EXPORTER}, "
         f"opset {opset} ...")
-    fp32 = to_onnx_proto(model, opset=opset)
+    fp32 = to_onnx_proto(graph_model, opset=opset)
     check_graph(fp32)
     timings["export"] = time.perf_counter() - t
-    runtime: dict[str, Any] = {"exporter": EXPORTER, "opset": opset}
+    runtime: dict[str, Any] = {"exporter": EXPORTER, "opset": opset, "conv_impl": conv_impl,
+                               "spectral_layers": list(layers)}
 
     t = time.perf_counter()
     if precision == "fp16":
@@ -220,7 +250,9 @@ def export_onnx(checkpoint: str | os.PathLike, out_path: str | os.PathLike, *, o
         candidate = fp32
     timings["precision"] = time.perf_counter() - t
 
-    info.extra = {"sranet.exporter": EXPORTER, "sranet.opset": str(opset)}
+    info.extra = {"sranet.exporter": EXPORTER, "sranet.opset": str(opset), KEY_CONV_IMPL: conv_impl}
+    if layers:
+        info.extra[KEY_SPECTRAL_LAYERS] = ",".join(map(str, layers))
     onnx.helper.set_model_props(candidate, info.to_metadata())
     check_graph(candidate)
     data = candidate.SerializeToString()
@@ -252,6 +284,37 @@ def export_onnx(checkpoint: str | os.PathLike, out_path: str | os.PathLike, *, o
     _atomic_write(parity_path, (json.dumps(payload, indent=2) + "\n").encode())
     return ExportResult(path=out, info=info, parity=report, trt_ops=trt, parity_path=parity_path, opset=opset,
                         sha256=payload["sha256"], timings_s=timings)
+
+
+def _spectral_layers(cfg, requested: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The layers to export in spectral form: ``requested``, or those where it at least halves the arithmetic."""
+    from sranet.bench.flops import SPECTRAL_MAX_FRACTION, choose_spectral_layers, conv_layers
+
+    if requested is not None:
+        known = [L.index for L in conv_layers(cfg)]
+        bad = [i for i in requested if i not in known]
+        if bad or not requested:
+            raise InputError(f"spectral_layers={tuple(requested)!r}: this model's Conv3d layers are {known}.")
+        return tuple(sorted(set(requested)))
+    layers = choose_spectral_layers(cfg)
+    if not layers:
+        costs = "; ".join(f"conv{L.index} {L.direct_flops() / 1e6:.3g} direct vs {L.spectral_flops()['total'] / 1e6:.3g} "
+                          "spectral" for L in conv_layers(cfg))
+        raise InputError(f"--conv-impl spectral would not cut this model's arithmetic: no Conv3d layer drops to "
+                         f"{SPECTRAL_MAX_FRACTION:.0%} of its direct FLOPs (MFLOP per patch: {costs}).",
+                         hint="Export with --conv-impl direct; small kernels on small patches are cheapest direct.")
+    return layers
+
+
+def _spectral_summary(cfg, layers: tuple[int, ...]) -> str:
+    from sranet.bench.flops import conv_layers, count_flops, graph_matmul_flops
+
+    parts = [f"conv{L.index} {L.direct_flops() * cfg.num_patches / 1e9:.3g} -> "
+             f"{L.spectral_flops()['total'] * cfg.num_patches / 1e9:.3g} GFLOP" for L in conv_layers(cfg)
+             if L.index in layers]
+    return (f"Spectral Conv3d for {', '.join(parts)} per volume; the graph does "
+            f"{graph_matmul_flops(cfg, layers) / 1e9:.3g} of the model's {count_flops(cfg).matmul_flops / 1e9:.3g} "
+            "GFLOP of matrix arithmetic.")
 
 
 def _ort_computes_fp16_in_fp32(report: ParityReport) -> bool:

@@ -318,6 +318,12 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, o
     from sranet.runtime.cuda_buffers import device_env
 
     facts = inspect_onnx(onnx_path)
+    if facts.info.spectral_layers:
+        raise InputError(
+            f"is a --conv-impl spectral export (Conv3d layers {list(facts.info.spectral_layers)} as DFT MatMuls, an "
+            "optimisation for ONNX Runtime on CPUs); TensorRT chooses its own convolution kernels for Conv nodes, and "
+            "a plan from this graph has not been measured.", path=onnx_path,
+            hint="Export again without --conv-impl spectral (the default, direct) and build the plan from that.")
     trt = import_tensorrt()
     plan = plan_build(trt.__version__, options, facts.precision, onnx_has_qdq=facts.has_qdq)
     engine_path = Path(engine_path)

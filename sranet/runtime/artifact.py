@@ -27,6 +27,8 @@ KEY_THRESHOLD = "sranet.threshold"
 KEY_SOURCE_SHA = "sranet.source_sha256"
 KEY_PRECISION = "sranet.precision"
 KEY_VERSION = "sranet.version"
+KEY_CONV_IMPL = "sranet.conv_impl"  # "direct" (Conv nodes) or "spectral" (some Conv3d layers as DFT MatMuls)
+KEY_SPECTRAL_LAYERS = "sranet.spectral_layers"  # "2": 1-based Conv3d layers in spectral form (spectral only)
 
 
 @dataclass
@@ -74,6 +76,16 @@ class ArtifactInfo:
             precision=meta.get(KEY_PRECISION, "fp32"),
             extra={k: v for k, v in meta.items() if k not in known},
         )
+
+    @property
+    def spectral_layers(self) -> tuple[int, ...]:
+        """1-based Conv3d layers this graph computes in the frequency domain (empty for direct graphs)."""
+        text = self.extra.get(KEY_SPECTRAL_LAYERS, "")
+        try:
+            return tuple(int(part) for part in text.split(",") if part.strip())
+        except ValueError:
+            raise ArtifactError(f"metadata {KEY_SPECTRAL_LAYERS}={text!r} is not a comma-separated list of layer "
+                                "numbers.") from None
 
     def to_json_dict(self) -> dict[str, Any]:
         return {k: (json.loads(v) if k in (KEY_MODEL, KEY_PREPROCESS) else v) for k, v in self.to_metadata().items()}

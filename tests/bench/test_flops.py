@@ -26,3 +26,17 @@ def test_softmax_config_counts_and_floor():
                       attention_norm="softmax")
     assert count_flops(cfg).matmul_flops == count_flops_torch(cfg)
     assert compute_floor_ms(1e9, peak_gflops=100.0, batch=2) == pytest.approx(20.0)
+
+
+def test_spectral_choice_and_graph_flops():
+    from sranet.bench.flops import choose_spectral_layers, conv_layers, graph_matmul_flops
+
+    paper = ModelConfig.preset("paper")
+    conv1, conv2 = conv_layers(paper)
+    assert (conv1.size, conv1.out, conv2.in_ch, conv2.size, conv2.out) == (32, 28, 20, 14, 10)
+    assert choose_spectral_layers(paper) == (2,)  # conv1 would grow tenfold in the frequency domain
+    assert conv2.spectral_flops()["total"] < 0.3 * conv2.direct_flops()
+    assert graph_matmul_flops(paper, (2,)) == count_flops(paper).matmul_flops - 64 * (
+        conv2.direct_flops() - conv2.spectral_flops()["total"])
+    assert graph_matmul_flops(paper) == count_flops(paper).matmul_flops
+    assert choose_spectral_layers(ModelConfig.preset("tiny")) == ()  # 3^3 kernels on 12^3 patches: direct is cheaper

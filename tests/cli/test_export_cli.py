@@ -43,6 +43,10 @@ def test_missing_checkpoint(tmp_path):
     (["--opset", "13"], "opset=13 is outside"),
     (["--int8", "--calib", "missing.csv"], "calibration manifest"),
     (["--engine", "--batch", "2:4:8", "--triton", "repo"], "Triton may send a batch of 1"),
+    (["--conv-impl", "fft"], "--conv-impl='fft' is not one of"),
+    (["--conv-impl", "spectral", "--engine"], "a TensorRT plan is built from the direct graph"),
+    (["--conv-impl", "spectral", "--fp16"], "spectral is fp32 only"),
+    (["--conv-impl", "spectral"], "would not cut this model's arithmetic"),  # tiny: 3^3 kernels on 12^3 patches
 ])
 def test_bad_options_exit_1_before_export(ckpt, tmp_path, extra, needle):
     r = _run(ckpt, "--out", tmp_path / "m.onnx", *extra)

@@ -107,6 +107,10 @@ def test_broken_model_fails_gate_and_writes_nothing(tmp_path, monkeypatch):
     ({"precision": "int8"}, "int8 export needs calibration"),
     ({"parity_cases": 1}, "at least 2 volumes"),
     ({"calib_manifest": "x.csv"}, "only used with int8"),
+    ({"conv_impl": "fft"}, "conv_impl='fft' is not one of"),
+    ({"conv_impl": "spectral", "precision": "fp16"}, "spectral is fp32 only"),
+    ({"conv_impl": "spectral", "precision": "int8", "calib_manifest": "x.csv"}, "spectral is fp32 only"),
+    ({"spectral_layers": (2,)}, "spectral_layers was given for a direct export"),
 ])
 def test_bad_arguments_are_refused_before_work(tmp_path, kwargs, message):
     ckpt = tmp_path / "missing.pt"  # never opened: arguments are checked first
@@ -126,3 +130,45 @@ def test_paper_configuration_full_128_path(tmp_path):
     model = onnx.load(result.path)
     assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim][1:] == [1, 128, 128, 128]
     assert ArtifactInfo.from_metadata({p.key: p.value for p in model.metadata_props}).model == ModelConfig()
+
+    spectral = export_onnx(ckpt, tmp_path / "paper.spectral.onnx", parity_cases=2, conv_impl="spectral")
+    assert spectral.parity.passed and spectral.parity.max_abs_prob < 1e-4
+    assert spectral.parity.max_abs_attention < 1e-4 and spectral.parity.top1_agreement_tie_aware == 1.0
+    assert spectral.info.spectral_layers == (2,)  # chosen by arithmetic: conv2 only
+    ops = [n.op_type for n in onnx.load(spectral.path).graph.node]
+    assert ops.count("Conv") == 1 and spectral.trt_ops.ok
+
+
+def test_spectral_export_matches_pytorch_without_conv_nodes(tmp_path):
+    """Both tiny Conv3d layers forced into the frequency domain: the gate passes against the unmodified model,
+    the graph has MatMuls instead of Conv nodes, the metadata says so, and the batch stays dynamic."""
+    ckpt = make_checkpoint(tmp_path / "best.pt", seed=2)
+    result = export_onnx(ckpt, tmp_path / "spectral.onnx", parity_cases=2, conv_impl="spectral",
+                         spectral_layers=(2, 1))
+    assert result.parity.passed and result.parity.runtime["spectral_layers"] == [1, 2]
+    model = onnx.load(result.path)
+    ops = [n.op_type for n in model.graph.node]
+    assert "Conv" not in ops and ops.count("MatMul") >= 8
+    info = ArtifactInfo.from_metadata({p.key: p.value for p in model.metadata_props})
+    assert info.extra["sranet.conv_impl"] == "spectral" and info.spectral_layers == (1, 2)
+    assert result.trt_ops.ok
+
+    net = load_checkpoint(ckpt).build_model()
+    sess = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    x, _ = parity_inputs(net.cfg, PreprocessConfig.for_model(net.cfg), 3, seed=5)
+    for batch in (x[:1], x):
+        prob, att = sess.run(None, {"ct": batch})
+        with torch.inference_mode():
+            ref = net(torch.from_numpy(batch))
+        np.testing.assert_allclose(prob, torch.sigmoid(ref.logit).numpy(), atol=1e-5)
+        np.testing.assert_allclose(att, ref.attention.numpy(), atol=1e-5)
+
+
+def test_spectral_export_refuses_a_model_it_would_not_speed_up(tmp_path):
+    ckpt = make_checkpoint(tmp_path / "best.pt")
+    with pytest.raises(InputError, match="would not cut this model's arithmetic") as info:
+        export_onnx(ckpt, tmp_path / "m.onnx", conv_impl="spectral")
+    assert "conv1" in str(info.value) and "conv2" in str(info.value)
+    with pytest.raises(InputError, match=r"Conv3d layers are \[1, 2\]"):
+        export_onnx(ckpt, tmp_path / "m.onnx", conv_impl="spectral", spectral_layers=(3,))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt"]

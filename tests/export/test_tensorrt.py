@@ -196,3 +196,18 @@ def test_plans_only_name_documented_tensorrt_enum_members(version, precision, ex
     assert set(plan.network_flags) <= NETWORK_FLAGS
     assert plan.hardware_compatibility_level in HARDWARE_LEVELS | {None}
     assert plan.profiling_verbosity in PROFILING_VERBOSITY
+
+
+def test_build_refuses_a_spectral_graph_before_tensorrt(tmp_path):
+    """A --conv-impl spectral ONNX (metadata sranet.spectral_layers) is refused whether or not TensorRT is here."""
+    from sranet.errors import InputError
+    from sranet.export.tensorrt import build_engine
+
+    path = small_graph_onnx(tmp_path / "m.onnx")
+    model = onnx.load(str(path))
+    onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props},
+                                        "sranet.conv_impl": "spectral", "sranet.spectral_layers": "2"})
+    onnx.save(model, str(path))
+    with pytest.raises(InputError, match=r"spectral export \(Conv3d layers \[2\]") as info:
+        build_engine(path, tmp_path / "m.engine", EngineOptions.from_cli("fp32"))
+    assert "without --conv-impl spectral" in str(info.value) and not (tmp_path / "m.engine").exists()
