@@ -3,6 +3,8 @@
 What runs (all fp32 unless named; weights are a seeded random initialisation, which does not change the arithmetic):
   torch_eager       SRANet in eval mode under torch.no_grad(), the reference implementation's way (reference = 1.0x)
   ort_fp32          the graph `sranet export` writes (sranet.export.onnx.to_onnx_proto), graph level "all"
+  ort_fp32_spectral the graph `sranet export --conv-impl spectral` writes: the Conv3d layers whose DFT form at least
+                    halves the arithmetic (paper config: conv2) as matrix products (sranet/model/spectral.py)
   ort_fp32_conv2d   a prototype graph variant: each valid Conv3d(k) rewritten as one Conv2d over (k depth slices x
                     channels), so ORT's blocked NCHWc Conv2d kernels run instead of its im2col Conv3d (same weights,
                     same outputs; checked below)
@@ -10,6 +12,8 @@ What runs (all fp32 unless named; weights are a seeded random initialisation, wh
   ort_int8          sranet.export.precision.quantize_int8 (QDQ, calibrated on 4 phantom volumes)
 Then at batch 1 a sweep of ORT intra-op threads x graph-optimisation levels, interleaved with torch_eager.
 The compute floor = batch x FLOPs per volume (sranet.bench.flops) / peak fp32 matmul rate (results/peak_matmul.json).
+It counts the model's direct-convolution FLOPs for every variant; the spectral graph does fewer, so its rows also
+carry p50 over its own graph's floor (graph_matmul_flops).
 
     .venv/bin/python benchmarks/cpu_backends.py            # a few minutes on a quiet 2-core machine
     .venv/bin/python benchmarks/cpu_backends.py --quick    # tiny model, seconds: checks the script only
@@ -99,16 +103,22 @@ def make_variants(cfg, preprocess, args):
     """name -> (description, callable(x) -> (prob, attention)) or name -> error string."""
     import torch
 
+    from sranet.bench.flops import choose_spectral_layers, conv_layers
     from sranet.export.onnx import to_onnx_proto
     from sranet.export.parity import parity_inputs
     from sranet.export.precision import convert_fp16, quantize_int8
+    from sranet.model.spectral import spectral_copy
 
     model, variant = build_models(cfg, args.seed)
+    layers = choose_spectral_layers(cfg)
+    forced = not layers  # e.g. --quick's tiny model: no layer gets cheaper, so force all to exercise the path
+    layers = layers or tuple(L.index for L in conv_layers(cfg))
     t0 = time.perf_counter()
     proto = to_onnx_proto(model)
     proto2d = to_onnx_proto(variant)
+    proto_spectral = to_onnx_proto(spectral_copy(model, layers))
     log(f"exported in {time.perf_counter() - t0:.1f} s")
-    protos = {"ort_fp32": proto, "ort_fp32_conv2d": proto2d}
+    protos = {"ort_fp32": proto, "ort_fp32_spectral": proto_spectral, "ort_fp32_conv2d": proto2d}
     out: dict = {}
 
     def torch_eager(x):
@@ -130,6 +140,9 @@ def make_variants(cfg, preprocess, args):
         except Exception as exc:
             out["ort_int8"] = f"int8 quantisation failed: {type(exc).__name__}: {exc}"
     graphs = {"ort_fp32": "the graph `sranet export` writes (Conv3d)",
+              "ort_fp32_spectral": f"the graph `sranet export --conv-impl spectral` writes: Conv3d layers "
+                                   f"{list(layers)} as DFT matrix products" + (" (forced: no layer of this config "
+                                                                              "gets cheaper)" if forced else ""),
               "ort_fp32_conv2d": "prototype graph, each Conv3d as one Conv2d over (depth window x channels)",
               "ort_fp16": "fp16 variant (sranet.export.precision.convert_fp16)",
               "ort_int8": "int8 QDQ variant (sranet.export.precision.quantize_int8, 4 phantom volumes)"}
@@ -141,7 +154,7 @@ def make_variants(cfg, preprocess, args):
                          lambda x, s=sess: tuple(s.run(["prob", "attention"], {"ct": x})))
         except Exception as exc:
             out[name] = f"ONNX Runtime could not load it: {type(exc).__name__}: {exc}"
-    return out, protos
+    return out, protos, layers
 
 
 def parity(variants: dict, x: np.ndarray) -> dict:
@@ -160,7 +173,8 @@ def parity(variants: dict, x: np.ndarray) -> dict:
     return res
 
 
-def measure(calls: dict, batch: int, settings, floor_ms: float | None) -> list[dict]:
+def measure(calls: dict, batch: int, settings, floor_ms: float | None, graph_floor_ms: dict | None = None) -> list[dict]:
+    """``graph_floor_ms``: name -> the floor of that graph's own arithmetic, where it differs from ``floor_ms``."""
     from sranet.bench.runner import run_interleaved
     from sranet.bench.stats import paired_ratios, summarize
 
@@ -175,6 +189,10 @@ def measure(calls: dict, batch: int, settings, floor_ms: float | None) -> list[d
         if floor_ms:
             row["floor_ms"] = floor_ms
             row["p50_over_floor"] = summary["p50_ms"] / floor_ms
+        own = next((v for k, v in (graph_floor_ms or {}).items() if name.startswith(k)), None)
+        if own:
+            row["graph_floor_ms"] = own
+            row["p50_over_graph_floor"] = summary["p50_ms"] / own
         rows.append(row)
         log(f"  b={batch} {name:28s} p50 {summary['p50_ms']:8.1f} ms  p90 {summary['p90_ms']:8.1f}  "
             f"vs first x{ratio['paired_median_ratio']:.2f}" + (f"  /floor {row['p50_over_floor']:.2f}" if floor_ms else ""))
@@ -183,7 +201,7 @@ def measure(calls: dict, batch: int, settings, floor_ms: float | None) -> list[d
 
 def main(argv: list[str] | None = None) -> dict:
     from sranet.bench.env import collect_environment
-    from sranet.bench.flops import compute_floor_ms, count_flops
+    from sranet.bench.flops import compute_floor_ms, count_flops, graph_matmul_flops
     from sranet.bench.runner import Settings
     from sranet.config import ModelConfig, PreprocessConfig
 
@@ -215,7 +233,8 @@ def main(argv: list[str] | None = None) -> dict:
     peak = json.loads(args.peak_json.read_text()) if args.peak_json.is_file() else None
     peak_gflops = peak["peak_gflops"] if peak else None
     settings = Settings(warmup_s=args.warmup_s, warmup_iters=1, min_iters=args.min_iters, duration_s=args.duration_s)
-    variants, protos = make_variants(cfg, preprocess, args)
+    variants, protos, spectral_layers = make_variants(cfg, preprocess, args)
+    spectral_flops = graph_matmul_flops(cfg, spectral_layers)
     S = cfg.input_size
     x1 = np.random.default_rng(args.seed).standard_normal((1, 1, S, S, S), dtype=np.float32)
     par = parity(variants, np.concatenate([x1, x1 * 0.5]))
@@ -224,8 +243,9 @@ def main(argv: list[str] | None = None) -> dict:
     for batch in [int(b) for b in args.batches.split(",")]:
         x = np.ascontiguousarray(np.repeat(x1, batch, axis=0))
         floor = compute_floor_ms(flops.matmul_flops, peak_gflops, batch) if peak_gflops else None
+        own = {"ort_fp32_spectral": compute_floor_ms(spectral_flops, peak_gflops, batch)} if peak_gflops else None
         calls = {n: (lambda f=f, x=x: (f(x), None)[1]) for n, (_, f) in runnable.items()}
-        blocks.append({"batch": batch, "rows": measure(calls, batch, settings, floor)})
+        blocks.append({"batch": batch, "rows": measure(calls, batch, settings, floor, own)})
     sweep = []
     if not (args.quick or args.no_sweep):
         import torch
@@ -233,20 +253,22 @@ def main(argv: list[str] | None = None) -> dict:
         calls = {"torch_eager": (lambda f=runnable["torch_eager"][1]: (f(x1), None)[1])}
         for t in [int(v) for v in args.sweep_threads.split(",")]:
             for level in args.sweep_levels.split(","):
-                for graph in ("ort_fp32", "ort_fp32_conv2d"):
+                for graph in ("ort_fp32", "ort_fp32_spectral"):
                     s = ort_session(protos[graph], t, level)
                     calls[f"{graph} t={t} {level}"] = lambda s=s: (s.run(None, {"ct": x1}), None)[1]
         floor = compute_floor_ms(flops.matmul_flops, peak_gflops, 1) if peak_gflops else None
-        sweep = measure(calls, 1, settings, floor)
+        own = {"ort_fp32_spectral": compute_floor_ms(spectral_flops, peak_gflops, 1)} if peak_gflops else None
+        sweep = measure(calls, 1, settings, floor, own)
     import torch
 
     torch_threads = torch.get_num_threads()
     b1 = {r["config"]: r for r in blocks[0]["rows"]} if blocks and blocks[0]["batch"] == 1 else {}
     target = {}
-    for graph in ("ort_fp32", "ort_fp32_conv2d"):
+    for graph in ("ort_fp32", "ort_fp32_spectral", "ort_fp32_conv2d"):
         if graph in b1:
             r = b1[graph]
             target[graph] = {"p50_ms": r["host"]["p50_ms"], "p50_over_floor": r.get("p50_over_floor"),
+                             "p50_over_graph_floor": r.get("p50_over_graph_floor"),
                              "speedup_vs_torch_eager": r["speedup_vs_first_paired"],
                              "meets_floor_1_3x": (r.get("p50_over_floor") or 99) <= 1.3,
                              "meets_2x_vs_torch": r["speedup_vs_first_paired"] >= 2.0}
@@ -256,6 +278,7 @@ def main(argv: list[str] | None = None) -> dict:
                                            argv=["benchmarks/cpu_backends.py", *(argv if argv is not None else sys.argv[1:])]),
         "model": {"preset": args.preset, "config": cfg.to_dict(), "weights": f"random init, torch seed {args.seed}"},
         "flops_per_volume": flops.to_dict(),
+        "spectral": {"layers": list(spectral_layers), "graph_matmul_flops": spectral_flops},
         "flops_convention": "FLOPs = 2 x MACs; matmul_flops (conv + linear + attention + head, no biases) is what "
                             "the floor uses; cross-checked against torch.utils.flop_counter in tests/bench",
         "peak": {"peak_gflops": peak_gflops, "source": str(args.peak_json) if peak else None,

@@ -2,10 +2,11 @@
 
 What it does, in one command:
   1. a paper-configuration SRANet (128^3, seeded random weights: latency does not depend on the weights) saved as a
-     checkpoint and exported with `sranet export`'s own gated exporter (model.onnx);
+     checkpoint and exported with `sranet export`'s own gated exporter, twice: model.onnx (direct Conv3d, the
+     default) and model.spectral.onnx (`--conv-impl spectral`);
   2. a 512 x 512 x N CT series written to a temp folder from a real slice (benchmarks/preprocess_stages.py);
-  3. `sranet benchmark model.onnx model.pt --input SERIES --roi <96 mm box>` (ONNX Runtime first, PyTorch eager
-     second, interleaved, ratios against ONNX Runtime) with the compute floor from results/peak_matmul.json.
+  3. `sranet benchmark model.onnx model.spectral.onnx model.pt --input SERIES --roi <96 mm box>` (interleaved,
+     ratios against the direct ONNX graph) with the compute floor from results/peak_matmul.json.
 
     .venv/bin/python benchmarks/e2e_cpu.py                 # a few minutes on a quiet 2-core machine
     .venv/bin/python benchmarks/e2e_cpu.py --quick         # tiny model, 24 slices: checks the script only
@@ -52,12 +53,14 @@ def main(argv: list[str] | None = None) -> int:
         save_checkpoint(tmp / "model.pt", model=SRANet(cfg).eval(), preprocess_config=PreprocessConfig.for_model(cfg),
                         threshold=0.5, epoch=0, metrics={}, train_config={"note": "random init, for latency only"})
         export_onnx(tmp / "model.pt", tmp / "model.onnx")
+        export_onnx(tmp / "model.pt", tmp / "model.spectral.onnx", conv_impl="spectral",
+                    spectral_layers=(1, 2) if args.quick else None)  # tiny: no layer gets cheaper, so force both
         series = synthesise_series(tmp / "series", slices)
         px, size = 0.78, 512
         half_d, half_hw = min(slices // 2, 48), int(48 / px)  # a 96 mm box around the series centre
         roi = (f"{slices // 2 - half_d}:{slices // 2 + half_d},{size // 2 - half_hw}:{size // 2 + half_hw},"
                f"{size // 2 - half_hw}:{size // 2 + half_hw}")
-        cmd = ["benchmark", str(tmp / "model.onnx"), str(tmp / "model.pt"), "--input", str(series), "--roi", roi,
+        cmd = ["benchmark", str(tmp / "model.onnx"), str(tmp / "model.spectral.onnx"), str(tmp / "model.pt"), "--input", str(series), "--roi", roi,
                "--batch", "1", "--warmup-s", "2", "--min-iters", str(2 if args.quick else args.min_iters),
                "--duration-s", str(1.0 if args.quick else args.duration_s), "--json", str(args.out)]
         if peak:

@@ -10,10 +10,12 @@ Document layout (all times in ms, memory in MiB, throughput in volumes/s):
                   percentile_method, outliers_removed, throughput, cold_start_note
     compute       peak_gflops (measured by benchmarks/peak_matmul.py, or null), floor
     artifacts[]   label, path, sha256, backend{}, precision, model_config{}, flops_per_volume{conv, linear,
-                  attention, head, other, matmul_flops, total_flops}, options_applied,
+                  attention, head, other, matmul_flops, total_flops}, conv_impl, spectral_layers[],
+                  graph_matmul_flops (what the graph computes; below matmul_flops for spectral graphs), options_applied,
                   cold_start{load_ms, first_infer_ms, total_ms}, rss_after_load_mib
     model_only[]  batch, device_timing, results[{artifact, host: Summary, device: Summary|null,
-                  ratio_vs_first{p50_ratio, paired_median_ratio}, floor_ms?, p50_over_floor?}], skipped[]
+                  ratio_vs_first{p50_ratio, paired_median_ratio}, floor_ms?, p50_over_floor?, graph_floor_ms?,
+                  p50_over_graph_floor?}], skipped[]
     end_to_end    null, or case{kind, shape, spacing_mm, ...}, stage_order[], results[{artifact, total: Summary,
                   stages{name: Summary}}]
     memory        peak_rss_mib, device_peak_mib|null
@@ -162,6 +164,14 @@ def to_markdown(doc: dict[str, Any]) -> str:
             lines.append(row)
         for s in block["skipped"]:
             lines.append(f"| {arts[s['artifact']]['label']} | {block['batch']} | skipped: {s['reason']} |")
+    for a in arts:
+        if a.get("spectral_layers"):
+            lines.append(f"\n{a['label']}: spectral graph (Conv3d layers {a['spectral_layers']} as DFT matrix "
+                         f"products), {a['graph_matmul_flops'] / 1e9:.3g} GFLOP per volume against the model's "
+                         f"{a['flops_per_volume']['matmul_flops'] / 1e9:.3g}; the floor column uses the model's count"
+                         + ("".join(f"; p50 / its own graph floor at batch {b['batch']}: "
+                                    f"{_f(r.get('p50_over_graph_floor'), 2)}" for b in doc["model_only"]
+                                    for r in b["results"] if arts[r["artifact"]] is a and peak)) + ".")
     lines += ["", "**Cold start** (load + first inference)", "", "| artifact | load ms | first inference ms | "
               "total ms | RSS after load MiB |", "|---|---:|---:|---:|---:|"]
     for a in arts:

@@ -141,11 +141,13 @@ def device_peak_mib() -> float | None:
 
 # -- opening artifacts ------------------------------------------------------------------------------------------
 def open_with_threads(path: str | os.PathLike, threads: int, opener: Callable[..., Any] | None = None, *,
-                      device: str | None = None, provider: str | None = None):
+                      device: str | None = None, provider: str | None = None, interleaved: bool = False):
     """Open an artifact, passing ``threads``, ``device`` (.pt) and ``provider`` (.onnx) to backends that take them.
 
-    An option the artifact's backend does not take is an error, never silently dropped.
-    Returns (backend, load_ms, what was applied)."""
+    An option the artifact's backend does not take is an error, never silently dropped. ``interleaved``: several
+    artifacts take turns on the same cores, so a backend that can busy-wait between calls (ONNX Runtime's intra-op
+    pool) is told not to; otherwise its spinning threads would slow whichever artifact runs next. That is written
+    into what was applied. Returns (backend, load_ms, what was applied)."""
     from sranet.runtime.backends.base import backend_class, open_backend
 
     opener = opener or open_backend
@@ -161,6 +163,9 @@ def open_with_threads(path: str | os.PathLike, threads: int, opener: Callable[..
                              hint=f"Leave {flag} out for this artifact.")
         options[key] = value
         applied.append(f"{key}={value}")
+    if interleaved and "spinning" in params:
+        options["spinning"] = False
+        applied.append("spinning=off (interleaved with other artifacts)")
     t0 = time.perf_counter()
     backend = opener(path, **options)
     return backend, (time.perf_counter() - t0) * 1e3, ", ".join(applied) or "library defaults"
@@ -227,7 +232,7 @@ def run_benchmark(
     """Benchmark ``paths`` (the first is the reference for ratios) and return a ``sranet-benchmark/1`` document."""
     from sranet.bench import e2e
     from sranet.bench.env import collect_environment
-    from sranet.bench.flops import compute_floor_ms, count_flops
+    from sranet.bench.flops import compute_floor_ms, count_flops, graph_matmul_flops
     from sranet.runtime.artifact import sha256_file
 
     if not paths:
@@ -242,13 +247,14 @@ def run_benchmark(
         for path in paths:  # cold start: load + first inference, one artifact at a time, before any warm-up
             log(f"loading {path}")
             backend, load_ms, applied = open_with_threads(path, settings.threads, opener, device=device,
-                                                          provider=provider)
+                                                          provider=provider, interleaved=len(paths) > 1)
             backends.append(backend)
             S = backend.info.model.input_size
             t0 = time.perf_counter()
             backend.infer(random_input(max(1, backend.min_batch), S))
             first_ms = (time.perf_counter() - t0) * 1e3
             flops = count_flops(backend.info.model).to_dict()
+            spectral = backend.info.spectral_layers
             artifacts.append({
                 "label": Path(path).name,
                 "path": str(path),
@@ -257,6 +263,9 @@ def run_benchmark(
                 "precision": backend.info.precision,
                 "model_config": backend.info.model.to_dict(),
                 "flops_per_volume": flops,
+                "conv_impl": "spectral" if spectral else "direct",
+                "spectral_layers": list(spectral),
+                "graph_matmul_flops": graph_matmul_flops(backend.info.model, spectral),
                 "options_applied": applied,
                 "cold_start": {"load_ms": load_ms, "first_infer_ms": first_ms, "total_ms": load_ms + first_ms},
                 "rss_after_load_mib": None if rss0 is None else rss_mib() - rss0,
@@ -274,7 +283,9 @@ def run_benchmark(
                                    "of the same kind are already in memory",
             },
             "compute": {"peak_gflops": peak_gflops,
-                        "floor": "batch * matmul_flops / peak rate" if peak_gflops else None},
+                        "floor": "batch * matmul_flops / peak rate" if peak_gflops else None,
+                        "graph_floor": "batch * graph_matmul_flops / peak rate, for spectral graphs (their DFT "
+                                       "form does fewer FLOPs than the model's direct count)" if peak_gflops else None},
             "artifacts": artifacts,
             "model_only": [],
             "end_to_end": None,
@@ -308,6 +319,10 @@ def run_benchmark(
                     floor = compute_floor_ms(artifacts[i]["flops_per_volume"]["matmul_flops"], peak_gflops, batch)
                     entry["floor_ms"] = floor
                     entry["p50_over_floor"] = host["p50_ms"] / floor
+                    if artifacts[i]["spectral_layers"]:  # the graph does less arithmetic than the model's count
+                        graph_floor = compute_floor_ms(artifacts[i]["graph_matmul_flops"], peak_gflops, batch)
+                        entry["graph_floor_ms"] = graph_floor
+                        entry["p50_over_graph_floor"] = host["p50_ms"] / graph_floor
                 results.append(entry)
             doc["model_only"].append({"batch": batch, "device_timing": device_method, "results": results,
                                       "skipped": skipped})

@@ -65,7 +65,7 @@ def test_missing_result_file_leaves_its_rows_out_with_a_note(make_tables, tmp_pa
     assert "whole vs ROI only: not measured (`load_series.json` missing)." in section
     assert "| loading that series" not in section
     assert "`load_series.json`:" not in section
-    assert "| ONNX Runtime fp32, model only |" in section
+    assert "| ONNX Runtime fp32, default (direct Conv3d) graph, same run |" in section
 
 
 @pytest.mark.parametrize("drop", [BEGIN, END])

@@ -100,3 +100,49 @@ def test_backends_opened_before_a_failing_artifact_are_closed(tiny_onnx, tmp_pat
     with pytest.raises(ArtifactError):
         run_benchmark([tiny_onnx, tmp_path / "missing.onnx"], FAST, opener=opener)
     assert len(opened) == 1 and opened[0] == [True]
+
+
+def test_spectral_graph_is_measured_against_both_floors(tiny_artifacts, tiny_onnx, ort_opener, tmp_path):
+    from sranet.bench.flops import ConvLayer, count_flops
+    from sranet.config import ModelConfig
+    from sranet.export.onnx import export_onnx
+
+    spectral = export_onnx(tiny_artifacts[1], tmp_path / "spectral.onnx", parity_cases=2, conv_impl="spectral",
+                           spectral_layers=(1, 2)).path
+    fast = Settings(batches=(1,), warmup_s=0.0, warmup_iters=1, min_iters=3, duration_s=0.05)
+    doc = run_benchmark([tiny_onnx, spectral], fast, peak_gflops=50.0, argv=["test"], opener=ort_opener)
+    validate_result(doc)
+    direct_art, spectral_art = doc["artifacts"]
+    assert (direct_art["conv_impl"], direct_art["spectral_layers"]) == ("direct", [])
+    assert direct_art["graph_matmul_flops"] == direct_art["flops_per_volume"]["matmul_flops"]
+    cfg = ModelConfig.preset("tiny")
+    layers = [ConvLayer(1, 1, 4, 12, 3), ConvLayer(2, 4, 8, 5, 3)]
+    extra = 64 * sum(L.spectral_flops()["total"] - L.direct_flops() for L in layers)
+    assert spectral_art["conv_impl"] == "spectral" and spectral_art["spectral_layers"] == [1, 2]
+    assert spectral_art["graph_matmul_flops"] == count_flops(cfg).matmul_flops + extra
+    first, second = doc["model_only"][0]["results"]
+    assert "graph_floor_ms" not in first
+    assert second["graph_floor_ms"] == pytest.approx(spectral_art["graph_matmul_flops"] / 50e9 * 1e3)
+    assert second["p50_over_graph_floor"] == pytest.approx(second["host"]["p50_ms"] / second["graph_floor_ms"])
+    assert "spectral.onnx: spectral graph (Conv3d layers [1, 2]" in to_markdown(doc)
+
+
+def test_interleaved_onnx_sessions_do_not_busy_wait(doc, tiny_onnx, ort_opener):
+    """Two artifacts take turns: each ORT session is opened with spinning off and says so; one artifact alone keeps
+    ONNX Runtime's default."""
+    from sranet.bench.runner import open_with_threads
+
+    for art in doc["artifacts"]:
+        assert "spinning=off (interleaved with other artifacts)" in art["options_applied"]
+        assert art["backend"]["intra_op_spinning"] == "off"
+    backend, _, applied = open_with_threads(tiny_onnx, 1, ort_opener, interleaved=True)
+    try:
+        assert backend.session.get_session_options().get_session_config_entry(
+            "session.intra_op.allow_spinning") == "0"
+    finally:
+        backend.close()
+    backend, _, applied = open_with_threads(tiny_onnx, 1, ort_opener)
+    try:
+        assert applied == "threads=1" and backend.describe()["intra_op_spinning"] == "default (on)"
+    finally:
+        backend.close()

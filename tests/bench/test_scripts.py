@@ -43,6 +43,8 @@ def test_peak_matmul_and_tables(tmp_path, tiny_onnx, ort_opener):
 def test_cpu_backends_quick(tmp_path):
     doc = load_script("cpu_backends").main(["--quick", "--batches", "1", "--out", str(tmp_path / "c.json")])
     assert doc["parity_vs_torch"]["ort_fp32_conv2d"]["max_abs_prob"] < 1e-5
+    assert doc["parity_vs_torch"]["ort_fp32_spectral"]["max_abs_attention"] < 1e-5
+    assert doc["spectral"]["layers"] == [1, 2]  # tiny: forced, no layer gets cheaper
     assert [r["config"] for r in doc["blocks"][0]["rows"]][0] == "torch_eager"
 
 

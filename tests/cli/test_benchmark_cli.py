@@ -27,7 +27,7 @@ def test_benchmark_two_artifacts_json_and_markdown(tiny, tmp_path):
     assert doc["schema"] == "sranet-benchmark/1"
     assert doc["environment"]["command"].startswith("sranet benchmark ")
     assert "--threads 1" in doc["environment"]["command"]
-    assert doc["artifacts"][0]["options_applied"] == "threads=1"
+    assert doc["artifacts"][0]["options_applied"] == "threads=1, spinning=off (interleaved with other artifacts)"
     assert [b["batch"] for b in doc["model_only"]] == [1, 2]
     assert all(r["host"]["n"] >= 3 for b in doc["model_only"] for r in b["results"])
     assert "| tiny.onnx | 2 |" in md.read_text()

@@ -126,6 +126,8 @@ class OnnxRuntimeBackend(Backend):
     providers       None (best available: TensorRT > CUDA > CPU), "cpu", "cuda" or "tensorrt".
     threads         intra-op threads (0 = ONNX Runtime's default, one per physical core).
     graph_level     graph optimisation level: "disable", "basic", "extended" or "all".
+    spinning        let idle intra-op threads busy-wait for the next call (None = ONNX Runtime's default, on). Off
+                    when several models take turns on the same cores: a spinning pool steals them from the next one.
     device_id       GPU index for CUDA/TensorRT.
     cache_dir       TensorRT engine/timing cache folder (default $SRANET_CACHE/ort_trt or ~/.cache/sranet/ort_trt).
     max_batch       largest batch of the TensorRT profile.
@@ -142,6 +144,7 @@ class OnnxRuntimeBackend(Backend):
         threads: int = 0,
         *,
         graph_level: str = "all",
+        spinning: bool | None = None,
         device_id: int = 0,
         cache_dir: str | os.PathLike | None = None,
         max_batch: int = 8,
@@ -169,6 +172,8 @@ class OnnxRuntimeBackend(Backend):
             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
         }[graph_level]
         so.intra_op_num_threads = threads
+        if spinning is not None:
+            so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         so.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=so, providers=chain,
@@ -190,7 +195,8 @@ class OnnxRuntimeBackend(Backend):
         self.io_binding = gpu if io_binding is None else bool(io_binding)
         self.device_id = device_id
         self._bindings: dict[int, tuple[Any, dict[str, Any]]] = {}
-        self._settings = {"graph_level": graph_level, "intra_op_threads": threads, "cuda_graph": cuda_graph}
+        self._settings = {"graph_level": graph_level, "intra_op_threads": threads, "cuda_graph": cuda_graph,
+                          "intra_op_spinning": "default (on)" if spinning is None else "on" if spinning else "off"}
         self._options = dict(zip(chain, options, strict=True))
 
     def _infer(self, ct: np.ndarray) -> dict[str, np.ndarray]:
