@@ -315,7 +315,7 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, o
 
     ``source`` is the checkpoint the ONNX came from; it goes into the rebuild command the sidecar check prints.
     """
-    from sranet.runtime.cuda_buffers import device_env
+    from sranet.runtime.cuda_buffers import current_cuda_device, device_env
 
     facts = inspect_onnx(onnx_path)
     if facts.info.spectral_layers:
@@ -402,7 +402,8 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, o
 
     info = ArtifactInfo(model=facts.info.model, preprocess=facts.info.preprocess, threshold=facts.info.threshold,
                         source_sha256=facts.info.source_sha256, precision=options.precision, extra=facts.info.extra)
-    sidecar = make_sidecar(plan_path=engine_path, onnx_path=onnx_path, info=info, env=device_env(trt.__version__),
+    env = device_env(trt.__version__, current_cuda_device())  # the GPU the builder ran on, not always GPU 0
+    sidecar = make_sidecar(plan_path=engine_path, onnx_path=onnx_path, info=info, env=env,
                            options=options.to_dict(), profile={INPUT_NAME: shapes}, build=build, source=source)
     write_sidecar(engine_path, sidecar)
     return sidecar

@@ -7,8 +7,10 @@ only TensorRT still records the GPU in the sidecar.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +39,31 @@ def _cuda_version(v: int) -> str:
     return f"{v // 1000}.{(v % 1000) // 10}" if v else ""
 
 
+def visible_gpu_id(device: int, environ: Mapping[str, str] = os.environ) -> str:
+    """The ``nvidia-smi --id`` of this process's CUDA device ``device``. CUDA numbers only the GPUs listed in
+    CUDA_VISIBLE_DEVICES (indices or UUIDs); nvidia-smi numbers all of them, so device 0 may be GPU 3 to it."""
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return str(device)
+    ids = [part.strip() for part in visible.split(",") if part.strip()]
+    if not 0 <= device < len(ids):
+        raise BackendError(f"CUDA device {device} is not visible: CUDA_VISIBLE_DEVICES={visible!r} lists "
+                           f"{len(ids)} GPU(s).", hint="Pick a device below that count, or widen CUDA_VISIBLE_DEVICES.")
+    return ids[device]
+
+
+def current_cuda_device() -> int:
+    """The CUDA device this process is on (the one a TensorRT builder uses): CuPy's current device, else 0."""
+    try:
+        import cupy
+    except ImportError:
+        return 0  # nothing in this process can have changed it from the default
+    try:
+        return int(cupy.cuda.runtime.getDevice())
+    except cupy.cuda.runtime.CUDARuntimeError:
+        return 0
+
+
 def device_env(trt_version: str, device: int = 0) -> DeviceEnv:
     """TensorRT version + name/compute capability of GPU ``device`` + CUDA runtime/driver versions."""
     try:
@@ -59,7 +86,8 @@ def device_env(trt_version: str, device: int = 0) -> DeviceEnv:
     smi = shutil.which("nvidia-smi")
     if smi is None:
         raise BackendError("cannot find the GPU: neither CuPy nor nvidia-smi is available.", hint=CUPY_HINT)
-    out = subprocess.run([smi, f"--id={device}", "--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader"],
+    out = subprocess.run([smi, f"--id={visible_gpu_id(device)}", "--query-gpu=name,compute_cap,driver_version",
+                          "--format=csv,noheader"],
                          capture_output=True, text=True, timeout=30)
     if out.returncode != 0 or not out.stdout.strip():
         raise BackendError(f"nvidia-smi could not describe GPU {device}: {out.stderr.strip() or out.stdout.strip()}")
@@ -146,4 +174,4 @@ class CudaBuffers:
         self._pinned.clear()
 
 
-__all__ = ["CudaBuffers", "IOBuffer", "device_env", "import_cupy"]
+__all__ = ["CudaBuffers", "IOBuffer", "current_cuda_device", "device_env", "import_cupy", "visible_gpu_id"]

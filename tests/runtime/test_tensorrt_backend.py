@@ -104,3 +104,32 @@ def test_engine_runs_on_the_second_gpu(tmp_path):
     prob, _ = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(["prob", "attention"], {"ct": ct})
     with open_backend(tmp_path / "m.engine", device=1) as backend:
         np.testing.assert_allclose(backend.infer(ct)["prob"], prob, atol=1e-4)
+
+
+@pytest.mark.parametrize(("visible", "device", "expected"), [
+    (None, 0, "0"),
+    (None, 2, "2"),
+    ("3", 0, "3"),  # CUDA device 0 is physical GPU 3
+    ("2, 5", 1, "5"),
+    ("GPU-8f6c1d2e-0000-1111-2222-333344445555,1", 0, "GPU-8f6c1d2e-0000-1111-2222-333344445555"),
+])
+def test_nvidia_smi_id_follows_cuda_visible_devices(visible, device, expected):
+    from sranet.runtime.cuda_buffers import visible_gpu_id
+
+    env = {} if visible is None else {"CUDA_VISIBLE_DEVICES": visible}
+    assert visible_gpu_id(device, env) == expected
+
+
+@pytest.mark.parametrize(("visible", "device"), [("", 0), ("1,2", 2)])
+def test_a_device_outside_cuda_visible_devices_is_a_backend_error(visible, device):
+    from sranet.runtime.cuda_buffers import visible_gpu_id
+
+    with pytest.raises(BackendError, match=rf"CUDA device {device} is not visible: CUDA_VISIBLE_DEVICES="):
+        visible_gpu_id(device, {"CUDA_VISIBLE_DEVICES": visible})
+
+
+@pytest.mark.skipif(HAS_CUPY, reason="CuPy is installed: the current device comes from the CUDA runtime")
+def test_without_cupy_the_process_is_on_device_0():
+    from sranet.runtime.cuda_buffers import current_cuda_device
+
+    assert current_cuda_device() == 0
