@@ -278,8 +278,7 @@ def summary_rows(results_dir: Path) -> tuple[list[tuple[str, str, str, str]], li
         s = by.get("onnxruntime spectral")
         return (f"p50 {t:.0f} ms vs ONNX Runtime {o:.0f} ms direct: **{t / o:.2f}x**"
                 + (f"; {s:.0f} ms spectral: **{t / s:.2f}x**" if s else ""))
-    arts = len((e2e or {}).get("artifacts", [])) or 2
-    add(e2e, ["benchmark_cpu_e2e.json"], f"PyTorch eager fp32 head to head ({arts} artifacts interleaved)",
+    add(e2e, ["benchmark_cpu_e2e.json"], "PyTorch eager fp32 head to head (`sranet benchmark`, artifacts interleaved)",
         head_to_head)
 
     def variants():

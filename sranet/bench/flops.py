@@ -36,55 +36,6 @@ class FlopCount:
         return {**asdict(self), "matmul_flops": self.matmul_flops, "total_flops": self.total_flops}
 
 
-def count_flops(cfg: ModelConfig) -> FlopCount:
-    """Count FLOPs per volume for ``cfg`` (see the module docstring for the convention)."""
-    N, k, M, L = cfg.num_patches, cfg.kernel_size, cfg.feature_dim, cfg.attention_dim
-    size, in_ch = cfg.patch_size, 1
-    conv = other = 0
-    for out_ch in cfg.channels:
-        out = size - k + 1  # valid convolution
-        conv_out = out**3 * out_ch  # output elements per patch
-        conv += 2 * conv_out * in_ch * k**3 * N
-        other += conv_out * N  # bias
-        other += conv_out * N  # ReLU
-        size = out // cfg.pool_size
-        other += size**3 * out_ch * (cfg.pool_size**3 - 1) * N  # max-pool comparisons
-        in_ch = out_ch
-    flat = in_ch * size**3
-    linear = 2 * flat * M * N
-    other += 2 * M * N  # bias + ReLU
-    attention = 2 * (2 * M * L + L) * N  # K, Q and w per patch
-    other += (2 * L + 1) * N + 3 * L * N  # biases; tanh, sigmoid, product
-    if cfg.attention_norm == "softmax":
-        other += 4 * N  # max-free exp, sum, divide (approx.)
-    else:
-        other += 4 * N  # min, subtract, sum, divide
-    attention += 2 * N * M  # fusion bmm: (1, N) @ (N, M)
-    head = 2 * M
-    other += 1  # head bias
-    return FlopCount(conv=conv, linear=linear, attention=attention, head=head, other=other)
-
-
-def count_flops_torch(cfg: ModelConfig) -> int:
-    """FLOPs of one forward pass at batch 1 as counted by ``torch.utils.flop_counter`` (imports torch)."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from sranet.model.sranet import SRANet
-
-    model = SRANet(cfg).eval()
-    S = cfg.input_size
-    x = torch.zeros(1, 1, S, S, S)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(x)
-    return int(counter.get_total_flops())
-
-
-def compute_floor_ms(matmul_flops: float, peak_gflops: float, batch: int = 1) -> float:
-    """Lower bound on latency in ms: batch * FLOPs / peak rate. ``peak_gflops`` in GFLOP/s."""
-    return float(batch * matmul_flops / (peak_gflops * 1e9) * 1e3)
-
-
 @dataclass(frozen=True)
 class ConvLayer:
     """One Conv3d of the patch CNN as the graph sees it: 1-based ``index``, channels, input edge ``size``, kernel."""
@@ -125,6 +76,52 @@ def conv_layers(cfg: ModelConfig) -> list[ConvLayer]:
         size = (size - cfg.kernel_size + 1) // cfg.pool_size
         in_ch = out_ch
     return layers
+
+
+def count_flops(cfg: ModelConfig) -> FlopCount:
+    """Count FLOPs per volume for ``cfg`` (see the module docstring for the convention)."""
+    N, M, L = cfg.num_patches, cfg.feature_dim, cfg.attention_dim
+    size, in_ch = cfg.patch_size, 1
+    conv = other = 0
+    for layer in conv_layers(cfg):
+        conv_out = layer.out**3 * layer.out_ch  # output elements per patch
+        conv += layer.direct_flops() * N
+        other += 2 * conv_out * N  # bias and ReLU
+        size, in_ch = layer.out // cfg.pool_size, layer.out_ch
+        other += size**3 * in_ch * (cfg.pool_size**3 - 1) * N  # max-pool comparisons
+    flat = in_ch * size**3
+    linear = 2 * flat * M * N
+    other += 2 * M * N  # bias + ReLU
+    attention = 2 * (2 * M * L + L) * N  # K, Q and w per patch
+    other += (2 * L + 1) * N + 3 * L * N  # biases; tanh, sigmoid, product
+    if cfg.attention_norm == "softmax":
+        other += 4 * N  # max-free exp, sum, divide (approx.)
+    else:
+        other += 4 * N  # min, subtract, sum, divide
+    attention += 2 * N * M  # fusion bmm: (1, N) @ (N, M)
+    head = 2 * M
+    other += 1  # head bias
+    return FlopCount(conv=conv, linear=linear, attention=attention, head=head, other=other)
+
+
+def count_flops_torch(cfg: ModelConfig) -> int:
+    """FLOPs of one forward pass at batch 1 as counted by ``torch.utils.flop_counter`` (imports torch)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from sranet.model.sranet import SRANet
+
+    model = SRANet(cfg).eval()
+    S = cfg.input_size
+    x = torch.zeros(1, 1, S, S, S)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    return int(counter.get_total_flops())
+
+
+def compute_floor_ms(matmul_flops: float, peak_gflops: float, batch: int = 1) -> float:
+    """Lower bound on latency in ms: batch * FLOPs / peak rate. ``peak_gflops`` in GFLOP/s."""
+    return float(batch * matmul_flops / (peak_gflops * 1e9) * 1e3)
 
 
 SPECTRAL_MAX_FRACTION = 0.5  # a layer goes spectral only if that halves its arithmetic (transposes cost memory time)

@@ -70,7 +70,9 @@ def export(
     if batch is not None and not (engine or triton):
         raise InputError("--batch sets the engine profile or the Triton batch range.",
                          hint="Add --engine and/or --triton REPO, or drop --batch.")
-    check_choice("--conv-impl", conv_impl, ("direct", "spectral"), InputError)
+    from sranet.export.onnx import CONV_IMPLS, export_onnx
+
+    check_choice("--conv-impl", conv_impl, CONV_IMPLS, InputError)
     if conv_impl == "spectral" and engine:
         raise InputError("--conv-impl spectral is an ONNX Runtime (CPU) graph; a TensorRT plan is built from the "
                          "direct graph, where TensorRT picks its own convolution kernels.",
@@ -95,7 +97,6 @@ def export(
                 hardware_compatibility=hardware_compatibility, dla_core=dla_core, verbose=verbose)
 
     from sranet.errors import ParityGateError
-    from sranet.export.onnx import export_onnx
 
     try:
         result = export_onnx(checkpoint, out, opset=opset, precision=precision, calib_manifest=calib,
