@@ -126,3 +126,21 @@ def test_dropped_association_without_retry_processes_what_arrived(start_node, tm
     [line] = wait_until(lambda: health(node.spool.root), what="health line")
     assert line["received"] == 12 and line["state"] == "sent" and line["summary"]["slices"] == 12
     assert echo(node.port) == 0x0000
+
+
+def leaky_processor(folder):
+    raise ValueError("could not parse PatientName 'DOE^JANE'")  # a library message quoting a tag's value
+
+
+def test_a_processor_crash_is_logged_without_its_message(start_node, tmp_path, caplog):
+    from tests.helpers import PATIENT_NAME
+
+    caplog.set_level("INFO", logger="sranet.node")
+    node = start_node(leaky_processor)
+    assert set(send(phantom_study(tmp_path / "ct", shape=(16, 32, 32)), node.port)) == {0}
+    [line] = wait_until(lambda: health(node.spool.root), what="health line")
+    assert line["state"] == "failed" and line["error"].startswith("ValueError raised in the processor")
+    assert PATIENT_NAME not in caplog.text and PATIENT_NAME not in (node.spool.root / "health.jsonl").read_text()
+    [failed] = wait_until(lambda: list(node.spool.failed.iterdir()), what="the failed round")
+    assert PATIENT_NAME in (failed / "state.json").read_text()  # the detail stays with the instances
+    assert echo(node.port) == 0x0000

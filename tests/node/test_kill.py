@@ -100,14 +100,15 @@ def test_kill_while_receiving(orthanc, tmp_path, nodes):
 
 
 def test_kill_while_processing(orthanc, tmp_path, nodes):
-    spool, port, marker = tmp_path / "spool", free_port(), tmp_path / "marker.jsonl"
+    """Orthanc pushes the study (its C-STORE SCU, as a routing rule would) to the node on its declared port."""
+    spool, port, marker = tmp_path / "spool", orthanc.node_port, tmp_path / "marker.jsonl"
     files = phantom_study(tmp_path / "ct", seed=22, shape=(24, 48, 48))
     study_uid = pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
     slow = "tests.node.processors:slow_finding"
     node = NodeProcess(spool, port, orthanc.dicom_port, slow, tmp_path / "a.log", SRANET_TEST_MARKER=str(marker),
                        SRANET_TEST_DELAY_S="60")
     nodes.append(node)
-    assert set(send(files, port)) == {0}
+    orthanc.send_to_node(orthanc.upload(files))
     wait_until(lambda: marker.exists() and marker.read_text().strip(), 30, "processing to start")
     node.kill()
     [state_file] = list((spool / "work").glob("*/state.json"))

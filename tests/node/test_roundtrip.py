@@ -12,7 +12,7 @@ import pytest
 from tests.helpers import PATIENT_ID, PATIENT_NAME
 from tests.node.conftest import health, spool_is_clean, wait_until
 from tests.node.processors import fixed_finding
-from tests.node.study import echo, phantom_study
+from tests.node.study import echo, phantom_study, send
 
 
 def test_echo_from_pynetdicom_dcmtk_and_orthanc(start_node, orthanc):
@@ -67,3 +67,21 @@ def test_dcmtk_storescu_sends_a_study(start_node, tmp_path, tool):
     assert result.returncode == 0, result.stderr
     [line] = wait_until(lambda: health(node.spool.root), what="health line")
     assert line["state"] == "sent" and line["received"] == len(files)
+
+
+def test_concurrent_associations_each_study_once(start_node, tmp_path):
+    import threading
+
+    node = start_node(fixed_finding)
+    studies = [phantom_study(tmp_path / f"ct{n}", seed=30 + n, shape=(16, 32, 32)) for n in range(3)]
+    results: dict[int, list[int]] = {}
+    threads = [threading.Thread(target=lambda n=n: results.__setitem__(n, send(studies[n], node.port)))
+               for n in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert all(set(results[n]) == {0} for n in range(3))
+    lines = wait_until(lambda: len(health(node.spool.root)) == 3 and health(node.spool.root), what="three rounds")
+    assert sorted(line["received"] for line in lines) == [16, 16, 16] and {line["state"] for line in lines} == {"sent"}
+    assert len({line["study"] for line in lines}) == 3

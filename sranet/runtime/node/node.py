@@ -180,7 +180,8 @@ class DicomNode:
         for study in self.spool.incoming_studies():
             self._arrivals[study] = [now_wall, now, now_wall]
         for folder in self.spool.rounds():
-            if not (folder / "instances").is_dir() and self.spool.state(folder).get("state") == "ready":
+            state = self.spool.state(folder).get("state")
+            if state is None or (state == "ready" and not (folder / "instances").is_dir()):
                 import shutil  # a round interrupted while it was being created: its instances are still incoming
 
                 shutil.rmtree(folder)
@@ -236,9 +237,10 @@ class DicomNode:
                 continue
             try:
                 self._handle(folder)
-            except Exception:  # noqa: BLE001 - the node stays up; the round stays on disk for the next start
-                LOG.exception("round %s: unexpected error; it stays in the spool and resumes at the next start",
-                              folder.name)
+            except Exception as exc:  # noqa: BLE001 - the node stays up; the round stays on disk and is retried
+                LOG.error("round %s: %s while handling it; it stays in the spool and is tried again in %.0f s",
+                          folder.name, type(exc).__name__, self.config.max_backoff_s)
+                self._parked[folder.name] = time.monotonic() + self.config.max_backoff_s
             finally:
                 with self._lock:
                     self._queued.discard(folder.name)
@@ -279,10 +281,17 @@ class DicomNode:
                 save_dataset(ds, folder / "results" / f"{i:03d}.dcm")
                 names.append(f"{i:03d}.dcm")
         except Exception as exc:  # noqa: BLE001 - a processing failure is this study's, not the node's
-            reason = str(exc) if isinstance(exc, SranetError) else f"{type(exc).__name__}: {exc}"
-            if not isinstance(exc, SranetError):
-                LOG.exception("study %s round %s: processing raised", study, n)
-            state = self.spool.update_state(folder, state="failed", error=reason[:2000],
+            # sranet's own errors are written for logs (no identifiers); another library's message might quote a
+            # tag's value, so the log and the health line get its type only and the round's state.json (kept with
+            # the instances in failed/) the full text and traceback
+            if isinstance(exc, SranetError):
+                reason, detail = str(exc), None
+            else:
+                import traceback
+
+                reason = f"{type(exc).__name__} raised in the processor (details in the failed round's state.json)"
+                detail = "".join(traceback.format_exception(exc))[-4000:]
+            state = self.spool.update_state(folder, state="failed", error=reason[:2000], detail=detail,
                                             process_s=round(time.monotonic() - t0, 3), finished=time.time())
             LOG.error("study %s round %s: processing failed: %s (instances kept in the spool's failed/)",
                       study, n, reason)
@@ -341,6 +350,8 @@ def _check_result(result) -> tuple[list, dict[str, Any]]:
     if not all(isinstance(ds, Dataset) and "SOPInstanceUID" in ds and "SOPClassUID" in ds for ds in datasets):
         raise InputError("the processor returned something that is not a DICOM dataset with SOP Class and "
                          "Instance UIDs.")
+    if summary is not None and not isinstance(summary, dict):
+        raise InputError(f"the processor's summary is a {type(summary).__name__}; a dict was expected.")
     try:
         json.dumps(summary)
     except (TypeError, ValueError):

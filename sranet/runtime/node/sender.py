@@ -75,7 +75,11 @@ def send_files(files: list[Path], destination: Destination, calling_ae: str, *, 
     done = []
     try:
         for path, ds in datasets:
-            status = assoc.send_c_store(ds)
+            try:
+                status = assoc.send_c_store(ds)
+            except ValueError:  # the destination accepted no presentation context for this SOP class
+                LOG.warning("destination does not accept SOP class %s (result %s)", ds.SOPClassUID, path.name)
+                continue
             code = int(getattr(status, "Status", -1)) if status else -1
             if code in STORED:
                 done.append(path)

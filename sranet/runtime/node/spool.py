@@ -138,7 +138,9 @@ class Spool:
             shutil.rmtree(source, ignore_errors=True)
             return None
         record = self.record(study)
-        n = int(record.get("next_round", 1))
+        taken = [int(p.name.rsplit(".", 1)[1]) for parent in (self.work, self.failed)
+                 for p in parent.glob(f"{study}.*") if p.name.rsplit(".", 1)[1].isdigit()]
+        n = max([int(record.get("next_round", 1)), *(t + 1 for t in taken)])  # a purged record restarts at 1
         record["next_round"] = n + 1
         self.save_record(study, record)
         folder = self.work / f"{study}.{n}"
