@@ -25,8 +25,15 @@ GRID, SIZE = 4, 32
 def make_inputs(folder: Path) -> tuple[Path, list[Path]]:
     from sranet.data.dicom_write import write_dicom_series
     from sranet.data.synthetic import generate_case
-    from sranet.runtime.dicom_out import (AlgorithmInfo, AttentionMap, AttentionPatch, HeadLocation, HipFinding,
-                                          read_source_series, write_dicom_outputs)
+    from sranet.runtime.dicom_out import (
+        AlgorithmInfo,
+        AttentionMap,
+        AttentionPatch,
+        HeadLocation,
+        HipFinding,
+        read_source_series,
+        write_dicom_outputs,
+    )
     from sranet.runtime.io import load_volume
 
     case = generate_case(4, 2, shape=(80, 128, 128), side="R")
@@ -90,7 +97,7 @@ def render(ct_folder: Path, pm_path: Path, sr_path: Path, out: Path) -> Path:
     frame = np.argmin(np.abs((lps @ normal)[..., None] - (ipps @ normal)[None, None, :]), axis=-1)
     rel = lps - ipps[frame]
     mc, mr = np.rint(rel @ row_dir / cs).astype(int), np.rint(rel @ col_dir / rs).astype(int)
-    near = np.abs(((lps @ normal) - (ipps @ normal)[frame])) < 0.5 * float(ct.SliceThickness)
+    near = np.abs((lps @ normal) - (ipps @ normal)[frame]) < 0.5 * float(ct.SliceThickness)
     inside = near & (mr >= 0) & (mr < pm.Rows) & (mc >= 0) & (mc < pm.Columns)
     attention = np.zeros(hu.shape, np.float32)
     attention[inside] = values[frame[inside], mr[inside], mc[inside]]
