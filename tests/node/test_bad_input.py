@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import pydicom
+import pytest
 from pydicom.uid import generate_uid
 
 from tests.helpers import REAL_CT
@@ -27,6 +28,7 @@ def test_non_ct_and_malformed_data_sets_get_refusal_statuses(start_node, tmp_pat
     assert not any(node.spool.incoming.iterdir())  # nothing refused was spooled
 
 
+@pytest.mark.filterwarnings("ignore:Expected explicit VR:UserWarning")  # pydicom reading the garbage, as expected
 def test_unparseable_bytes_get_cannot_understand(start_node, tmp_path):
     """A C-STORE whose data set bytes are garbage (sent raw, as a broken modality might)."""
     from pynetdicom import AE, _config
