@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 DEMO_OUT ?= runs/demo
 
-.PHONY: demo test test-slow venv clean
+.PHONY: demo test test-slow test-pacs venv clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ test: venv
 
 test-slow: venv
 	$(PY) -m pytest -q -m slow
+
+# round trips through a real Orthanc (needs the `orthanc` Debian package; .ci/run installs it)
+test-pacs: venv
+	$(PY) -m pytest -q -m pacs
 
 clean:
 	rm -rf $(VENV) runs

@@ -8,7 +8,7 @@ import typer
 
 app = typer.Typer(
     name="sranet",
-    help="SRANet for femoral head necrosis on CT: synthesise, prepare, train, evaluate, export, predict, benchmark.",
+    help="SRANet for femoral head necrosis on CT: synthesise, prepare, train, evaluate, export, predict, benchmark, serve.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -24,6 +24,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("predict", "predict"),
     ("benchmark", "benchmark"),
     ("demo", "demo"),
+    ("serve", "serve"),
 ]
 
 for _module, _func in COMMANDS:

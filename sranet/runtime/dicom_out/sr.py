@@ -1,0 +1,192 @@
+"""One Comprehensive 3D SR per study: a TID 1500 Measurement Report with every hip's finding.
+
+Content tree (all coordinates SCOORD3D in the source series' frame of reference, LPS mm):
+
+    Imaging Measurement Report (TID 1500), observer: the SRANet device, procedure: CT
+    per assessed hip, a TID 1411 volumetric measurement group
+        tracking identifier "<side> hip AVNFH" + UID; finding: Necrosis; finding site: Femoral head, laterality
+        volume surface: the ROI box as its six faces (closed planar POLYGONs)
+        algorithm identification (TID 4019): name, version, parameters "model_sha256=...", "artifact=..."
+        Probability (DCM 122157, unit 1) and Threshold Value (DCM 122411, unit 1)
+        qualitative evaluation: Necrosis = Present | Absent (the decision at the threshold)
+        TEXT Quality Finding (DCM 111052) per QC flag
+    per hip with a localised head: a group "<side> femoral head (localiser)", volume surface an ELLIPSOID (the
+        sphere), Radius (mm) and the localisation confidence
+    per top attention patch: a group "<side> hip attention patch k", volume surface the patch's box (six faces
+        along the attention map's axes), Saliency (DCM 130404, unit 1) = the patch's attention weight
+    per hip not assessed: a TID 1501 group with finding site and laterality and its reasons as Quality Finding text
+
+Codes come from DCM, SCT and LOINC as pydicom's code dictionary carries them; the one concept none of them has
+(the localiser's confidence) uses the private scheme ``99SRANET``, declared in the Coding Scheme Identification
+Sequence. TID 1501 allows text answers to coded questions, which highdicom's templates do not expose: the QC text
+items are highdicom ``TextContentItem`` objects appended to the group's content.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sranet.runtime.dicom_out.finding import AlgorithmInfo, AttentionPatch, HipFinding
+from sranet.runtime.dicom_out.source import SourceSeries
+
+PRIVATE_SCHEME = "99SRANET"
+
+
+def box_faces(centre: np.ndarray, half_axes: np.ndarray) -> list[np.ndarray]:
+    """The six faces of a box as closed polygons: (6) arrays of (5, 3) LPS points.
+
+    centre     (3,) LPS mm; half_axes (3, 3): row a is the half edge vector along the box's axis a.
+    """
+    faces = []
+    for a in range(3):
+        u, v = half_axes[(a + 1) % 3], half_axes[(a + 2) % 3]
+        for sign in (-1.0, 1.0):
+            c = centre + sign * half_axes[a]
+            ring = np.array([c - u - v, c + u - v, c + u + v, c - u + v, c - u - v])
+            faces.append(ring)
+    return faces
+
+
+def _roi_faces(roi_mm) -> list[np.ndarray]:
+    lo = np.array([r[0] for r in roi_mm], dtype=float)
+    hi = np.array([r[1] for r in roi_mm], dtype=float)
+    return box_faces((lo + hi) / 2, np.diag((hi - lo) / 2))
+
+
+def _patch_faces(patch: AttentionPatch, axes: np.ndarray) -> list[np.ndarray]:
+    half = (axes * (np.asarray(patch.size_mm) / 2)[None, :]).T  # row a: half edge along map axis a
+    return box_faces(np.asarray(patch.centre_mm), half)
+
+
+def _codes():
+    from highdicom.sr import CodedConcept
+    from pydicom.sr.codedict import codes
+
+    return {
+        "necrosis": codes.SCT.Necrosis,
+        "femoral_head": codes.SCT.FemoralHead,
+        "L": codes.SCT.Left,
+        "R": codes.SCT.Right,
+        "present": codes.SCT.Present,
+        "absent": codes.SCT.Absent,
+        "probability": codes.DCM.Probability,
+        "threshold": codes.DCM.ThresholdValue,
+        "saliency": codes.DCM.Saliency,
+        "radius": codes.SCT.Radius,
+        "quality_finding": codes.DCM.QualityFinding,
+        "no_units": codes.UCUM.NoUnits,
+        "mm": codes.UCUM.Millimeter,
+        "procedure": codes.LN.CTUnspecifiedBodyRegion,
+        "confidence": CodedConcept("LOCCONF", PRIVATE_SCHEME, "Femoral head localisation confidence"),
+    }
+
+
+def device_uid(algorithm: AlgorithmInfo) -> str:
+    """A UID for the SRANet device observer, the same for every report made with the same model."""
+    from pydicom.uid import generate_uid
+
+    return str(generate_uid(prefix=None, entropy_srcs=["sranet device observer", algorithm.model_sha256]))
+
+
+def build_sr(source: SourceSeries, findings: list[HipFinding], algorithm: AlgorithmInfo, *,
+             series_uid: str, sop_uid: str, series_number: int, now=None):
+    """Build the Comprehensive 3D SR (a highdicom ``Comprehensive3DSR``, i.e. a pydicom Dataset)."""
+    import highdicom as hd
+    from highdicom.coding_schemes import CodingSchemeIdentificationItem
+    from highdicom.sr import (
+        AlgorithmIdentification,
+        Comprehensive3DSR,
+        DeviceObserverIdentifyingAttributes,
+        FindingSite,
+        Measurement,
+        MeasurementReport,
+        MeasurementsAndQualitativeEvaluations,
+        ObservationContext,
+        ObserverContext,
+        QualitativeEvaluation,
+        RelationshipTypeValues,
+        SourceSeriesForSegmentation,
+        TextContentItem,
+        TrackingIdentifier,
+        VolumeSurface,
+        VolumetricROIMeasurementsAndQualitativeEvaluations,
+    )
+    from pydicom.sr.codedict import codes
+
+    c = _codes()
+    frame_uid = source.frame_of_reference_uid
+    algorithm_id = AlgorithmIdentification(
+        name=algorithm.name, version=algorithm.version, manufacturer="sranet",
+        parameters=[f"model_sha256={algorithm.model_sha256}", f"artifact={algorithm.artifact}"])
+    observer = ObserverContext(
+        observer_type=codes.cid270.Device,
+        observer_identifying_attributes=DeviceObserverIdentifyingAttributes(
+            uid=device_uid(algorithm), name=algorithm.name, manufacturer_name="sranet",
+            model_name=f"{algorithm.name} {algorithm.version}"))
+
+    def surface(faces):
+        return VolumeSurface("POLYGON", faces, frame_uid,
+                             source_series=SourceSeriesForSegmentation(source.series_uid))
+
+    def site(f: HipFinding):
+        return [FindingSite(c["femoral_head"], laterality=c[f.side])]
+
+    def add_text(group, flags):
+        for flag in flags:
+            group[0].ContentSequence.append(TextContentItem(
+                name=c["quality_finding"], value=flag, relationship_type=RelationshipTypeValues.CONTAINS))
+
+    groups = []
+    for f in findings:
+        side = f.side_name
+        if f.probability is None:
+            group = MeasurementsAndQualitativeEvaluations(
+                tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier=f"{side} hip not assessed"),
+                finding_type=c["necrosis"], finding_sites=site(f), algorithm_id=algorithm_id)
+            add_text(group, f.qc)
+            groups.append(group)
+            continue
+        group = VolumetricROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier=f"{side} hip AVNFH"),
+            referenced_volume_surface=surface(_roi_faces(f.roi_mm)),
+            finding_type=c["necrosis"], finding_sites=site(f), algorithm_id=algorithm_id,
+            measurements=[
+                Measurement(c["probability"], round(f.probability, 6), c["no_units"]),
+                Measurement(c["threshold"], round(f.threshold, 6), c["no_units"]),
+            ],
+            qualitative_evaluations=[
+                QualitativeEvaluation(c["necrosis"], c["present"] if f.decision else c["absent"])])
+        add_text(group, f.qc)
+        groups.append(group)
+        if f.head is not None:
+            centre, r = np.asarray(f.head.centre_mm), f.head.radius_mm
+            axes = np.eye(3) * r
+            ellipsoid = np.array([centre - axes[0], centre + axes[0], centre - axes[1], centre + axes[1],
+                                  centre - axes[2], centre + axes[2]])
+            groups.append(VolumetricROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier=f"{side} femoral head (localiser)"),
+                referenced_volume_surface=VolumeSurface(
+                    "ELLIPSOID", ellipsoid, frame_uid, source_series=SourceSeriesForSegmentation(source.series_uid)),
+                finding_type=c["femoral_head"], finding_sites=site(f), algorithm_id=algorithm_id,
+                measurements=[Measurement(c["radius"], round(r, 3), c["mm"]),
+                              Measurement(c["confidence"], round(f.head.confidence, 6), c["no_units"])]))
+        axes = f.attention.axes if f.attention is not None else np.eye(3)
+        for k, patch in enumerate(f.top_patches, start=1):
+            groups.append(VolumetricROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier=f"{side} hip attention patch {k}"),
+                referenced_volume_surface=surface(_patch_faces(patch, axes)),
+                finding_sites=site(f), algorithm_id=algorithm_id,
+                measurements=[Measurement(c["saliency"], round(patch.weight, 6), c["no_units"])]))
+
+    report = MeasurementReport(
+        observation_context=ObservationContext(observer_device_context=observer),
+        procedure_reported=c["procedure"], imaging_measurements=groups)
+    return Comprehensive3DSR(
+        evidence=list(source.datasets), content=report[0], series_instance_uid=series_uid,
+        series_number=series_number, sop_instance_uid=sop_uid, instance_number=1, manufacturer="sranet",
+        is_complete=True, is_final=False, is_verified=False,
+        series_description=f"{algorithm.name} AVNFH findings", manufacturer_model_name=algorithm.name,
+        software_versions=algorithm.version,
+        coding_schemes=[CodingSchemeIdentificationItem(
+            designator=PRIVATE_SCHEME, name="sranet private codes", responsible_organization="sranet")],
+        content_date=now.date() if now else None, content_time=now.time() if now else None)
