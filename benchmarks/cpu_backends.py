@@ -11,7 +11,7 @@ What runs (all fp32 unless named; weights are a seeded random initialisation, wh
   ort_fp16          sranet.export.precision.convert_fp16 of ort_fp32
   ort_int8          sranet.export.precision.quantize_int8 (QDQ, calibrated on 4 phantom volumes)
 Then at batch 1 a sweep of ORT intra-op threads x graph-optimisation levels, interleaved with torch_eager.
-The compute floor = batch x FLOPs per volume (sranet.bench.flops) / peak fp32 matmul rate (results/peak_matmul.json).
+The compute floor = batch x FLOPs per volume (sranet.model.flops) / peak fp32 matmul rate (results/peak_matmul.json).
 It counts the model's direct-convolution FLOPs for every variant; the spectral graph does fewer, so its rows also
 carry p50 over its own graph's floor (graph_matmul_flops).
 
@@ -103,10 +103,10 @@ def make_variants(cfg, preprocess, args):
     """name -> (description, callable(x) -> (prob, attention)) or name -> error string."""
     import torch
 
-    from sranet.bench.flops import choose_spectral_layers, conv_layers
     from sranet.export.onnx import to_onnx_proto
     from sranet.export.parity import parity_inputs
     from sranet.export.precision import convert_fp16, quantize_int8
+    from sranet.model.flops import choose_spectral_layers, conv_layers
     from sranet.model.spectral import spectral_copy
 
     model, variant = build_models(cfg, args.seed)
@@ -201,9 +201,10 @@ def measure(calls: dict, batch: int, settings, floor_ms: float | None, graph_flo
 
 def main(argv: list[str] | None = None) -> dict:
     from sranet.bench.env import collect_environment
-    from sranet.bench.flops import compute_floor_ms, count_flops, graph_matmul_flops
     from sranet.bench.runner import Settings
+    from sranet.bench.stats import compute_floor_ms
     from sranet.config import ModelConfig, PreprocessConfig
+    from sranet.model.flops import count_flops, graph_matmul_flops
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="paper")

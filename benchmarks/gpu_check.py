@@ -178,7 +178,7 @@ def environment(args, cuda: bool) -> dict:
 
 
 def torch_parity(ckpt: Path, x: np.ndarray, cuda: bool) -> dict:
-    from sranet.runtime.backends.torch import TorchBackend
+    from sranet.model.backend import TorchBackend
 
     ref = TorchBackend(ckpt, device="cpu").infer(x)
     out = {"reference": "PyTorch CPU fp32", "batch": int(x.shape[0]), "prob_reference": ref["prob"].round(6).tolist()}
@@ -201,7 +201,7 @@ def torch_parity(ckpt: Path, x: np.ndarray, cuda: bool) -> dict:
 def torch_latency(ckpt: Path, cfg, args, cuda: bool) -> dict:
     import torch
 
-    from sranet.runtime.backends.torch import TorchBackend
+    from sranet.model.backend import TorchBackend
 
     S = cfg.input_size
     out = {}
@@ -291,14 +291,14 @@ def tensorrt_check(ckpt: Path, tmp: Path, x: np.ndarray, cfg, args) -> dict:
         return {"skipped": "`import tensorrt` is not available on this machine"}
     from sranet.export.onnx import export_onnx
     from sranet.export.tensorrt import EngineOptions, build_engine
+    from sranet.model.backend import TorchBackend
     from sranet.runtime.backends.tensorrt import TensorRTBackend
-    from sranet.runtime.backends.torch import TorchBackend
 
     onnx_path = tmp / "model.fp16.onnx"
     export_onnx(ckpt, onnx_path, precision="fp16", parity_cases=2)
     t = time.perf_counter()
     sidecar = build_engine(onnx_path, tmp / "model.engine",
-                           EngineOptions.from_cli("fp16", batch="1:4:16", workspace_gib=4, verbose=True), source=str(ckpt))
+                           EngineOptions.from_cli("fp16", profile="1:4:16", workspace_gib=4, verbose=True), source=str(ckpt))
     out = {"build_s": round(time.perf_counter() - t, 1), "build": sidecar["build"], "tensorrt": sidecar["tensorrt"]}
     ref = TorchBackend(ckpt, device="cpu").infer(x)
     S = cfg.input_size

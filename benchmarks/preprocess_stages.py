@@ -68,8 +68,9 @@ def synthesise_series(folder: Path, n_slices: int, size: int = 512, pixel_mm: fl
 
 def time_stages(folder: Path, cfg, roi_text: str) -> dict[str, float]:
     """One pass over every stage; returns stage -> ms."""
-    from sranet.runtime.dicom import build_volume, scan_folder
+    from sranet.runtime.dicom import scan_folder
     from sranet.runtime.dicom_decode import decode_pixels, read_dataset, to_hu
+    from sranet.runtime.dicom_stack import build_volume
     from sranet.runtime.io import load_volume
     from sranet.runtime.preprocess import normalize, plan_resample, resample
     from sranet.runtime.qc import qc_flags

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sranet.export.sidecar import DeviceEnv
+from sranet.runtime.sidecar import DeviceEnv
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 REAL_CT = DATA_DIR / "realct"  # real CT/MR files with their licences (see the LICENSE files there)
@@ -34,9 +34,9 @@ def tiny_model(seed: int = 0, preset: str = "tiny"):
 
 def write_checkpoint(path: str | Path, model=None, *, seed: int = 0, preset: str = "tiny", threshold: float = 0.5,
                      epoch: int = 0, metrics: dict | None = None) -> Path:
-    """``model`` (default ``tiny_model(seed, preset)``) saved by sranet.train.checkpoint.save_checkpoint."""
+    """``model`` (default ``tiny_model(seed, preset)``) saved by sranet.model.checkpoint.save_checkpoint."""
     from sranet.config import PreprocessConfig
-    from sranet.train.checkpoint import save_checkpoint
+    from sranet.model.checkpoint import save_checkpoint
 
     model = model if model is not None else tiny_model(seed, preset)
     return save_checkpoint(path, model=model, preprocess_config=PreprocessConfig.for_model(model.cfg),

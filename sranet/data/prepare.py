@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from sranet.config import PreprocessConfig
-from sranet.data.manifest import Case, read_manifest
 from sranet.data.masks import BoneMaskParams, bone_mask
 from sranet.errors import InputError, SranetError, VolumeError
+from sranet.runtime.manifest import Case, read_manifest
 
 CASE_COLUMNS = ("case_id", "label", "stage", "split", "volume", "mask", "lesion", "qc")
 

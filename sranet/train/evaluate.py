@@ -65,7 +65,7 @@ def evaluate(ckpt_path: str | Path, cache_dir: str | Path, split: str, out_dir: 
              device: str = "cpu", overlays: int = 4, batch_size: int = 4) -> dict[str, Any]:
     """Evaluate ``ckpt_path`` on ``split`` of the cache at ``cache_dir``; write the files above; return the metrics."""
     from sranet.data.dataset import CachedDataset, read_cache
-    from sranet.train.checkpoint import load_checkpoint
+    from sranet.model.checkpoint import load_checkpoint
     from sranet.train.distributed import resolve_device
     from sranet.train.loop import predict_split
     from sranet.train.plots import attention_overlay_png, roc_png

@@ -18,13 +18,13 @@ def load_script(name: str):
     return module
 
 
-def test_peak_matmul_and_tables(tmp_path, tiny_onnx, ort_opener):
+def test_peak_matmul_and_tables(tmp_path, tiny_onnx):
     results = tmp_path / "results"
     peak = load_script("peak_matmul").main(["--quick", "--out", str(results / "peak_matmul.json")])
     assert peak["peak_gflops"] == max(r["gflops_median"] for r in peak["rows"])
     assert {r["library"] for r in peak["rows"]} == {"numpy", "torch"}
     doc = run_benchmark([tiny_onnx], Settings(warmup_s=0, warmup_iters=0, min_iters=2, duration_s=0),
-                        peak_gflops=peak["peak_gflops"], argv=["sranet", "benchmark", "tiny.onnx"], opener=ort_opener)
+                        peak_gflops=peak["peak_gflops"], argv=["sranet", "benchmark", "tiny.onnx"])
     (results / "sranet_tiny.json").write_text(json.dumps(doc))
     (results / "gpu_check_x.json").write_text(json.dumps({
         "environment": {"date_utc": "2026-01-01", "command": "python benchmarks/gpu_check.py", "gpu": "Test GPU"},

@@ -16,8 +16,8 @@ from sranet.errors import InputError, ParityGateError
 from sranet.export import onnx as export_mod
 from sranet.export.onnx import export_onnx
 from sranet.export.parity import parity_inputs
+from sranet.model.checkpoint import load_checkpoint
 from sranet.runtime.artifact import ArtifactInfo, sha256_file
-from sranet.train.checkpoint import load_checkpoint
 from tests.helpers import write_checkpoint
 
 
