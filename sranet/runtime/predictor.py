@@ -20,6 +20,7 @@ import numpy as np
 from sranet.errors import InputError, SranetError, check_choice
 from sranet.runtime.artifact import ArtifactInfo, sha256_file
 from sranet.runtime.backends.base import Backend, open_backend
+from sranet.runtime.patches import patch_centres
 from sranet.runtime.results import case_key
 from sranet.runtime.volume import Volume
 
@@ -292,13 +293,6 @@ class Predictor:
             volume=p.volume,
             prepared=p.prepared,
         )
-
-
-def patch_centres(grid: int, input_size: int) -> np.ndarray:
-    """(P**3, 3) centre of each patch in prepared-volume voxel indices (d, h, w); row n is patch n = P*P*i+P*j+k."""
-    p = input_size / grid
-    idx = np.stack(np.meshgrid(*[np.arange(grid)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
-    return idx * p + (p - 1) / 2.0
 
 
 def top_patches(attention: np.ndarray, k: int, input_size: int, plan: Any, volume: Volume) -> list[dict[str, Any]]:

@@ -25,15 +25,13 @@ from typing import Any
 import numpy as np
 
 from sranet.errors import TrainingError
+from sranet.runtime.patches import patch_blocks
 from sranet.train.metrics import json_safe, roc_curve, summarize
 
 
 def lesion_patches(lesion: np.ndarray, grid: int) -> np.ndarray:
     """(S, S, S) 0/1 lesion mask -> (grid**3,) bool, True where the patch holds any lesion voxel (n = g*g*i+g*j+k)."""
-    S = lesion.shape[0]
-    p = S // grid
-    blocks = (lesion > 0).reshape(grid, p, grid, p, grid, p)
-    return blocks.any(axis=(1, 3, 5)).reshape(-1)
+    return patch_blocks(lesion > 0, grid).any(axis=(3, 4, 5)).reshape(-1)
 
 
 def localisation(attention: np.ndarray, lesions: list[np.ndarray | None], labels: np.ndarray, grid: int) -> dict[str, Any]:

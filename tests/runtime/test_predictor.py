@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from sranet.errors import SranetError
-from sranet.runtime.predictor import CaseInput, Predictor, patch_centres
+from sranet.runtime.patches import patch_centres
+from sranet.runtime.predictor import CaseInput, Predictor
 from sranet.runtime.volume import Volume
 from tests.helpers import (
     PATIENT_ID,
