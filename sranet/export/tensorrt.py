@@ -249,6 +249,12 @@ def plan_build(trt_version: str, options: EngineOptions, onnx_precision: str, *,
         plan.decisions.append(f"TensorRT {major}: strongly typed network; precision {want} comes from the "
                               f"{onnx_precision} ONNX, no precision builder flags.")
 
+    _add_options(plan, options)
+    return plan
+
+
+def _add_options(plan: BuildPlan, options: EngineOptions) -> None:
+    """The build choices that do not depend on the TensorRT line: compatibility, DLA, verbosity, the profile."""
     if options.version_compatible:
         plan.builder_flags.append("VERSION_COMPATIBLE")
         plan.decisions.append("Version-compatible plan (runs on later TensorRT runtimes; may be slower).")
@@ -266,7 +272,6 @@ def plan_build(trt_version: str, options: EngineOptions, onnx_precision: str, *,
         plan.decisions.append("Verbose: detailed profiling verbosity and an engine-inspector layer report.")
     plan.decisions.append(f"Optimisation profile for {INPUT_NAME!r}: batch {options.batch_min}/{options.batch_opt}/"
                           f"{options.batch_max} (min/opt/max); workspace limit {options.workspace_gib:g} GiB.")
-    return plan
 
 
 # -- inspector report (pure) --------------------------------------------------------------------------------------
