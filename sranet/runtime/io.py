@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sranet.errors import InputError, UnreadableFileError, UnsupportedFormatError
+from sranet.errors import CorruptPixelDataError, InputError, UnreadableFileError, UnsupportedFormatError
 from sranet.runtime.roi import Roi, parse_roi, roi_box
 from sranet.runtime.volume import Volume
 
@@ -58,7 +58,8 @@ def load_volume(
 
     Raises (all ``sranet.errors.VolumeError`` unless noted): UnreadableFileError, NotDicomError,
     UnsupportedFormatError, NoPixelDataError, CorruptPixelDataError, WrongModalityError, NoUsableSeriesError,
-    GeometryError, EmptyRoiError; InputError for bad arguments.
+    GeometryError, EmptyRoiError; InputError for bad arguments. Non-finite HU (NaN, infinite) are refused
+    (CorruptPixelDataError) for every format.
     """
     from sranet.runtime.dicom import check_policy
     from sranet.runtime.qc import qc_flags
@@ -96,10 +97,22 @@ def load_volume(
 
         volume = load_dicom_file(p, roi=roi, policy=policy)
     volume.source = str(path)
+    _refuse_non_finite(volume)
     for flag in qc_flags(volume):
         if flag not in volume.qc:
             volume.qc.append(flag)
     return volume
+
+
+def _refuse_non_finite(volume: Volume) -> None:
+    """NaN or infinite HU (a float array with holes, a rescale that overflows) are not a CT the model can vouch for."""
+    hu = volume.hu
+    if hu.dtype.kind == "f" and not np.isfinite(hu).all():
+        bad = int(hu.size - np.count_nonzero(np.isfinite(hu)))
+        raise CorruptPixelDataError(f"{bad} of {hu.size} voxels are NaN or infinite after conversion to HU.",
+                                    path=volume.source or None,
+                                    hint="Check the file's data type and rescale (slope/intercept, scl_slope); "
+                                         "fill missing voxels with air (-1000 HU) before saving.")
 
 
 def _crop(volume: Volume, roi: Roi | None) -> Volume:
