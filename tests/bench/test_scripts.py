@@ -48,6 +48,19 @@ def test_cpu_backends_quick(tmp_path):
     assert [r["config"] for r in doc["blocks"][0]["rows"]][0] == "torch_eager"
 
 
+def test_gpu_check_dry_run_on_the_package_harness(tmp_path):
+    """The GPU check's CPU dry run: every section runs through sranet.bench (timing loop and statistics)."""
+    out = tmp_path / "gpu_check_dry.json"
+    assert load_script("gpu_check").main(["--dry-run", "--out", str(out), "--loop-s", "0"]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["environment"]["dry_run"] is True and "cpu" in doc["environment"]
+    row = doc["torch_latency"]["fp32_b1_eager"]["end_to_end"]
+    assert row["n"] >= 5 and row["p50_ms"] > 0 and set(row) >= {"p90_ms", "p99_ms", "mean_ms", "throughput_vol_s"}
+    roi = doc["preprocessing"]["femoral_head_roi"]
+    assert roi["max_abs_d_input"] == 0 and roi["cpu"]["n"] >= 5
+    assert doc["torch_parity"]["cpu_bf16"]["repeat_identical"] is True
+
+
 def test_preprocess_stages_quick(tmp_path):
     doc = load_script("preprocess_stages").main(["--quick", "--slices", "8", "--out", str(tmp_path / "p.json")])
     assert doc["series"]["shape"] == [8, 512, 512]
