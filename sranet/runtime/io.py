@@ -73,7 +73,7 @@ def load_volume(
     name = p.name.lower()
     if spacing_mm is not None and not name.endswith(".npy"):
         raise InputError(f"spacing_mm={spacing_mm!r} was given for {p}, but only .npy inputs take a spacing; "
-                         "DICOM and NIfTI carry their own.", hint="Drop spacing_mm (--spacing).")
+                         "DICOM and NIfTI carry their own.", hint="Drop spacing_mm (--spacing-mm).")
     if series is not None and not p.is_dir():
         raise InputError(f"series={series!r} was given, but {p} is a file, not a DICOM folder.",
                          hint="Drop series= or point to the folder.")
@@ -169,7 +169,7 @@ def load_npy(path: Path, spacing_mm=None) -> Volume:
     spacing = spacing_mm if spacing_mm is not None else geometry.get("spacing_mm")
     if spacing is None:
         raise InputError("a .npy array carries no voxel spacing.", path=path,
-                         hint=f"Pass spacing_mm=(sD, sH, sW) (CLI --spacing) or write {sidecar.name} with "
+                         hint=f"Pass spacing_mm=(sD, sH, sW) (CLI --spacing-mm) or write {sidecar.name} with "
                               '{"spacing_mm": [sD, sH, sW]}.')
     spacing = _vector(spacing, 3, "spacing_mm", path)
     if np.any(spacing <= 0):
