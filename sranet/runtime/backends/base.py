@@ -56,7 +56,7 @@ class Backend(ABC):
     OPTIONS: ClassVar[tuple[str, ...]] = ()  # backend-specific keyword options open_backend passes through
     info: ArtifactInfo
     path: Path
-    device: Device
+    device: Device = Device("cpu")
     max_batch: int | None = None
     min_batch: int = 1
 
