@@ -61,7 +61,7 @@ def _reject_reason(h: SliceHeader) -> str | None:
 
 def _series_label(uid: str, hs: list[SliceHeader]) -> str:
     """UID suffix, series number, slice count and thickness. Never SeriesDescription: it is free text that the DICOM
-    confidentiality profile (PS3.15 Annex E) removes, since exports sometimes put names in it."""
+    de-identification profile removes, since exports sometimes put names in it."""
     thickness = f", {hs[0].slice_thickness:g} mm" if hs[0].slice_thickness else ""
     return f"...{uid[-8:] or '(no UID)'} #{hs[0].series_number or '?'} ({len(hs)} slices{thickness})"
 

@@ -105,7 +105,7 @@ def test_several_series_must_be_chosen_and_are_listed_without_identifiers():
     with pytest.raises(NoUsableSeriesError, match=r"2 CT series found.*#\S+ \(4 slices") as e:
         load_volume(DIRTESTS)
     assert "series=" in str(e.value)
-    # free-text descriptions may hold names (PS3.15 removes them): neither the listing nor meta carries them
+    # free-text descriptions may hold names (DICOM de-identification removes them): neither the listing nor meta carries them
     assert "Routine Brain" not in str(e.value) and "SmartScore" not in str(e.value)
     v = load_volume(DIRTESTS, series="6302.0.6")  # a UID suffix
     assert v.shape == (5, 16, 16) and "series_description" not in v.meta
