@@ -11,7 +11,7 @@ What runs (all fp32 unless named; weights are a seeded random initialisation, wh
   ort_fp16          sranet.export.precision.convert_fp16 of ort_fp32
   ort_int8          sranet.export.precision.quantize_int8 (QDQ, calibrated on 4 phantom volumes)
 Then at batch 1 a sweep of ORT intra-op threads x graph-optimisation levels, interleaved with torch_eager.
-The compute floor = batch x FLOPs per volume (sranet.bench.flops) / peak fp32 matmul rate (results/peak_matmul.json).
+The compute floor = batch x FLOPs per volume (sranet.model.flops) / peak fp32 matmul rate (results/peak_matmul.json).
 It counts the model's direct-convolution FLOPs for every variant; the spectral graph does fewer, so its rows also
 carry p50 over its own graph's floor (graph_matmul_flops).
 
@@ -85,28 +85,22 @@ def build_models(cfg, seed: int):
 
 
 def ort_session(proto, threads: int, level: str):
-    import onnxruntime as ort
+    """The package's ONNX Runtime set-up (CPU provider) for one graph variant. Several sessions and PyTorch take
+    turns on the same cores here: ORT's default busy-wait of its idle pool threads would steal the cores from
+    whichever runs next (and inflate the others' latencies), so no spinning."""
+    from sranet.runtime.backends.onnxruntime import make_session
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.graph_optimization_level = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-                                   "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-                                   "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-                                   "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[level]
-    # Several sessions and PyTorch take turns on the same cores here: ORT's default busy-wait of its idle pool
-    # threads would steal the cores from whichever runs next (and inflate the others' latencies), so no spinning.
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return make_session(proto.SerializeToString(), threads=threads or None, graph_level=level, spinning=False)
 
 
 def make_variants(cfg, preprocess, args):
     """name -> (description, callable(x) -> (prob, attention)) or name -> error string."""
     import torch
 
-    from sranet.bench.flops import choose_spectral_layers, conv_layers
     from sranet.export.onnx import to_onnx_proto
     from sranet.export.parity import parity_inputs
     from sranet.export.precision import convert_fp16, quantize_int8
+    from sranet.model.flops import choose_spectral_layers, conv_layers
     from sranet.model.spectral import spectral_copy
 
     model, variant = build_models(cfg, args.seed)
@@ -199,11 +193,39 @@ def measure(calls: dict, batch: int, settings, floor_ms: float | None, graph_flo
     return rows
 
 
+def sweep_calls(torch_eager, protos: dict, x1: np.ndarray, args) -> dict:
+    """torch eager, then the direct and spectral fp32 graphs at each intra-op thread count x graph level."""
+    calls = {"torch_eager": (lambda: (torch_eager(x1), None)[1])}
+    for t in [int(v) for v in args.sweep_threads.split(",")]:
+        for level in args.sweep_levels.split(","):
+            for graph in ("ort_fp32", "ort_fp32_spectral"):
+                s = ort_session(protos[graph], t, level)
+                calls[f"{graph} t={t} {level}"] = lambda s=s: (s.run(None, {"ct": x1}), None)[1]
+    return calls
+
+
+def target_check(blocks: list[dict]) -> dict:
+    """Batch 1, per ONNX Runtime graph: p50 against the floor (target <= 1.3x) and against torch eager (>= 2x)."""
+    b1 = {r["config"]: r for r in blocks[0]["rows"]} if blocks and blocks[0]["batch"] == 1 else {}
+    target = {}
+    for graph in ("ort_fp32", "ort_fp32_spectral", "ort_fp32_conv2d"):
+        if graph in b1:
+            r = b1[graph]
+            target[graph] = {"p50_ms": r["host"]["p50_ms"], "p50_over_floor": r.get("p50_over_floor"),
+                             "p50_over_graph_floor": r.get("p50_over_graph_floor"),
+                             "speedup_vs_torch_eager": r["speedup_vs_first_paired"],
+                             "meets_floor_1_3x": (r.get("p50_over_floor") or 99) <= 1.3,
+                             "meets_2x_vs_torch": r["speedup_vs_first_paired"] >= 2.0}
+    return target
+
+
 def main(argv: list[str] | None = None) -> dict:
     from sranet.bench.env import collect_environment
-    from sranet.bench.flops import compute_floor_ms, count_flops, graph_matmul_flops
-    from sranet.bench.runner import Settings
+    from sranet.bench.runner import Settings, peak_rss_mib
+    from sranet.bench.stats import compute_floor_ms
     from sranet.config import ModelConfig, PreprocessConfig
+    from sranet.model.flops import count_flops, graph_matmul_flops
+    from sranet.runtime.files import atomic_write
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="paper")
@@ -248,30 +270,12 @@ def main(argv: list[str] | None = None) -> dict:
         blocks.append({"batch": batch, "rows": measure(calls, batch, settings, floor, own)})
     sweep = []
     if not (args.quick or args.no_sweep):
-        import torch
-
-        calls = {"torch_eager": (lambda f=runnable["torch_eager"][1]: (f(x1), None)[1])}
-        for t in [int(v) for v in args.sweep_threads.split(",")]:
-            for level in args.sweep_levels.split(","):
-                for graph in ("ort_fp32", "ort_fp32_spectral"):
-                    s = ort_session(protos[graph], t, level)
-                    calls[f"{graph} t={t} {level}"] = lambda s=s: (s.run(None, {"ct": x1}), None)[1]
         floor = compute_floor_ms(flops.matmul_flops, peak_gflops, 1) if peak_gflops else None
         own = {"ort_fp32_spectral": compute_floor_ms(spectral_flops, peak_gflops, 1)} if peak_gflops else None
-        sweep = measure(calls, 1, settings, floor, own)
+        sweep = measure(sweep_calls(runnable["torch_eager"][1], protos, x1, args), 1, settings, floor, own)
     import torch
 
     torch_threads = torch.get_num_threads()
-    b1 = {r["config"]: r for r in blocks[0]["rows"]} if blocks and blocks[0]["batch"] == 1 else {}
-    target = {}
-    for graph in ("ort_fp32", "ort_fp32_spectral", "ort_fp32_conv2d"):
-        if graph in b1:
-            r = b1[graph]
-            target[graph] = {"p50_ms": r["host"]["p50_ms"], "p50_over_floor": r.get("p50_over_floor"),
-                             "p50_over_graph_floor": r.get("p50_over_graph_floor"),
-                             "speedup_vs_torch_eager": r["speedup_vs_first_paired"],
-                             "meets_floor_1_3x": (r.get("p50_over_floor") or 99) <= 1.3,
-                             "meets_2x_vs_torch": r["speedup_vs_first_paired"] >= 2.0}
     doc = {
         "schema": "sranet-cpu-backends/1",
         "environment": collect_environment(threads=args.threads,
@@ -280,7 +284,7 @@ def main(argv: list[str] | None = None) -> dict:
         "flops_per_volume": flops.to_dict(),
         "spectral": {"layers": list(spectral_layers), "graph_matmul_flops": spectral_flops},
         "flops_convention": "FLOPs = 2 x MACs; matmul_flops (conv + linear + attention + head, no biases) is what "
-                            "the floor uses; cross-checked against torch.utils.flop_counter in tests/bench",
+                            "the floor uses; cross-checked against torch.utils.flop_counter in tests/model",
         "peak": {"peak_gflops": peak_gflops, "source": str(args.peak_json) if peak else None,
                  "date_utc": peak["environment"]["date_utc"] if peak else None},
         "settings": {**{k: getattr(settings, k) for k in ("warmup_s", "warmup_iters", "min_iters", "duration_s")},
@@ -291,11 +295,11 @@ def main(argv: list[str] | None = None) -> dict:
         "parity_vs_torch": par,
         "blocks": blocks,
         "sweep_batch1": sweep,
-        "target": target,
-        "peak_rss_mib": __import__("resource").getrusage(__import__("resource").RUSAGE_SELF).ru_maxrss / 1024,
+        "target": target_check(blocks),
+        "peak_rss_mib": peak_rss_mib(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=1) + "\n")
+    atomic_write(args.out, json.dumps(doc, indent=1) + "\n")
     log(f"wrote {args.out}")
     return doc
 

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from sranet.config import ModelConfig, PreprocessConfig
     from sranet.export.onnx import export_onnx
     from sranet.model import SRANet
-    from sranet.train.checkpoint import save_checkpoint
+    from sranet.model.checkpoint import save_checkpoint
 
     preset = "tiny" if args.quick else "paper"
     slices = 24 if args.quick else args.slices

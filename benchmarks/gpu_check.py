@@ -15,20 +15,18 @@ What it measures:
 - latency: backend.infer end to end (numpy in, numpy out; host clock) and GPU compute only (CUDA events around the
   forward pass on a device-resident input), batch 1 and 16, with and without CUDA graphs: p50/p90/p99 (ms).
 - preprocessing a 512x512x300 int16 volume to 128^3 (whole volume and a femoral-head ROI), CPU vs GPU.
-Every loop is bounded by time (--loop-s) and iterations; sections that fail record their error and the rest go on.
-The JSON is rewritten after every section, so a run cut short still leaves its results.
+Every loop is ``sranet.bench.runner.run_interleaved`` bounded by time (--loop-s) and iterations, with GPU time from
+CUDA events (``DeviceTimer``), summarised by ``sranet.bench.stats.summarize``; sections that fail record their error
+and the rest go on. The JSON is rewritten (atomically) after every section, so a run cut short still leaves its
+results.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib.util
 import json
-import os
-import platform
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,8 +42,10 @@ RESULTS: dict = {}
 
 
 def save(out: Path) -> None:
+    from sranet.runtime.files import atomic_write
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(RESULTS, indent=2, sort_keys=False, default=str) + "\n")
+    atomic_write(out, json.dumps(RESULTS, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def section(name: str, out: Path):
@@ -66,59 +66,36 @@ def section(name: str, out: Path):
     return wrap
 
 
-def stats(ms: list[float]) -> dict:
-    a = np.asarray(ms, dtype=float)
-    if a.size == 0:
-        return {"n": 0}
-    return {"n": int(a.size), "p50_ms": round(float(np.percentile(a, 50)), 4), "p90_ms": round(float(np.percentile(a, 90)), 4),
-            "p99_ms": round(float(np.percentile(a, 99)), 4), "mean_ms": round(float(a.mean()), 4),
-            "min_ms": round(float(a.min()), 4)}
+def timed(fn, *, loop_s: float, max_iters: int, device: bool = False, warmup: int = 3) -> dict:
+    """Latency of ``fn`` with the package's harness: host wall time (``fn`` returns when its result is on the host),
+    or with ``device`` the GPU time between two CUDA events around ``fn`` (which only enqueues work)."""
+    from sranet.bench.runner import DeviceTimer, Settings, run_interleaved, summarize_rounds
 
+    settings = Settings(warmup_s=0.0, warmup_iters=warmup, min_iters=5, duration_s=loop_s,
+                        max_iters=max(5, max_iters))
+    def call() -> None:  # the harness records what a call returns; fn's result is not a measurement
+        fn()
 
-def host_loop(fn, *, loop_s: float, max_iters: int, warmup: int = 3) -> dict:
-    """Wall-clock latency of a synchronous fn (returns when its result is on the host)."""
-    for _ in range(warmup):
-        fn()
-    ms, t_end = [], time.perf_counter() + loop_s
-    while len(ms) < max_iters and (time.perf_counter() < t_end or len(ms) < 5):
-        t = time.perf_counter()
-        fn()
-        ms.append((time.perf_counter() - t) * 1e3)
-    return stats(ms)
-
-
-def event_loop(torch, fn, *, loop_s: float, max_iters: int, warmup: int = 3) -> dict:
-    """GPU time of fn (which only enqueues work on the current stream) between two CUDA events."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    ms, t_end = [], time.perf_counter() + loop_s
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    while len(ms) < max_iters and (time.perf_counter() < t_end or len(ms) < 5):
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        ms.append(start.elapsed_time(end))
-    return stats(ms)
+    if device:
+        call = DeviceTimer().wrap(fn)
+    rounds = run_interleaved([call], settings)[0]
+    return summarize_rounds(rounds, "device_ms" if device else "wall_ms", 1)
 
 
 # -- inputs -------------------------------------------------------------------------------------------------------
 def make_checkpoint(tmp: Path, preset: str) -> Path:
+    """A checkpoint of random weights (torch seed 0), written by the library's own writer."""
     import torch
 
     from sranet.config import ModelConfig, PreprocessConfig
+    from sranet.model.checkpoint import save_checkpoint
     from sranet.model.sranet import SRANet
 
     torch.manual_seed(0)
     cfg = ModelConfig.preset(preset)
-    model = SRANet(cfg).eval()
-    path = tmp / f"random_{preset}.pt"
-    torch.save({"format": "sranet-checkpoint/1", "model_state": model.state_dict(), "model_config": cfg.to_dict(),
-                "preprocess_config": PreprocessConfig.for_model(cfg).to_dict(), "threshold": 0.5, "epoch": 0,
-                "metrics": {}, "train_config": {"note": "random weights for gpu_check"}, "optimizer_state": None,
-                "scheduler_state": None}, path)
-    return path
+    return save_checkpoint(tmp / f"random_{preset}.pt", model=SRANet(cfg).eval(),
+                           preprocess_config=PreprocessConfig.for_model(cfg), threshold=0.5, epoch=0, metrics={},
+                           train_config={"note": "random weights for gpu_check"})
 
 
 def phantom_inputs(cfg, n: int, dry: bool) -> np.ndarray:
@@ -152,45 +129,36 @@ def big_volume(dry: bool):
 
 # -- sections -----------------------------------------------------------------------------------------------------
 def environment(args, cuda: bool) -> dict:
+    """``sranet.bench.env.collect_environment`` plus what PyTorch says about CUDA, and this check's settings."""
     import torch
 
-    env = {"date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "command": shlex.join([sys.executable.rsplit("/", 1)[-1], *sys.argv]), "dry_run": args.dry_run,
-           "python": platform.python_version(), "platform": platform.platform(), "cpu": platform.processor(),
-           "cpu_count": os.cpu_count(), "numpy": np.__version__, "torch": torch.__version__,
-           "torch_cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if cuda else None,
-           "cuda_available": cuda, "preset": args.preset}
+    from sranet.bench.env import collect_environment
+
+    env = collect_environment(argv=[sys.executable.rsplit("/", 1)[-1], *sys.argv])
+    env["command"] = shlex.join([sys.executable.rsplit("/", 1)[-1], *sys.argv])
+    env.update(dry_run=args.dry_run, preset=args.preset, torch_cuda=torch.version.cuda, cuda_available=cuda,
+               cudnn=torch.backends.cudnn.version() if cuda else None)
     if cuda:
         props = torch.cuda.get_device_properties(0)
         env.update(gpu=props.name, compute_capability=f"{props.major}.{props.minor}",
                    gpu_memory_gib=round(props.total_memory / 2**30, 1))
-        try:
-            env["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                                           capture_output=True, text=True, timeout=20).stdout.strip()
-        except (OSError, subprocess.SubprocessError) as exc:
-            env["driver"] = f"unknown ({exc})"
-    for name in ("cupy", "onnx", "onnxruntime", "tensorrt"):
-        try:
-            env[name] = __import__(name).__version__
-        except Exception as exc:  # absent or broken: say which
-            env[name] = f"not importable ({type(exc).__name__})"
     return env
 
 
 def torch_parity(ckpt: Path, x: np.ndarray, cuda: bool) -> dict:
-    from sranet.runtime.backends.torch import TorchBackend
+    from sranet.model.backend import DTYPES, TorchBackend
 
     ref = TorchBackend(ckpt, device="cpu").infer(x)
     out = {"reference": "PyTorch CPU fp32", "batch": int(x.shape[0]), "prob_reference": ref["prob"].round(6).tolist()}
     runs = [("cpu", "bf16", False)]
     if cuda:
-        runs = [("cuda", d, g) for d in ("fp32", "fp16", "bf16") for g in (False, True)]
+        runs = [("cuda:0", d, g) for d in DTYPES for g in (False, True)]
     for device, dtype, graphs in runs:
         backend = TorchBackend(ckpt, device=device, dtype=dtype, cuda_graphs=graphs)
         got = backend.infer(x)
         backend.infer(x)  # a graph replay on the second call
         got2 = backend.infer(x)
-        out[f"{device}_{dtype}{'_graph' if graphs else ''}"] = {
+        out[f"{device.split(':')[0]}_{dtype}{'_graph' if graphs else ''}"] = {
             "max_abs_d_prob": float(np.abs(got["prob"] - ref["prob"]).max()),
             "max_abs_d_attention": float(np.abs(got["attention"] - ref["attention"]).max()),
             "repeat_identical": bool(np.array_equal(got["prob"], got2["prob"])),
@@ -201,30 +169,31 @@ def torch_parity(ckpt: Path, x: np.ndarray, cuda: bool) -> dict:
 def torch_latency(ckpt: Path, cfg, args, cuda: bool) -> dict:
     import torch
 
-    from sranet.runtime.backends.torch import TorchBackend
+    from sranet.model.backend import DTYPES, TorchBackend
 
     S = cfg.input_size
     out = {}
-    dtypes = ("fp32", "fp16", "bf16") if cuda else ("fp32",)
+    dtypes = DTYPES if cuda else ("fp32",)
     batches = (1, 16) if cuda else (1, 2)
     for dtype in dtypes:
         for graphs in ((False, True) if cuda else (False,)):
-            backend = TorchBackend(ckpt, device="cuda" if cuda else "cpu", dtype=dtype, cuda_graphs=graphs)
+            backend = TorchBackend(ckpt, device="cuda:0" if cuda else "cpu", dtype=dtype, cuda_graphs=graphs)
             for b in batches:
                 x = np.random.default_rng(b).standard_normal((b, 1, S, S, S)).astype(np.float32)
                 key = f"{dtype}_b{b}_{'graph' if graphs else 'eager'}"
-                row = {"end_to_end": host_loop(lambda x=x, backend=backend: backend.infer(x), loop_s=args.loop_s, max_iters=args.max_iters)}
+                row = {"end_to_end": timed(lambda x=x, backend=backend: backend.infer(x), loop_s=args.loop_s,
+                                          max_iters=args.max_iters)}
                 if cuda:
                     if graphs:
                         graph, static_in, _, _ = backend._graphs.get(b) or backend._capture(b)
-                        row["gpu_only"] = event_loop(torch, graph.replay, loop_s=args.loop_s, max_iters=args.max_iters)
+                        row["gpu_only"] = timed(graph.replay, loop_s=args.loop_s, max_iters=args.max_iters, device=True)
                     else:
-                        xd = torch.from_numpy(x).to("cuda")
+                        xd = torch.from_numpy(x).to(backend.torch_device)
 
                         def fwd(xd=xd, backend=backend):
                             with torch.inference_mode():
                                 backend._forward(xd)
-                        row["gpu_only"] = event_loop(torch, fwd, loop_s=args.loop_s, max_iters=args.max_iters)
+                        row["gpu_only"] = timed(fwd, loop_s=args.loop_s, max_iters=args.max_iters, device=True)
                 row["per_volume_p50_ms"] = round(row["end_to_end"]["p50_ms"] / b, 4)
                 out[key] = row
                 print(f"[gpu_check]   torch {key}: e2e p50 {row['end_to_end']['p50_ms']:.3f} ms", flush=True)
@@ -257,8 +226,8 @@ def preprocessing(cfg, args, cuda: bool) -> dict:
         out[name] = {
             "max_abs_d_hu": float(np.abs(got.hu - ref.hu).max()),
             "max_abs_d_input": float(np.abs(got.input - ref.input).max()),
-            "cpu": host_loop(lambda roi=roi: cpu.preprocess(volume, cfg, roi), loop_s=args.loop_s, max_iters=50, warmup=1),
-            "gpu": host_loop(run_gpu, loop_s=args.loop_s, max_iters=200, warmup=2),
+            "cpu": timed(lambda roi=roi: cpu.preprocess(volume, cfg, roi), loop_s=args.loop_s, max_iters=50, warmup=1),
+            "gpu": timed(run_gpu, loop_s=args.loop_s, max_iters=200, warmup=2),
             "gpu_stage_ms_first_call": {k: round(v, 3) for k, v in got.timings_ms.items()},  # cold: includes CuPy kernel compilation
         }
     return out
@@ -291,38 +260,39 @@ def tensorrt_check(ckpt: Path, tmp: Path, x: np.ndarray, cfg, args) -> dict:
         return {"skipped": "`import tensorrt` is not available on this machine"}
     from sranet.export.onnx import export_onnx
     from sranet.export.tensorrt import EngineOptions, build_engine
+    from sranet.model.backend import TorchBackend
     from sranet.runtime.backends.tensorrt import TensorRTBackend
-    from sranet.runtime.backends.torch import TorchBackend
 
     onnx_path = tmp / "model.fp16.onnx"
     export_onnx(ckpt, onnx_path, precision="fp16", parity_cases=2)
     t = time.perf_counter()
     sidecar = build_engine(onnx_path, tmp / "model.engine",
-                           EngineOptions.from_cli("fp16", batch="1:4:16", workspace_gib=4, verbose=True), source=str(ckpt))
+                           EngineOptions.from_cli("fp16", profile="1:4:16", workspace_gib=4, verbose=True), source=str(ckpt))
     out = {"build_s": round(time.perf_counter() - t, 1), "build": sidecar["build"], "tensorrt": sidecar["tensorrt"]}
     ref = TorchBackend(ckpt, device="cpu").infer(x)
     S = cfg.input_size
     for graphs in (False, True):
-        backend = TensorRTBackend(tmp / "model.engine", cuda_graphs=graphs)
+        backend = TensorRTBackend(tmp / "model.engine", device="cuda:0", cuda_graphs=graphs)
         got = backend.infer(x)
         tag = "graph" if graphs else "plain"
         out[f"parity_{tag}"] = {"max_abs_d_prob": float(np.abs(got["prob"] - ref["prob"]).max()),
                                 "max_abs_d_attention": float(np.abs(got["attention"] - ref["attention"]).max())}
         for b in (1, 16):
             xb = np.random.default_rng(b).standard_normal((b, 1, S, S, S)).astype(np.float32)
-            out[f"fp16_b{b}_{tag}"] = host_loop(lambda xb=xb, backend=backend: backend.infer(xb), loop_s=args.loop_s, max_iters=args.max_iters)
+            out[f"fp16_b{b}_{tag}"] = timed(lambda xb=xb, backend=backend: backend.infer(xb), loop_s=args.loop_s,
+                                            max_iters=args.max_iters)
         backend.close()
     return out
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="JSON file to write (e.g. benchmarks/results/gpu_check_h100.json)")
     ap.add_argument("--dry-run", action="store_true", help="CPU only, tiny sizes: checks the script, measures nothing useful")
     ap.add_argument("--preset", default=None, help="model preset (default: paper; dry run: tiny)")
     ap.add_argument("--loop-s", type=float, default=None, help="seconds per timing loop (default 2.5; dry run 0.2)")
     ap.add_argument("--max-iters", type=int, default=300, help="iterations per timing loop at most")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     args.preset = args.preset or ("tiny" if args.dry_run else "paper")
     args.loop_s = args.loop_s if args.loop_s is not None else (0.2 if args.dry_run else 2.5)
 

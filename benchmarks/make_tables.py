@@ -34,10 +34,10 @@ def provenance(env: dict, *, cpu_only: bool = False) -> str:
         machine = machine_label(env, gpu=not cpu_only)
         if cpu_only and env.get("gpus"):
             machine += f" (host of an {env['gpus'][0]['name']}; CPU only)"
-    else:  # gpu_check's environment
+    else:  # the environment of gpu_check results written before it used sranet.bench.env
         machine = env.get("gpu") or env.get("device") or f"{env.get('cpu') or 'CPU'}, {env.get('cpu_count')} cores"
-        if env.get("dry_run"):
-            machine += " (dry run: CPU, tiny sizes; not a GPU result)"
+    if env.get("dry_run"):
+        machine += " (dry run: CPU, tiny sizes; not a GPU result)"
     libs = env.get("libraries") or {k: env[k] for k in ("torch", "onnxruntime", "numpy") if k in env}
     lib = ", ".join(f"{k} {v}" for k, v in libs.items() if k in ("torch", "onnxruntime", "numpy", "tensorrt"))
     threads = {k: v for k, v in (env.get("threads") or {}).items() if v is not None}

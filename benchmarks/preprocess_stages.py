@@ -2,10 +2,11 @@
 
 The series is synthesised on disk from a real CT slice (tests/data/realct/pydicom/CT_small.dcm, upsampled to
 512 x 512; 0.78 mm pixels, 1 mm slices, new UIDs, no patient data), uncompressed unless --compress is given.
-Stages (sranet.runtime): scan (header-only read of every file, ``scan_folder``), read (``read_dataset``), decode
-(``decode_pixels``), hu (``to_hu``), stack (``build_volume``: geometry and assembly, pixels already decoded),
-qc (``qc_flags``, which ``load_volume`` runs on every volume), then plan (``plan_resample``), resample, normalize. ``load_volume`` is also timed whole, with and without a
-96 mm femoral-head ROI (with a ROI only the slices the box needs are decoded). Files are in the page cache after
+Stages (``sranet.bench.e2e.load_dicom_by_stage``, the split ``sranet benchmark`` uses): scan (header-only read of
+every file, ``scan_folder``), read (``read_dataset``), decode (``decode_pixels``), hu (``to_hu``), stack
+(``build_volume``: geometry and assembly, pixels already decoded, and the QC flags ``load_volume`` adds); then plan
+(``plan_resample``), resample, normalize. ``load_volume`` is also timed whole, with and without a 96 mm
+femoral-head ROI (with a ROI only the slices the box needs are decoded). Files are in the page cache after
 the first repeat; the first repeat is reported apart as ``first_repeat_ms``.
 
     .venv/bin/python benchmarks/preprocess_stages.py               # 300 slices, 5 repeats: ~1-2 minutes
@@ -68,36 +69,15 @@ def synthesise_series(folder: Path, n_slices: int, size: int = 512, pixel_mm: fl
 
 def time_stages(folder: Path, cfg, roi_text: str) -> dict[str, float]:
     """One pass over every stage; returns stage -> ms."""
-    from sranet.runtime.dicom import build_volume, scan_folder
-    from sranet.runtime.dicom_decode import decode_pixels, read_dataset, to_hu
+    from sranet.bench.e2e import load_dicom_by_stage
     from sranet.runtime.io import load_volume
     from sranet.runtime.preprocess import normalize, plan_resample, resample
-    from sranet.runtime.qc import qc_flags
     from sranet.runtime.roi import parse_roi
 
     t: dict[str, float] = {}
     clock = time.perf_counter
-    t0 = clock()
-    groups, _ = scan_folder(folder)
-    hs = next(iter(groups.values()))
-    t["scan"] = (clock() - t0) * 1e3
-    t0 = clock()
-    dss = [read_dataset(h.path, header_only=False) for h in hs]
-    t["read"] = (clock() - t0) * 1e3
-    t0 = clock()
-    arrs = [decode_pixels(ds, h.path) for ds, h in zip(dss, hs, strict=False)]
-    t["decode"] = (clock() - t0) * 1e3
-    t0 = clock()
-    hus = [to_hu(a, ds.get("RescaleSlope"), ds.get("RescaleIntercept"), h.path, ds.get("PixelPaddingValue"))
-           for a, ds, h in zip(arrs, dss, hs, strict=False)]
-    t["hu"] = (clock() - t0) * 1e3
-    t0 = clock()
-    volume = build_volume(hs, where=folder, roi=None, policy="resample", decode=lambda i: hus[i])
-    t["stack"] = (clock() - t0) * 1e3
-    t0 = clock()
-    qc_flags(volume)
-    t["qc"] = (clock() - t0) * 1e3
-    del dss, arrs  # the decoded slices now live in volume.hu
+    volume = load_dicom_by_stage(folder, t)  # scan, read, decode, hu, stack (with the QC flags), as sranet benchmark
+    t = {k[:-3]: v for k, v in t.items()}
     t0 = clock()
     plan = plan_resample(volume, cfg)
     t["plan"] = (clock() - t0) * 1e3

@@ -36,11 +36,11 @@ def main() -> None:
     from sranet.bench.stats import summarize
     from sranet.config import PreprocessConfig
     from sranet.data.dicom_write import write_dicom_series
-    from sranet.data.manifest import Case
     from sranet.data.masks import BoneMaskParams
     from sranet.data.prepare import prepare_case
     from sranet.data.synthetic import generate_case
     from sranet.data.synthetic_dataset import parse_shape
+    from sranet.runtime.manifest import Case
 
     shape = parse_shape(args.shape)
     cfg = PreprocessConfig(output_size=args.size)

@@ -49,7 +49,7 @@ class _ConfigMixin:
 
 @dataclass(frozen=True)
 class ModelConfig(_ConfigMixin):
-    """SRANet's shape. The defaults are the paper's configuration (section II; DESIGN.md).
+    """SRANet's shape. The defaults are the paper's configuration (section II).
 
     input_size      S, edge of the cubic input in voxels (128 in the paper).
     grid            P, patches per axis; P**3 patches of (S/P)**3 voxels. Patch index = P*P*i + P*j + k.

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sranet.export.sidecar import DeviceEnv
+from sranet.runtime.sidecar import DeviceEnv
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 REAL_CT = DATA_DIR / "realct"  # real CT/MR files with their licences (see the LICENSE files there)
@@ -34,9 +34,9 @@ def tiny_model(seed: int = 0, preset: str = "tiny"):
 
 def write_checkpoint(path: str | Path, model=None, *, seed: int = 0, preset: str = "tiny", threshold: float = 0.5,
                      epoch: int = 0, metrics: dict | None = None) -> Path:
-    """``model`` (default ``tiny_model(seed, preset)``) saved by sranet.train.checkpoint.save_checkpoint."""
+    """``model`` (default ``tiny_model(seed, preset)``) saved by sranet.model.checkpoint.save_checkpoint."""
     from sranet.config import PreprocessConfig
-    from sranet.train.checkpoint import save_checkpoint
+    from sranet.model.checkpoint import save_checkpoint
 
     model = model if model is not None else tiny_model(seed, preset)
     return save_checkpoint(path, model=model, preprocess_config=PreprocessConfig.for_model(model.cfg),
@@ -218,10 +218,10 @@ def unpack_ge_series(dest: Path) -> Path:
 def write_small_cache(root: Path, size: int = 48) -> Path:
     """A minimal prepared cache (docs/CONTRACTS.md layout): 4 train + 4 val cases of ``size``^3, labels alternate;
     positives carry a bright cube. Returns ``root``."""
-    import csv
     import json
 
     from sranet.config import PreprocessConfig
+    from sranet.data.prepare import write_cases_csv
 
     for sub in ("volumes", "masks"):
         (root / sub).mkdir(parents=True, exist_ok=True)
@@ -235,9 +235,7 @@ def write_small_cache(root: Path, size: int = 48) -> Path:
             vol[10:30, 10:30, 10:30] += 3
         np.save(root / "volumes" / f"c{n}.npy", vol)
         np.save(root / "masks" / f"c{n}.npy", ((vol > 1) * 255).astype(np.uint8))
-        rows.append([f"c{n}", label, "", split, f"volumes/c{n}.npy", f"masks/c{n}.npy", "", ""])
-    with (root / "cases.csv").open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["case_id", "label", "stage", "split", "volume", "mask", "lesion", "qc"])
-        w.writerows(rows)
+        rows.append({"case_id": f"c{n}", "label": label, "split": split, "volume": f"volumes/c{n}.npy",
+                     "mask": f"masks/c{n}.npy"})
+    write_cases_csv(root, rows)
     return root

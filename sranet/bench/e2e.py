@@ -12,7 +12,6 @@ device-to-host; split into ``infer.h2d``/``infer.compute``/``infer.d2h`` when th
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,8 +35,9 @@ def single_series_folder(case: Path) -> bool:
 
 def load_dicom_by_stage(folder: Path, t: dict[str, float]) -> Any:
     """What ``load_volume(folder)`` does for a one-series folder, timed step by step into ``t`` (ms)."""
-    from sranet.runtime.dicom import build_volume, scan_folder
+    from sranet.runtime.dicom import scan_folder
     from sranet.runtime.dicom_decode import decode_pixels, read_dataset, to_hu
+    from sranet.runtime.dicom_stack import build_volume
     from sranet.runtime.qc import qc_flags
 
     clock = time.perf_counter
@@ -152,7 +152,3 @@ def preprocess_once(case: Path, cfg: Any, *, spacing_mm=None, roi=None) -> tuple
     desc = {"shape": list(volume.shape), "spacing_mm": [round(float(s), 4) for s in volume.spacing_mm],
             "dtype": str(volume.hu.dtype), "qc": list(volume.qc)}
     return np.ascontiguousarray(x[None, None], dtype=np.float32), desc
-
-
-def temporary_folder() -> tempfile.TemporaryDirectory:
-    return tempfile.TemporaryDirectory(prefix="sranet-bench-")

@@ -139,20 +139,29 @@ def to_markdown(doc: dict[str, Any]) -> str:
     """Markdown: header (date, machine, command), model-only table per batch, cold start, end-to-end stages."""
     from sranet.bench.env import machine_label
 
-    env, arts = doc["environment"], doc["artifacts"]
+    env = doc["environment"]
     libs = ", ".join(f"{k} {v}" for k, v in env.get("libraries", {}).items()
                      if k in ("onnxruntime", "onnxruntime-gpu", "torch", "tensorrt", "numpy"))
     lines = [f"Measured {env['date_utc']} on {machine_label(env)} ({libs}); command: `{env['command']}`.",
              f"Settings: warm-up {doc['settings']['warmup_s']} s, >= {doc['settings']['min_iters']} rounds over "
              f">= {doc['settings']['duration_s']} s, artifacts interleaved round-robin, no outliers removed; "
              f"percentiles: numpy linear.", ""]
-    peak = doc["compute"].get("peak_gflops")
+    lines += _model_only_md(doc) + _cold_start_md(doc) + _end_to_end_md(doc)
+    mem = doc.get("memory", {})
+    lines += ["", f"Peak host RSS {_f(mem.get('peak_rss_mib'))} MiB"
+              + (f"; peak device memory {_f(mem['device_peak_mib'])} MiB." if mem.get("device_peak_mib") else ".")]
+    return "\n".join(lines) + "\n"
+
+
+def _model_only_md(doc: dict[str, Any]) -> list[str]:
+    """The model-only table (a floor column when the peak rate is known) and a note per spectral graph."""
+    arts, peak = doc["artifacts"], doc["compute"].get("peak_gflops")
     head = "| artifact | batch | p50 ms | p90 ms | p99 ms | mean ms | min ms | max ms | vol/s | vs first (paired) |"
     sep = "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     if peak:
         head += " floor ms | p50/floor |"
         sep += "---:|---:|"
-    lines += ["**Model only** (input already in memory)", "", head, sep]
+    lines = ["**Model only** (input already in memory)", "", head, sep]
     for block in doc["model_only"]:
         for r in block["results"]:
             h, a = r["host"], arts[r["artifact"]]
@@ -172,28 +181,34 @@ def to_markdown(doc: dict[str, Any]) -> str:
                          + ("".join(f"; p50 / its own graph floor at batch {b['batch']}: "
                                     f"{_f(r.get('p50_over_graph_floor'), 2)}" for b in doc["model_only"]
                                     for r in b["results"] if arts[r["artifact"]] is a and peak)) + ".")
-    lines += ["", "**Cold start** (load + first inference)", "", "| artifact | load ms | first inference ms | "
-              "total ms | RSS after load MiB |", "|---|---:|---:|---:|---:|"]
-    for a in arts:
+    return lines
+
+
+def _cold_start_md(doc: dict[str, Any]) -> list[str]:
+    lines = ["", "**Cold start** (load + first inference)", "", "| artifact | load ms | first inference ms | "
+             "total ms | RSS after load MiB |", "|---|---:|---:|---:|---:|"]
+    for a in doc["artifacts"]:
         c = a["cold_start"]
         lines.append(f"| {a['label']} | {_f(c['load_ms'])} | {_f(c['first_infer_ms'])} | {_f(c['total_ms'])} | "
                      f"{_f(a.get('rss_after_load_mib'))} |")
+    return lines
+
+
+def _end_to_end_md(doc: dict[str, Any]) -> list[str]:
+    """p50 (p90) per stage and in total, one row per artifact; nothing without an end-to-end run."""
     e2e = doc.get("end_to_end")
-    if e2e:
-        case = e2e["case"]
-        lines += ["", f"**End to end**, one case ({case.get('kind')}, shape {case.get('shape')}, spacing "
-                      f"{case.get('spacing_mm')} mm): p50 (p90) ms per stage", ""]
-        names = [n for n in e2e["stage_order"]]
-        extra = sorted({k for r in e2e["results"] for k in r["stages"] if k not in names})
-        cols = names + extra
-        lines += ["| artifact | " + " | ".join(cols) + " | total |", "|---|" + "---:|" * (len(cols) + 1)]
-        for r in e2e["results"]:
-            cells = [f"{_f(r['stages'][c]['p50_ms'])} ({_f(r['stages'][c]['p90_ms'])})" if c in r["stages"] else "-"
-                     for c in cols]
-            t = r["total"]
-            lines.append(f"| {arts[r['artifact']]['label']} | " + " | ".join(cells) +
-                         f" | {_f(t['p50_ms'])} ({_f(t['p90_ms'])}) |")
-    mem = doc.get("memory", {})
-    lines += ["", f"Peak host RSS {_f(mem.get('peak_rss_mib'))} MiB"
-              + (f"; peak device memory {_f(mem['device_peak_mib'])} MiB." if mem.get("device_peak_mib") else ".")]
-    return "\n".join(lines) + "\n"
+    if not e2e:
+        return []
+    case, arts = e2e["case"], doc["artifacts"]
+    lines = ["", f"**End to end**, one case ({case.get('kind')}, shape {case.get('shape')}, spacing "
+                 f"{case.get('spacing_mm')} mm): p50 (p90) ms per stage", ""]
+    names = list(e2e["stage_order"])
+    cols = names + sorted({k for r in e2e["results"] for k in r["stages"] if k not in names})
+    lines += ["| artifact | " + " | ".join(cols) + " | total |", "|---|" + "---:|" * (len(cols) + 1)]
+    for r in e2e["results"]:
+        cells = [f"{_f(r['stages'][c]['p50_ms'])} ({_f(r['stages'][c]['p90_ms'])})" if c in r["stages"] else "-"
+                 for c in cols]
+        t = r["total"]
+        lines.append(f"| {arts[r['artifact']]['label']} | " + " | ".join(cells) +
+                     f" | {_f(t['p50_ms'])} ({_f(t['p90_ms'])}) |")
+    return lines

@@ -66,3 +66,8 @@ def paired_ratios(samples_ms: Sequence[Sequence[float]]) -> list[dict[str, float
             }
         )
     return out
+
+
+def compute_floor_ms(matmul_flops: float, peak_gflops: float, batch: int = 1) -> float:
+    """Lower bound on latency in ms: batch * FLOPs / peak rate. ``peak_gflops`` in GFLOP/s."""
+    return float(batch * matmul_flops / (peak_gflops * 1e9) * 1e3)

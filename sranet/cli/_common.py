@@ -46,4 +46,27 @@ CacheDirOpt = Annotated[Path, typer.Option("--cache", help="Folder of preprocess
 OutDirOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (data order, augmentation, initialisation).")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when available).")]
-ThreadsOpt = Annotated[int, typer.Option("--threads", help="CPU threads for inference (0 = library default).")]
+BackendDeviceOpt = Annotated[str, typer.Option("--device", help="Where artifacts run: 'cpu' or 'cuda:N' (GPU N). A "
+                                               "TensorRT plan needs cuda:N.")]
+ProviderOpt = Annotated[str | None, typer.Option("--provider", help=".onnx on --device cuda:N: ONNX Runtime's "
+                                                 "'tensorrt' or 'cuda' execution provider (default: TensorRT where "
+                                                 "installed, else CUDA).")]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for inference (default: the "
+                                                "library's own choice).")]
+SpacingOpt = Annotated[str | None, typer.Option("--spacing-mm", help="Voxel spacing 'sD,sH,sW' in mm for .npy inputs "
+                                                "without a JSON sidecar, e.g. 1.0,0.7,0.7.")]
+
+
+def parse_spacing(text: str | None) -> tuple[float, float, float] | None:
+    """``--spacing-mm`` 'sD,sH,sW' -> three positive floats (mm); None stays None."""
+    from sranet.errors import InputError
+
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(v > 0 for v in values):
+        raise InputError(f"--spacing-mm {text!r} must be three positive numbers 'sD,sH,sW' (mm), e.g. 1.0,0.7,0.7.")
+    return values  # type: ignore[return-value]

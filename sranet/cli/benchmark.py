@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from sranet.cli._common import ThreadsOpt, cli_errors
+from sranet.cli._common import BackendDeviceOpt, ProviderOpt, SpacingOpt, ThreadsOpt, cli_errors, parse_spacing
 from sranet.errors import InputError
 
 
@@ -24,8 +24,8 @@ def _parse_batches(text: str) -> tuple[int, ...]:
 def _command_line(values: dict) -> list[str]:
     """The command as parsed (not sys.argv, which is the test runner's under CliRunner), for the report."""
     argv = ["sranet", "benchmark", *map(str, values["artifacts"])]
-    for name in ("input", "synthetic", "batch", "warmup_s", "warmup_iters", "min_iters", "duration_s", "threads",
-                 "device", "provider", "roi", "spacing_mm", "peak_gflops"):
+    for name in ("input", "synthetic", "batch", "warmup_s", "warmup_iters", "min_iters", "duration_s", "device",
+                 "threads", "provider", "roi", "spacing_mm", "peak_gflops"):
         value = values[name]
         flag = "--" + name.replace("_", "-")
         if value is True:
@@ -45,31 +45,27 @@ def benchmark(
     warmup_iters: Annotated[int, typer.Option("--warmup-iters", help="Warm-up rounds at least.")] = 2,
     min_iters: Annotated[int, typer.Option("--min-iters", help="Measured rounds at least (each round runs every artifact once).")] = 10,
     duration_s: Annotated[float, typer.Option("--duration-s", help="Measured time per run at least, seconds.")] = 10.0,
-    threads: ThreadsOpt = 0,
-    device: Annotated[str | None, typer.Option("--device", help=".pt artifacts: 'cpu', 'cuda', 'cuda:N' or 'auto'.")] = None,
-    provider: Annotated[str | None, typer.Option("--provider", help=".onnx artifacts: 'cpu', 'cuda' or 'tensorrt' (default: best available).")] = None,
+    device: BackendDeviceOpt = "cpu",
+    threads: ThreadsOpt = None,
+    provider: ProviderOpt = None,
     roi: Annotated[str | None, typer.Option("--roi", help="ROI for the end-to-end case: 'd0:d1,h0:h1,w0:w1' or 'mm:x0:x1,y0:y1,z0:z1'.")] = None,
-    spacing_mm: Annotated[str | None, typer.Option("--spacing-mm", help="Voxel spacing 'sD,sH,sW' mm for an .npy case.")] = None,
+    spacing_mm: SpacingOpt = None,
     peak_gflops: Annotated[float | None, typer.Option("--peak-gflops", help="This machine's peak fp32 GFLOP/s (benchmarks/peak_matmul.py) to show latency / compute floor.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the sranet-benchmark/1 JSON here.")] = None,
     markdown_out: Annotated[Path | None, typer.Option("--markdown", help="Write Markdown tables here.")] = None,
 ) -> None:
     """Measure latency (min, mean, p50/p90/p95/p99, max, throughput), cold start and memory of one or more artifacts."""
     from sranet.bench.report import to_markdown, write_json
-    from sranet.bench.runner import Settings, run_benchmark
+    from sranet.bench.runner import EndToEnd, Settings, run_benchmark
 
-    spacing = None
-    if spacing_mm is not None:
-        try:
-            spacing = tuple(float(v) for v in spacing_mm.split(","))
-        except ValueError:
-            spacing = ()
-        if len(spacing) != 3 or min(spacing) <= 0:
-            raise InputError(f"--spacing-mm {spacing_mm!r} must be three positive numbers 'sD,sH,sW'.")
+    argv = _command_line(locals())
     settings = Settings(batches=_parse_batches(batch), warmup_s=warmup_s, warmup_iters=warmup_iters,
-                        min_iters=min_iters, duration_s=duration_s, threads=threads)
-    doc = run_benchmark([str(a) for a in artifacts], settings, case=input, synthetic=synthetic, spacing_mm=spacing,
-                        roi=roi, peak_gflops=peak_gflops, device=device, provider=provider, argv=_command_line(locals()),
+                        min_iters=min_iters, duration_s=duration_s, threads=threads, device=device, provider=provider)
+    spacing = parse_spacing(spacing_mm)
+    case = None
+    if input is not None or synthetic:
+        case = EndToEnd(input, synthetic=synthetic, spacing_mm=spacing, roi=roi)
+    doc = run_benchmark([str(a) for a in artifacts], settings, case=case, peak_gflops=peak_gflops, argv=argv,
                         log=lambda msg: typer.echo(msg, err=True))
     if json_out is not None:
         write_json(doc, json_out)

@@ -6,8 +6,8 @@ the headline numbers. About 5 minutes on a quiet 2-core CPU; ``--quick`` (tiny e
 
 The demo defaults: 160 phantoms split 60/20/20 (96 train, 32 val, 32 test, so the test AUC means something) and
 an explicit bone window for preprocessing (``DEMO_WINDOW_HU``, z-scored): air and fat are clipped to -200 HU, so
-the normalisation no longer depends on how much air a crop holds. The library default (-1000..2000 HU) is unchanged;
-the window travels with the weights, so prediction uses the same one.
+the normalisation does not depend on how much air a crop holds. The library's default window is -1000..2000 HU; the
+window travels with the weights, so prediction uses the same one.
 """
 
 from __future__ import annotations
@@ -31,11 +31,9 @@ def demo(
     cases: Annotated[int | None, typer.Option("--cases", min=8, help="Synthetic cases to generate (default 160; 12 with --quick).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Tiny model, tiny volumes, 2 epochs: checks the path, not the model.")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Random seed for the phantoms and training.")] = 0,
-    threads: ThreadsOpt = 0,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Run the whole path on synthetic data: synth, prepare, train, evaluate, export, predict, benchmark."""
-    import dataclasses
-
     from sranet.errors import InputError
 
     n_cases = cases if cases is not None else (12 if quick else DEMO_CASES)
@@ -43,30 +41,53 @@ def demo(
         raise InputError(f"{out} exists and is not empty; the demo will not overwrite it.",
                          hint="Choose a new --out, or delete the folder.")
     out.mkdir(parents=True, exist_ok=True)
-    show = progress_enabled()
-    say = typer.echo
-    t_start = time.perf_counter()
-    timings_s: dict[str, float] = {}
+    steps = _Steps()
+    manifest = steps.run("synthesise", _synthesise, out, n_cases, seed=seed, quick=quick)
+    cache, train_cfg = steps.run("prepare", _prepare, out, manifest, quick=quick)
+    best = steps.run("train", _train, out, cache, train_cfg)
+    steps.run("evaluate", _evaluate, out, best, cache)
+    model = steps.run("export", _export, out, best)
+    summary = steps.run("predict", _predict_test_split, model, manifest, out / "predict", threads=threads)
+    steps.run("benchmark", _benchmark, out, model, summary, threads=threads, quick=quick)
+    steps.report()
+    typer.echo(f"artefacts under {out}: data/, cache/, run/best.pt, eval/, model.onnx, predict/results.jsonl, "
+               "benchmark.json")
 
-    def step(name: str):
-        timings_s[name] = time.perf_counter()
-        say(f"\n== {name}")
 
-    def done(name: str) -> None:
-        timings_s[name] = time.perf_counter() - timings_s[name]
+class _Steps:
+    """Runs the demo's steps in order, each under a ``== name`` heading, and reports their wall times."""
 
-    # 1. synthesise
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    def run(self, name: str, step, *args, **kwargs):
+        typer.echo(f"\n== {name}")
+        t0 = time.perf_counter()
+        result = step(*args, **kwargs)
+        self.seconds[name] = time.perf_counter() - t0
+        return result
+
+    def report(self) -> None:
+        total = time.perf_counter() - self.start
+        typer.echo(f"\n== done in {total:.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in self.seconds.items()) + ")")
+
+
+def _synthesise(out: Path, n_cases: int, *, seed: int, quick: bool) -> Path:
+    """Phantom CT series (DICOM) and their manifest under out/data; returns the manifest."""
     from sranet.data.synthetic_dataset import write_dataset
 
-    step("synthesise")
     shape = (48, 64, 64) if quick else (80, 112, 112)
-    workers = 1 if quick else 2
-    manifest = write_dataset(out / "data", n_cases, seed=seed, shape=shape, workers=workers, progress=show,
-                             split_fractions=DEMO_SPLITS)
-    say(f"{n_cases} phantom CT series (DICOM) + manifest -> {manifest}")
-    done("synthesise")
+    manifest = write_dataset(out / "data", n_cases, seed=seed, shape=shape, workers=1 if quick else 2,
+                             progress=progress_enabled(), split_fractions=DEMO_SPLITS)
+    typer.echo(f"{n_cases} phantom CT series (DICOM) + manifest -> {manifest}")
+    return manifest
 
-    # 2. prepare
+
+def _prepare(out: Path, manifest: Path, *, quick: bool):
+    """The prepared cache under out/cache (the demo's bone window); returns (cache folder, training config)."""
+    import dataclasses
+
     from sranet.config import ModelConfig, PreprocessConfig
     from sranet.data.prepare import prepare_cache
     from sranet.train.loop import demo_train_config
@@ -75,64 +96,39 @@ def demo(
     if quick:
         train_cfg = dataclasses.replace(train_cfg, model="tiny", epochs=2, batch_size=4)
     model_cfg = ModelConfig.preset(train_cfg.model)
-    step("prepare")
     cache = out / "cache"
     preprocess_cfg = PreprocessConfig.for_model(model_cfg, window_hu=DEMO_WINDOW_HU)
-    prepared = prepare_cache(manifest, cache, preprocess_cfg, grid=model_cfg.grid,
-                             workers=workers, progress=show)
+    prepared = prepare_cache(manifest, cache, preprocess_cfg, grid=model_cfg.grid, workers=1 if quick else 2,
+                             progress=progress_enabled())
     failed = f", {len(prepared.failures)} failed (see {cache})" if prepared.failures else ""
-    say(f"{len(prepared.done)} cases -> {model_cfg.input_size}^3 network inputs + bone masks{failed} -> {cache}")
-    done("prepare")
+    typer.echo(f"{len(prepared.done)} cases -> {model_cfg.input_size}^3 network inputs + bone masks{failed} -> {cache}")
+    return cache, train_cfg
 
-    # 3. train
+
+def _train(out: Path, cache: Path, train_cfg) -> Path:
+    """Train on the cache into out/run; returns the best checkpoint."""
     from sranet.train.loop import train
 
-    step("train")
-    result = train(train_cfg, cache, out / "run", progress=show, log=say)
-    say(f"best epoch {result.best_epoch} (val AUC {result.best_val_auc:.3f}, threshold {result.threshold:.3f}) "
-        f"-> {result.best_path}")
-    done("train")
+    result = train(train_cfg, cache, out / "run", progress=progress_enabled(), log=typer.echo)
+    typer.echo(f"best epoch {result.best_epoch} (val AUC {result.best_val_auc:.3f}, threshold {result.threshold:.3f}) "
+               f"-> {result.best_path}")
+    return result.best_path
 
-    # 4. evaluate
+
+def _evaluate(out: Path, best: Path, cache: Path) -> None:
     from sranet.train.evaluate import evaluate
 
-    step("evaluate")
-    metrics = evaluate(result.best_path, cache, "test", out / "eval")
-    say(f"test split: {_metrics_line(metrics)} -> {out / 'eval'}")
-    done("evaluate")
+    metrics = evaluate(best, cache, "test", out / "eval")
+    typer.echo(f"test split: {_metrics_line(metrics)} -> {out / 'eval'}")
 
-    # 5. export (the exporter refuses to write a model that fails its parity gate)
+
+def _export(out: Path, best: Path) -> Path:
+    """The ONNX artifact (the exporter refuses to write a model that fails its parity gate)."""
     from sranet.export.onnx import export_onnx
 
-    step("export")
-    exported = export_onnx(result.best_path, out / "model.onnx", log=say)
-    say(f"ONNX (opset {exported.opset}, parity gate passed) -> {exported.path}; report -> {exported.parity_path}")
-    done("export")
-
-    # 6. predict the test split with the exported artifact (no torch on this path)
-    step("predict")
-    predict_summary = _predict_test_split(exported.path, manifest, out / "predict", threads=threads)
-    say(f"{predict_summary['done']} test cases, {predict_summary['failed']} failed, accuracy "
-        f"{predict_summary['accuracy']:.3f} -> {predict_summary['results']}; heatmaps -> {predict_summary['heatmaps']}")
-    done("predict")
-
-    # 7. a short benchmark: the ONNX artifact, end to end on one phantom and model-only
-    from sranet.bench.report import to_markdown, write_json
-    from sranet.bench.runner import Settings, run_benchmark
-
-    step("benchmark")
-    settings = Settings(batches=(1,), warmup_s=0.2 if quick else 1.0, warmup_iters=1 if quick else 2,
-                        min_iters=3 if quick else 10, duration_s=0.5 if quick else 5.0, threads=threads)
-    doc = run_benchmark([str(exported.path)], settings, case=predict_summary["first_case"], roi=predict_summary["first_roi"],
-                        argv=["sranet", "demo", "--out", str(out)] + (["--quick"] if quick else []))
-    bench_path = write_json(doc, out / "benchmark.json")
-    say(to_markdown(doc))
-    say(f"(short run on this machine; `sranet benchmark` measures properly) -> {bench_path}")
-    done("benchmark")
-
-    total = time.perf_counter() - t_start
-    say("\n== done in " + f"{total:.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in timings_s.items()) + ")")
-    say(f"artefacts under {out}: data/, cache/, run/best.pt, eval/, model.onnx, predict/results.jsonl, benchmark.json")
+    exported = export_onnx(best, out / "model.onnx", log=typer.echo)
+    typer.echo(f"ONNX (opset {exported.opset}, parity gate passed) -> {exported.path}; report -> {exported.parity_path}")
+    return exported.path
 
 
 def _metrics_line(metrics: dict) -> str:
@@ -142,36 +138,43 @@ def _metrics_line(metrics: dict) -> str:
     return ", ".join(parts) or "see metrics.json"
 
 
-def _predict_test_split(artifact: Path, manifest: Path, out_dir: Path, *, threads: int, heatmaps: int = 4) -> dict:
-    """Predict the manifest's test cases with ``artifact`` (ONNX Runtime, CPU): results JSONL + a few heatmaps."""
-    from sranet.data.manifest import read_manifest
-    from sranet.runtime.heatmap import write_heatmaps
-    from sranet.runtime.predictor import CaseInput, Predictor
-    from sranet.runtime.results import ResultsWriter
-    from sranet.runtime.roi import parse_roi
+def _predict_test_split(artifact: Path, manifest: Path, out_dir: Path, *, threads: int | None,
+                        heatmaps: int = 4) -> dict:
+    """Predict the manifest's test cases with ``artifact`` (ONNX Runtime on the CPU, no torch on this path):
+    results JSONL with each case's label, and heatmaps for the first few."""
+    from sranet.runtime.batch import cases_from, predict_batch
+    from sranet.runtime.manifest import read_manifest
+    from sranet.runtime.predictor import Predictor
+    from sranet.runtime.results import read_results
 
-    test = [c for c in read_manifest(manifest) if c.split == "test"]
-    labels = {}
-    inputs = []
-    for c in test:
-        case = CaseInput(c.path, case_id=c.case_id, roi=parse_roi(c.roi, c.side) if c.roi else None)
-        labels[case.key] = c.label
-        inputs.append(case)
+    rows = [c for c in read_manifest(manifest) if c.split == "test"]
+    labels = {c.case_id: c.label for c in rows}
+    if not rows:
+        typer.echo(f"no test cases in {manifest}; nothing to predict")
+        return {"first_case": None, "first_roi": None}
+    test = cases_from(manifest=manifest, split="test")
     results_path, heat_dir = out_dir / "results.jsonl", out_dir / "heatmaps"
-    n_done = n_failed = correct = 0
-    with Predictor.from_artifact(artifact, providers="cpu", threads=threads) as predictor, \
-            ResultsWriter(results_path) as writer:
-        for case, result in predictor.predict_many(inputs, batch=4):
-            if isinstance(result, Exception):
-                n_failed += 1
-                writer.write({"case": case.key, "error": type(result).__name__, "message": str(result)})
-                continue
-            record = result.to_record()
-            if n_done < heatmaps:
-                record["heatmaps"] = write_heatmaps(result, heat_dir, predictor.info.model.input_size)
-            record["label"] = labels.get(case.key)
-            writer.write(record)
-            n_done += 1
-            correct += int(record["label"] is not None and int(record["decision"]) == record["label"])
-    return {"done": n_done, "failed": n_failed, "accuracy": correct / max(1, n_done), "results": results_path,
-            "heatmaps": heat_dir, "first_case": test[0].path if test else None, "first_roi": test[0].roi if test else None}
+    with Predictor.from_artifact(artifact, device="cpu", threads=threads) as predictor:
+        summary = predict_batch(predictor, test, results_path, batch=4, heatmaps=heat_dir, heatmap_limit=heatmaps,
+                                annotate=lambda case: {"label": labels.get(case.case_id)})
+    records, _ = read_results(results_path)
+    done = [r for r in records if "error" not in r]
+    correct = sum(int(r["label"] is not None and int(r["decision"]) == r["label"]) for r in done)
+    typer.echo(f"{summary.predicted} test cases, {summary.failed} failed, accuracy {correct / max(1, len(done)):.3f} "
+               f"-> {results_path}; heatmaps -> {heat_dir}")
+    return {"first_case": rows[0].path if rows else None, "first_roi": rows[0].roi if rows else None}
+
+
+def _benchmark(out: Path, model: Path, summary: dict, *, threads: int | None, quick: bool) -> None:
+    """A short benchmark of the ONNX artifact: model-only, and end to end on the first test case."""
+    from sranet.bench.report import to_markdown, write_json
+    from sranet.bench.runner import EndToEnd, Settings, run_benchmark
+
+    settings = Settings(batches=(1,), warmup_s=0.2 if quick else 1.0, warmup_iters=1 if quick else 2,
+                        min_iters=3 if quick else 10, duration_s=0.5 if quick else 5.0, threads=threads)
+    case = EndToEnd(summary["first_case"], roi=summary["first_roi"]) if summary["first_case"] else None
+    doc = run_benchmark([str(model)], settings, case=case,
+                        argv=["sranet", "demo", "--out", str(out)] + (["--quick"] if quick else []))
+    bench_path = write_json(doc, out / "benchmark.json")
+    typer.echo(to_markdown(doc))
+    typer.echo(f"(short run on this machine; `sranet benchmark` measures properly) -> {bench_path}")

@@ -14,9 +14,9 @@ import typer
 
 from sranet.cli._common import cli_errors
 from sranet.errors import InputError, check_choice
+from sranet.runtime.artifact import DEFAULT_PROFILE
 
-_ENGINE_ONLY = ("--workspace-gib", "--timing-cache", "--version-compatible", "--hardware-compatibility", "--dla-core",
-                "--verbose")
+_DEFAULT_PROFILE = ":".join(map(str, DEFAULT_PROFILE))
 
 
 @cli_errors
@@ -36,8 +36,8 @@ def export(
                                            "Runtime on a CPU).")] = "direct",
     engine: Annotated[bool, typer.Option("--engine", help="Also build a TensorRT plan (<out>.engine + .json sidecar); "
                                          "needs TensorRT and an NVIDIA GPU.")] = False,
-    batch: Annotated[str | None, typer.Option("--batch", help="Engine profile / Triton batch range MIN:OPT:MAX "
-                                              "(default 1:1:8).")] = None,
+    profile: Annotated[str | None, typer.Option("--profile", help="Engine optimisation profile / Triton batch "
+                                                f"range MIN:OPT:MAX (default {_DEFAULT_PROFILE}).")] = None,
     workspace_gib: Annotated[float | None, typer.Option("--workspace-gib", help="TensorRT tactic workspace limit in "
                                                         "GiB (default 4).")] = None,
     timing_cache: Annotated[Path | None, typer.Option("--timing-cache", help="TensorRT timing cache file, read and "
@@ -53,25 +53,45 @@ def export(
                                                 "plan (with --engine) or the ONNX.")] = None,
 ) -> None:
     """Export CHECKPOINT to ONNX (input ct (B,1,S,S,S), outputs prob (B,) and attention (B,64)), gated against PyTorch."""
+    precision = _check_options(checkpoint, fp16=fp16, int8=int8, calib=calib, conv_impl=conv_impl, engine=engine,
+                               profile=profile, triton=triton,
+                               engine_only={"--workspace-gib": workspace_gib is not None,
+                                            "--timing-cache": timing_cache is not None,
+                                            "--version-compatible": version_compatible,
+                                            "--hardware-compatibility": hardware_compatibility is not None,
+                                            "--dla-core": dla_core is not None, "--verbose": verbose})
+    options, max_batch = _engine_options(
+        precision, engine=engine, profile=profile, triton=triton, workspace_gib=workspace_gib,
+        timing_cache=timing_cache, version_compatible=version_compatible,
+        hardware_compatibility=hardware_compatibility, dla_core=dla_core, verbose=verbose)
+    result = _export_onnx(checkpoint, out, opset=opset, precision=precision, calib=calib, calib_limit=calib_limit,
+                          parity_cases=parity_cases, conv_impl=conv_impl)
+    artifact = _build_engine(result, options, checkpoint) if engine else result.path
+    if triton is not None:
+        from sranet.export.triton import write_triton_repo
+
+        folder = write_triton_repo(artifact, triton, max_batch=max_batch)
+        typer.echo(f"wrote Triton model {folder} (max_batch_size {max_batch})")
+
+
+def _check_options(checkpoint: Path, *, fp16: bool, int8: bool, calib: Path | None, conv_impl: str, engine: bool,
+                   profile: str | None, triton: Path | None, engine_only: dict[str, bool]) -> str:
+    """Refuse contradictory options before any work; return the precision ("fp32", "fp16" or "int8")."""
+    from sranet.export.onnx import CONV_IMPLS
+
     if fp16 and int8:
         raise InputError("--fp16 and --int8 were both given; choose one precision.")
-    precision = "fp16" if fp16 else "int8" if int8 else "fp32"
     if int8 and calib is None:
         raise InputError("--int8 needs calibration volumes.",
                          hint="Add --calib MANIFEST (a manifest CSV of typical crops; 16-64 cases is plenty).")
     if calib is not None and not int8:
         raise InputError("--calib is only used with --int8.", hint="Add --int8, or drop --calib.")
-    given = {"--workspace-gib": workspace_gib is not None, "--timing-cache": timing_cache is not None,
-             "--version-compatible": version_compatible, "--hardware-compatibility": hardware_compatibility is not None,
-             "--dla-core": dla_core is not None, "--verbose": verbose}
-    stray = [name for name in _ENGINE_ONLY if given[name]]
+    stray = [name for name, given in engine_only.items() if given]
     if stray and not engine:
         raise InputError(f"{', '.join(stray)} only apply to a TensorRT engine.", hint="Add --engine, or drop them.")
-    if batch is not None and not (engine or triton):
-        raise InputError("--batch sets the engine profile or the Triton batch range.",
-                         hint="Add --engine and/or --triton REPO, or drop --batch.")
-    from sranet.export.onnx import CONV_IMPLS, export_onnx
-
+    if profile is not None and not (engine or triton):
+        raise InputError("--profile sets the engine profile or the Triton batch range.",
+                         hint="Add --engine and/or --triton REPO, or drop --profile.")
     check_choice("--conv-impl", conv_impl, CONV_IMPLS, InputError)
     if conv_impl == "spectral" and engine:
         raise InputError("--conv-impl spectral is an ONNX Runtime (CPU) graph; a TensorRT plan is built from the "
@@ -80,28 +100,40 @@ def export(
     if not checkpoint.is_file():
         raise InputError(f"checkpoint {str(checkpoint)!r} does not exist.",
                          hint="Pass a best.pt or last.pt written by `sranet train`.")
+    return "fp16" if fp16 else "int8" if int8 else "fp32"
 
-    options = None
-    max_batch = 8
-    if engine or batch is not None:
-        from sranet.export.tensorrt import EngineOptions, parse_batch
 
-        min_batch, opt_batch, max_batch = parse_batch(batch or "1:1:8")
-        if engine and triton is not None and min_batch != 1:  # refused by write_triton_repo, but only after the build
-            raise InputError(f"--batch {batch} starts at {min_batch}, but Triton may send a batch of 1 to the plan.",
-                             hint=f"Use --batch 1:{opt_batch}:{max_batch} with --triton.")
-        if engine:
-            options = EngineOptions.from_cli(
-                precision, batch=batch or "1:1:8", workspace_gib=4.0 if workspace_gib is None else workspace_gib,
-                timing_cache=timing_cache, version_compatible=version_compatible,
-                hardware_compatibility=hardware_compatibility, dla_core=dla_core, verbose=verbose)
+def _engine_options(precision: str, *, engine: bool, profile: str | None, triton: Path | None, workspace_gib,
+                    timing_cache, version_compatible, hardware_compatibility, dla_core, verbose):
+    """(EngineOptions or None, Triton max batch), validated without TensorRT."""
+    from sranet.runtime.artifact import DEFAULT_MAX_BATCH
 
+    if not (engine or profile is not None):
+        return None, DEFAULT_MAX_BATCH
+    from sranet.export.tensorrt import EngineOptions, parse_profile
+
+    profile = profile or _DEFAULT_PROFILE
+    min_batch, opt_batch, max_batch = parse_profile(profile)
+    if engine and triton is not None and min_batch != 1:  # refused by write_triton_repo, but only after the build
+        raise InputError(f"--profile {profile} starts at {min_batch}, but Triton may send a batch of 1 to the plan.",
+                         hint=f"Use --profile 1:{opt_batch}:{max_batch} with --triton.")
+    if not engine:
+        return None, max_batch
+    options = EngineOptions.from_cli(
+        precision, profile=profile, workspace_gib=4.0 if workspace_gib is None else workspace_gib,
+        timing_cache=timing_cache, version_compatible=version_compatible,
+        hardware_compatibility=hardware_compatibility, dla_core=dla_core, verbose=verbose)
+    return options, max_batch
+
+
+def _export_onnx(checkpoint: Path, out: Path, **kwargs):
+    """The gated ONNX export; a failed gate prints its numbers, then raises."""
     from sranet.errors import ParityGateError
+    from sranet.export.onnx import export_onnx
 
+    calib = kwargs.pop("calib")
     try:
-        result = export_onnx(checkpoint, out, opset=opset, precision=precision, calib_manifest=calib,
-                             calib_limit=calib_limit, parity_cases=parity_cases, conv_impl=conv_impl,
-                             log=typer.echo)
+        result = export_onnx(checkpoint, out, calib_manifest=calib, log=typer.echo, **kwargs)
     except ParityGateError as exc:
         report = getattr(exc, "report", None)
         if report is not None:
@@ -111,25 +143,23 @@ def export(
     typer.echo(result.trt_ops.summary())
     typer.echo(f"wrote {result.path} ({result.info.precision}, opset {result.opset}, sha256 {result.sha256[:12]}...)")
     typer.echo(f"wrote {result.parity_path}")
+    return result
 
-    artifact = result.path
-    if engine:
-        import importlib.util
 
-        from sranet.errors import DependencyMissingError
-        from sranet.export.tensorrt import TRT_INSTALL_HINT, build_engine
+def _build_engine(result, options, checkpoint: Path) -> Path:
+    """The TensorRT plan next to the ONNX; where TensorRT is missing, say so (the ONNX is already written)."""
+    import importlib.util
 
-        engine_path = result.path.with_suffix(".engine")
-        if importlib.util.find_spec("tensorrt") is None:
-            raise DependencyMissingError(
-                f"--engine needs TensorRT, which is not installed here. The ONNX is written ({result.path}); build "
-                f"the plan on the GPU machine with the same command, or with trtexec --onnx={result.path.name}.",
-                hint=TRT_INSTALL_HINT)
-        build_engine(result.path, engine_path, options, source=str(checkpoint))
-        typer.echo(f"wrote {engine_path} and {engine_path.name}.json")
-        artifact = engine_path
-    if triton is not None:
-        from sranet.export.triton import write_triton_repo
+    from sranet.errors import DependencyMissingError
+    from sranet.export.tensorrt import build_engine
+    from sranet.runtime.devices import TRT_INSTALL_HINT
 
-        folder = write_triton_repo(artifact, triton, max_batch=max_batch)
-        typer.echo(f"wrote Triton model {folder} (max_batch_size {max_batch})")
+    engine_path = result.path.with_suffix(".engine")
+    if importlib.util.find_spec("tensorrt") is None:
+        raise DependencyMissingError(
+            f"--engine needs TensorRT, which is not installed here. The ONNX is written ({result.path}); build "
+            f"the plan on the GPU machine with the same command, or with trtexec --onnx={result.path.name}.",
+            hint=TRT_INSTALL_HINT)
+    build_engine(result.path, engine_path, options, source=str(checkpoint))
+    typer.echo(f"wrote {engine_path} and {engine_path.name}.json")
+    return engine_path

@@ -14,21 +14,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# (module under sranet.cli, function name); each module imports only typer and light code at top level
-COMMANDS: list[tuple[str, str]] = [
-    ("synth", "synth"),
-    ("prepare", "prepare"),
-    ("train", "train"),
-    ("evaluate", "evaluate"),
-    ("export", "export"),
-    ("predict", "predict"),
-    ("benchmark", "benchmark"),
-    ("demo", "demo"),
-    ("serve", "serve"),
-]
+# each command is the function of the same name in sranet.cli.<name>, whose module imports only typer and light code
+COMMANDS = ("synth", "prepare", "train", "evaluate", "export", "predict", "benchmark", "demo", "serve")
 
-for _module, _func in COMMANDS:
-    app.command(name=_func.replace("_", "-"))(getattr(importlib.import_module(f"sranet.cli.{_module}"), _func))
+for _name in COMMANDS:
+    app.command(name=_name)(getattr(importlib.import_module(f"sranet.cli.{_name}"), _name))
 
 
 @app.callback()

@@ -27,7 +27,7 @@ def prepare(
 
     if model is not None and size is not None:
         raise InputError(f"--model {model} and --size {size} both set the output size; give only one.")
-    grid = 4
+    grid = ModelConfig().grid
     if size is not None:
         cfg = PreprocessConfig(output_size=size)
     else:

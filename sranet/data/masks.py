@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from sranet.errors import InputError
+from sranet.runtime.patches import patch_blocks
 
 
 @dataclass(frozen=True)
@@ -75,22 +76,14 @@ def bone_mask(hu: np.ndarray, params: BoneMaskParams = BoneMaskParams()) -> np.n
     return out
 
 
-def patch_targets(mask: np.ndarray, grid: int = 4, min_fraction: float = 0.0) -> np.ndarray:
+def patch_targets(mask: np.ndarray, grid: int, min_fraction: float = 0.0) -> np.ndarray:
     """(S, S, S) mask (0/255, 0/1 or bool) -> (grid**3,) float32 targets f_n in {0, 1}.
 
     f_n = 1 when the fraction of nonzero voxels in patch n exceeds 0 (min_fraction = 0: "contains bone") or reaches
     ``min_fraction`` (> 0). Patch n = grid*grid*i + grid*j + k covers voxels [i*p:(i+1)*p, j*p:..., k*p:...], p = S/grid.
     """
-    mask = np.asarray(mask)
-    if mask.ndim != 3 or len(set(mask.shape)) != 1:
-        raise InputError(f"patch_targets needs a cubic (S, S, S) mask, got shape {mask.shape}.")
-    if not isinstance(grid, (int, np.integer)) or grid < 1 or mask.shape[0] % grid:
-        raise InputError(
-            f"mask edge {mask.shape[0]} is not divisible into a {grid}^3 patch grid; use a grid that divides it."
-        )
     if not 0.0 <= min_fraction <= 1.0:
         raise InputError(f"min_fraction={min_fraction} must be in [0, 1].")
-    p = mask.shape[0] // grid
-    frac = (mask != 0).reshape(grid, p, grid, p, grid, p).mean(axis=(1, 3, 5))  # (grid, grid, grid) as (i, j, k)
+    frac = patch_blocks(np.asarray(mask) != 0, grid).mean(axis=(3, 4, 5))  # (grid, grid, grid) as (i, j, k)
     hit = frac > 0 if min_fraction == 0 else frac >= min_fraction
     return hit.astype(np.float32).reshape(-1)

@@ -30,10 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from sranet.config import PreprocessConfig
-from sranet.data.manifest import Case, read_manifest
+from sranet.config import ModelConfig, PreprocessConfig
 from sranet.data.masks import BoneMaskParams, bone_mask
 from sranet.errors import InputError, SranetError, VolumeError
+from sranet.runtime.files import atomic_write
+from sranet.runtime.manifest import Case, read_manifest
 
 CASE_COLUMNS = ("case_id", "label", "stage", "split", "volume", "mask", "lesion", "qc")
 
@@ -54,24 +55,8 @@ class PrepareResult:
 
 
 def atomic_save(path: Path, array: np.ndarray) -> None:
-    """``np.save`` to a temporary file next to ``path``, then rename (atomic on one file system)."""
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
-    try:
-        np.save(tmp, array)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """``np.save`` through ``atomic_write``: a crash never leaves half an array."""
+    atomic_write(path, lambda f: np.save(f, array))
 
 
 def _paths(out: Path, name: str) -> dict[str, Path]:
@@ -125,7 +110,7 @@ def prepare_case(case: Case, out_dir: Path, cfg: PreprocessConfig, mask_params: 
     meta = {"case_id": case.case_id, "inputs": _inputs(case), "qc": qc, "shape_loaded": list(volume.shape),
             "spacing_mm": [float(s) for s in volume.spacing_mm], "lesion": lesion is not None,
             "seconds": round(time.perf_counter() - t0, 3)}
-    atomic_write_text(paths["meta"], json.dumps(meta))
+    atomic_write(paths["meta"], json.dumps(meta))
     return _row(case, out_dir, qc, lesion is not None)
 
 
@@ -181,7 +166,7 @@ def _check_cache_json(out: Path, description: dict) -> None:
             raise InputError(
                 f"{out} already holds a cache made with other settings ({path}).",
                 hint="Use a new --out folder, or delete the old cache to rebuild it with these settings.")
-    atomic_write_text(path, json.dumps(description, indent=1, sort_keys=True))
+    atomic_write(path, json.dumps(description, indent=1, sort_keys=True))
 
 
 def prepare_cache(
@@ -189,7 +174,7 @@ def prepare_cache(
     out_dir: str | os.PathLike,
     preprocess_config: PreprocessConfig,
     *,
-    grid: int = 4,
+    grid: int = ModelConfig().grid,
     mask_params: BoneMaskParams | None = None,
     workers: int = 1,
     progress: bool = False,
@@ -254,13 +239,17 @@ def _collect(result: PrepareResult, rows: dict, case: Case, row, failure, bar) -
 
 def _write_index(out: Path, cases: list[Case], rows: dict[str, dict], failures: list[dict]) -> None:
     """cases.csv (manifest order, cached cases only) and failures.jsonl, both written atomically."""
+    write_cases_csv(out, [rows[case.case_id] for case in cases if case.case_id in rows])
+    atomic_write(out / "failures.jsonl", "".join(json.dumps(f) + "\n" for f in failures))
+
+
+def write_cases_csv(out: str | os.PathLike, rows: list[dict]) -> Path:
+    """``out/cases.csv``: one row per cached case, columns CASE_COLUMNS (paths relative to ``out``), atomically.
+    Every key of a row must be a column; a missing one is written empty."""
     import io
 
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CASE_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=CASE_COLUMNS, lineterminator="\n", restval="")
     writer.writeheader()
-    for case in cases:
-        if case.case_id in rows:
-            writer.writerow(rows[case.case_id])
-    atomic_write_text(out / "cases.csv", buf.getvalue())
-    atomic_write_text(out / "failures.jsonl", "".join(json.dumps(f) + "\n" for f in failures))
+    writer.writerows(rows)
+    return atomic_write(Path(out) / "cases.csv", buf.getvalue())

@@ -23,7 +23,6 @@ import contextlib
 import io
 import json
 import os
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -41,16 +40,18 @@ from sranet.export.parity import (
     run_parity_gate,
     torch_outputs,
 )
-from sranet.export.precision import PRECISIONS, calibration_volumes, convert_fp16, quantize_int8
+from sranet.export.precision import calibration_volumes, convert_fp16, quantize_int8
 from sranet.export.trt_ops import TrtOpReport, check_tensorrt_ops
 from sranet.runtime.artifact import (
     INPUT_NAME,
     KEY_CONV_IMPL,
     KEY_SPECTRAL_LAYERS,
     OUTPUT_NAMES,
+    PRECISIONS,
     ArtifactInfo,
     sha256_file,
 )
+from sranet.runtime.files import atomic_write
 
 DEFAULT_OPSET = 18
 MIN_OPSET = 18  # the dynamo exporter's lowest; older opsets go through a version converter that fails on Reduce*
@@ -182,17 +183,17 @@ def validate_export_args(out_path: str | os.PathLike, *, opset: int, precision: 
 
 def load_model(checkpoint: str | os.PathLike):
     """(SRANet in eval mode on the CPU, ArtifactInfo with the checkpoint's SHA-256)."""
-    from sranet.train.checkpoint import load_checkpoint
+    from sranet.model.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
-    info = ArtifactInfo(model=ckpt.model_config, preprocess=ckpt.preprocess_config, threshold=ckpt.threshold,
-                        source_sha256=sha256_file(checkpoint))
+    info = ckpt.artifact_info()
+    info.source_sha256 = sha256_file(checkpoint)
     return ckpt.build_model("cpu"), info
 
 
 def export_onnx(checkpoint: str | os.PathLike, out_path: str | os.PathLike, *, opset: int = DEFAULT_OPSET,
                 precision: str = "fp32", calib_manifest: str | os.PathLike | None = None,
-                calib_volumes: list[np.ndarray] | None = None, calib_limit: int = 32, calib_method: str = "minmax",
+                calib_volumes: list[np.ndarray] | None = None, calib_limit: int = 32,
                 parity_cases: int = 4, seed: int = 0, conv_impl: str = "direct",
                 spectral_layers: tuple[int, ...] | None = None, log=None) -> ExportResult:
     """Export a checkpoint to ONNX (``precision`` fp32 | fp16 | int8), gate it against PyTorch, write it.
@@ -215,41 +216,22 @@ def export_onnx(checkpoint: str | os.PathLike, out_path: str | os.PathLike, *, o
     t0 = time.perf_counter()
     model, info = load_model(checkpoint)
     info.precision = precision
-    cfg = info.model
-    inputs, label = parity_inputs(cfg, info.preprocess, parity_cases, seed=seed)
+    inputs, label = parity_inputs(info.model, info.preprocess, parity_cases, seed=seed)
     reference = torch_outputs(model, inputs)  # before export: a change to the model after this point must show
     timings["reference"] = time.perf_counter() - t0
 
-    graph_model, layers = model, ()
-    if conv_impl == "spectral":
-        layers = _spectral_layers(cfg, spectral_layers)
-        from sranet.model.spectral import spectral_copy
-
-        graph_model = spectral_copy(model, layers)
-        say(_spectral_summary(cfg, layers))
     t = time.perf_counter()
-    say(f"Exporting {Path(checkpoint).name} ({cfg.input_size}^3, {cfg.num_patches} patches) with {EXPORTER}, "
-        f"opset {opset} ...")
-    fp32 = to_onnx_proto(graph_model, opset=opset)
-    check_graph(fp32)
+    layers = _spectral_layers(info.model, spectral_layers) if conv_impl == "spectral" else ()
+    say(f"Exporting {Path(checkpoint).name} ({info.model.input_size}^3, {info.model.num_patches} patches) with "
+        f"{EXPORTER}, opset {opset} ...")
+    fp32 = _fp32_graph(model, layers, opset, say)
     timings["export"] = time.perf_counter() - t
     runtime: dict[str, Any] = {"exporter": EXPORTER, "opset": opset, "conv_impl": conv_impl,
                                "spectral_layers": list(layers)}
 
     t = time.perf_counter()
-    if precision == "fp16":
-        candidate = convert_fp16(fp32)
-    elif precision == "int8":
-        volumes = calib_volumes if calib_volumes is not None else calibration_volumes(
-            calib_manifest, info.preprocess, limit=calib_limit)
-        say("Calibrating int8 on real volumes ...")
-        with quiet():
-            candidate, calib = quantize_int8(fp32, volumes, method=calib_method)
-        runtime["calibration"] = calib
-    else:
-        candidate = fp32
+    candidate = _precision_variant(fp32, precision, info, calib_manifest, calib_volumes, calib_limit, runtime, say)
     timings["precision"] = time.perf_counter() - t
-
     info.extra = {"sranet.exporter": EXPORTER, "sranet.opset": str(opset), KEY_CONV_IMPL: conv_impl}
     if layers:
         info.extra[KEY_SPECTRAL_LAYERS] = ",".join(map(str, layers))
@@ -258,6 +240,54 @@ def export_onnx(checkpoint: str | os.PathLike, out_path: str | os.PathLike, *, o
     data = candidate.SerializeToString()
 
     t = time.perf_counter()
+    report = _gate(model, fp32, data, inputs, label, reference, info, runtime)
+    timings["parity"] = time.perf_counter() - t
+    trt = check_tensorrt_ops(candidate)
+    raise_if_failed(report, path=out)  # ParityGateError with .report; nothing has been written
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    parity_path = out.with_name(out.name + ".parity.json")
+    atomic_write(out, data)
+    payload = {"model": out.name, "sha256": _sha256_bytes(data), "parity": report.to_dict(),
+               "tensorrt_op_check": trt.to_dict(), "timings_s": timings}
+    atomic_write(parity_path, json.dumps(payload, indent=2) + "\n")
+    return ExportResult(path=out, info=info, parity=report, trt_ops=trt, parity_path=parity_path, opset=opset,
+                        sha256=payload["sha256"], timings_s=timings)
+
+
+def _fp32_graph(model, layers: tuple[int, ...], opset: int, say):
+    """The checked fp32 ONNX of ``model``, with the Conv3d ``layers`` (1-based) in spectral form when given."""
+    graph_model = model
+    if layers:
+        from sranet.model.spectral import spectral_copy
+
+        graph_model = spectral_copy(model, layers)
+        say(_spectral_summary(model.cfg, layers))
+    fp32 = to_onnx_proto(graph_model, opset=opset)
+    check_graph(fp32)
+    return fp32
+
+
+def _precision_variant(fp32, precision: str, info: ArtifactInfo, calib_manifest, calib_volumes, calib_limit: int,
+                       runtime: dict[str, Any], say):
+    """The graph to gate: ``fp32`` itself, its fp16 variant, or its int8 QDQ variant (calibration info into
+    ``runtime``)."""
+    if precision == "fp16":
+        return convert_fp16(fp32)
+    if precision == "int8":
+        volumes = calib_volumes if calib_volumes is not None else calibration_volumes(
+            calib_manifest, info.preprocess, limit=calib_limit)
+        say("Calibrating int8 on real volumes ...")
+        with quiet():
+            candidate, runtime["calibration"] = quantize_int8(fp32, volumes)
+        return candidate
+    return fp32
+
+
+def _gate(model, fp32, data: bytes, inputs, label: str, reference, info: ArtifactInfo, runtime: dict[str, Any]):
+    """The parity report of the serialised candidate ``data`` against the PyTorch ``reference``; for fp16 on a CPU
+    whose ONNX Runtime computes in float32, PyTorch float16 arithmetic is part of the gate too."""
+    precision = info.precision
     if precision != "fp32":
         from sranet.export.parity import ort_outputs
 
@@ -272,23 +302,12 @@ def export_onnx(checkpoint: str | os.PathLike, out_path: str | os.PathLike, *, o
         report.runtime["fp16_arithmetic_simulation"] = summary
         report.failures += [f"PyTorch float16 simulation: {f}" for f in sim.failures]
     _explain_cpu_run(report)
-    timings["parity"] = time.perf_counter() - t
-    trt = check_tensorrt_ops(candidate)
-    raise_if_failed(report, path=out)  # ParityGateError with .report; nothing has been written
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    parity_path = out.with_name(out.name + ".parity.json")
-    _atomic_write(out, data)
-    payload = {"model": out.name, "sha256": _sha256_bytes(data), "parity": report.to_dict(),
-               "tensorrt_op_check": trt.to_dict(), "timings_s": timings}
-    _atomic_write(parity_path, (json.dumps(payload, indent=2) + "\n").encode())
-    return ExportResult(path=out, info=info, parity=report, trt_ops=trt, parity_path=parity_path, opset=opset,
-                        sha256=payload["sha256"], timings_s=timings)
+    return report
 
 
 def _spectral_layers(cfg, requested: tuple[int, ...] | None) -> tuple[int, ...]:
     """The layers to export in spectral form: ``requested``, or those where it at least halves the arithmetic."""
-    from sranet.bench.flops import SPECTRAL_MAX_FRACTION, choose_spectral_layers, conv_layers
+    from sranet.model.flops import SPECTRAL_MAX_FRACTION, choose_spectral_layers, conv_layers
 
     if requested is not None:
         known = [L.index for L in conv_layers(cfg)]
@@ -307,7 +326,7 @@ def _spectral_layers(cfg, requested: tuple[int, ...] | None) -> tuple[int, ...]:
 
 
 def _spectral_summary(cfg, layers: tuple[int, ...]) -> str:
-    from sranet.bench.flops import conv_layers, count_flops, graph_matmul_flops
+    from sranet.model.flops import conv_layers, count_flops, graph_matmul_flops
 
     parts = [f"conv{L.index} {L.direct_flops() * cfg.num_patches / 1e9:.3g} -> "
              f"{L.spectral_flops()['total'] * cfg.num_patches / 1e9:.3g} GFLOP" for L in conv_layers(cfg)
@@ -360,14 +379,3 @@ def _sha256_bytes(data: bytes) -> str:
 
     return hashlib.sha256(data).hexdigest()
 
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise

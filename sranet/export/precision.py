@@ -28,7 +28,6 @@ import numpy as np
 from sranet.config import PreprocessConfig
 from sranet.errors import ArtifactError, InputError, ManifestError, check_choice
 
-PRECISIONS = ("fp32", "fp16", "int8")
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 INT8_OP_TYPES = ("Conv",)
 
@@ -118,8 +117,8 @@ def calibration_volumes(manifest: str | os.PathLike, preprocess: PreprocessConfi
     """Yield up to ``limit`` network inputs, (S, S, S) float32, from a manifest's cases, read and preprocessed
     with the runtime's own I/O and preprocessing (the artifact's PreprocessConfig). Training and validation
     cases are used when the manifest has a split column; test cases never calibrate."""
-    from sranet.data.manifest import read_manifest
     from sranet.runtime.io import load_volume
+    from sranet.runtime.manifest import read_manifest
     from sranet.runtime.preprocess import preprocess as run_preprocess
     from sranet.runtime.roi import parse_roi
 

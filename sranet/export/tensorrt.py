@@ -21,12 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from sranet.errors import ArtifactError, DependencyMissingError, InputError, check_choice
-from sranet.export.sidecar import HARDWARE_COMPATIBILITY, DeviceEnv, make_sidecar, sidecar_path, write_sidecar
-from sranet.runtime.artifact import INPUT_NAME, OUTPUT_NAMES, ArtifactInfo
+from sranet.export.sidecar import make_sidecar, write_sidecar
+from sranet.runtime.artifact import DEFAULT_PROFILE, INPUT_NAME, OUTPUT_NAMES, PRECISIONS, ArtifactInfo
+from sranet.runtime.devices import TRT_INSTALL_HINT, import_tensorrt
+from sranet.runtime.files import atomic_write
 
-PRECISIONS = ("fp32", "fp16", "int8")
 MAX_BATCH_LIMIT = 1024
-TRT_INSTALL_HINT = "Install TensorRT on the GPU machine: pip install 'sranet[trt]' (NVIDIA's wheels), or use JetPack."
+# TensorRT's HardwareCompatibilityLevel, by the name the CLI uses
+HARDWARE_COMPATIBILITY = {"none": "NONE", "ampere+": "AMPERE_PLUS", "same-compute-capability": "SAME_COMPUTE_CAPABILITY"}
 
 
 @dataclass(frozen=True)
@@ -34,9 +36,9 @@ class EngineOptions:
     """Validated engine-build options (CLI units: GiB, batch profile MIN:OPT:MAX)."""
 
     precision: str = "fp32"
-    batch_min: int = 1
-    batch_opt: int = 1
-    batch_max: int = 8
+    batch_min: int = DEFAULT_PROFILE[0]
+    batch_opt: int = DEFAULT_PROFILE[1]
+    batch_max: int = DEFAULT_PROFILE[2]
     workspace_gib: float = 4.0
     timing_cache: str | None = None
     version_compatible: bool = False
@@ -48,7 +50,7 @@ class EngineOptions:
     def from_cli(
         cls,
         precision: str,
-        batch: str = "1:1:8",
+        profile: str | tuple[int, int, int] = DEFAULT_PROFILE,
         workspace_gib: float = 4.0,
         timing_cache: str | os.PathLike | None = None,
         version_compatible: bool = False,
@@ -58,7 +60,7 @@ class EngineOptions:
     ) -> EngineOptions:
         """Validate CLI values (InputError naming the value and the fix); needs no TensorRT and no GPU."""
         check_choice("--precision", precision, PRECISIONS, error=InputError)
-        bmin, bopt, bmax = parse_batch(batch)
+        bmin, bopt, bmax = parse_profile(profile)
         if isinstance(workspace_gib, bool) or not isinstance(workspace_gib, (int, float)) or not (
             math.isfinite(workspace_gib) and workspace_gib > 0
         ):
@@ -99,8 +101,11 @@ class EngineOptions:
         return asdict(self)
 
 
-def parse_batch(text: str) -> tuple[int, int, int]:
-    """'MIN:OPT:MAX' (or a single 'N' for a fixed batch) -> (min, opt, max) with 1 <= min <= opt <= max."""
+def parse_profile(text: str | tuple[int, int, int]) -> tuple[int, int, int]:
+    """'MIN:OPT:MAX' (or a single 'N' for a fixed batch, or a (min, opt, max) tuple) -> (min, opt, max) with
+    1 <= min <= opt <= max."""
+    if isinstance(text, tuple):
+        text = ":".join(map(str, text))
     pieces = str(text).strip().split(":")
     if len(pieces) == 1:
         pieces = pieces * 3
@@ -109,11 +114,11 @@ def parse_batch(text: str) -> tuple[int, int, int]:
             raise ValueError
         bmin, bopt, bmax = (int(p) for p in pieces)
     except ValueError:
-        raise InputError(f"--batch {text!r} is not MIN:OPT:MAX (three integers), e.g. 1:4:16.") from None
+        raise InputError(f"--profile {text!r} is not MIN:OPT:MAX (three integers), e.g. 1:4:16.") from None
     if not 1 <= bmin <= bopt <= bmax:
-        raise InputError(f"--batch {text!r} needs 1 <= MIN <= OPT <= MAX, e.g. 1:{max(bopt, 1)}:{max(bmax, bopt, 1)}.")
+        raise InputError(f"--profile {text!r} needs 1 <= MIN <= OPT <= MAX, e.g. 1:{max(bopt, 1)}:{max(bmax, bopt, 1)}.")
     if bmax > MAX_BATCH_LIMIT:
-        raise InputError(f"--batch {text!r}: MAX={bmax} is above {MAX_BATCH_LIMIT}; a (B, 1, 128, 128, 128) input of that "
+        raise InputError(f"--profile {text!r}: MAX={bmax} is above {MAX_BATCH_LIMIT}; a (B, 1, 128, 128, 128) input of that "
                          "size needs >8 GiB per tensor. Use a smaller MAX.")
     return bmin, bopt, bmax
 
@@ -244,6 +249,12 @@ def plan_build(trt_version: str, options: EngineOptions, onnx_precision: str, *,
         plan.decisions.append(f"TensorRT {major}: strongly typed network; precision {want} comes from the "
                               f"{onnx_precision} ONNX, no precision builder flags.")
 
+    _add_options(plan, options)
+    return plan
+
+
+def _add_options(plan: BuildPlan, options: EngineOptions) -> None:
+    """The build choices that do not depend on the TensorRT line: compatibility, DLA, verbosity, the profile."""
     if options.version_compatible:
         plan.builder_flags.append("VERSION_COMPATIBLE")
         plan.decisions.append("Version-compatible plan (runs on later TensorRT runtimes; may be slower).")
@@ -261,7 +272,6 @@ def plan_build(trt_version: str, options: EngineOptions, onnx_precision: str, *,
         plan.decisions.append("Verbose: detailed profiling verbosity and an engine-inspector layer report.")
     plan.decisions.append(f"Optimisation profile for {INPUT_NAME!r}: batch {options.batch_min}/{options.batch_opt}/"
                           f"{options.batch_max} (min/opt/max); workspace limit {options.workspace_gib:g} GiB.")
-    return plan
 
 
 # -- inspector report (pure) --------------------------------------------------------------------------------------
@@ -289,15 +299,6 @@ def summarize_layers(engine_information: str | dict) -> dict[str, Any]:
 
 
 # -- the build (needs TensorRT and a GPU) ------------------------------------------------------------------------
-def import_tensorrt():
-    try:
-        import tensorrt as trt
-    except ImportError as exc:
-        raise DependencyMissingError(f"building a TensorRT engine needs the tensorrt package ({exc}).",
-                                     hint=TRT_INSTALL_HINT) from exc
-    return trt
-
-
 def parser_errors(parser) -> list[str]:
     """OnnxParser errors as 'node NAME (OP): description' lines (node_name/node_operator exist from TensorRT 8.6)."""
     lines = []
@@ -314,9 +315,9 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, o
     """Build ``engine_path`` (raw plan) + ``<engine>.json`` from ``onnx_path``. Returns the sidecar dict.
 
     ``source`` is the checkpoint the ONNX came from; it goes into the rebuild command the sidecar check prints.
+    Steps: inspect the ONNX, decide the build (``plan_build``), parse, configure, build, write plan, timing cache,
+    layer report (``verbose``) and sidecar; each file is written atomically.
     """
-    from sranet.runtime.cuda_buffers import current_cuda_device, device_env
-
     facts = inspect_onnx(onnx_path)
     if facts.info.spectral_layers:
         raise InputError(
@@ -329,6 +330,32 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, o
     engine_path = Path(engine_path)
     logger = trt.Logger(trt.Logger.VERBOSE if options.verbose else trt.Logger.WARNING)
     builder = trt.Builder(logger)
+    network, _parser = _parse_network(trt, builder, logger, plan, onnx_path)
+    shapes = options.profile_shapes(facts.info.model.input_size)
+    config = _builder_config(trt, builder, plan, options, shapes)
+    cache_path = Path(options.timing_cache) if options.timing_cache else None
+    cache_reused = _use_timing_cache(config, cache_path)
+
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise ArtifactError("TensorRT returned no engine (build failed).", path=onnx_path,
+                            hint="Rerun with --verbose for the builder log; try a larger --workspace-gib.")
+    engine_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(engine_path, memoryview(serialized))
+    if cache_path:  # a crash never leaves a half-written cache for the next build
+        atomic_write(cache_path, memoryview(config.get_timing_cache().serialize()))
+
+    build = {"path": plan.path, "decisions": plan.decisions, "network_flags": plan.network_flags,
+             "builder_flags": plan.builder_flags, "onnx_precision": facts.precision,
+             "timing_cache": {"path": str(cache_path) if cache_path else None, "reused": cache_reused}}
+    if options.verbose:
+        build["layer_report"] = _layer_report(trt, logger, engine_path)
+    return _write_build_sidecar(trt, facts, options, engine_path, onnx_path, shapes, build, source)
+
+
+def _parse_network(trt, builder, logger, plan: BuildPlan, onnx_path: str | os.PathLike):
+    """(network, parser): the network definition with the plan's creation flags, parsed from the ONNX (errors named
+    by node). The parser holds the weights the network refers to, so the caller keeps it until the build is done."""
     flags = 0
     for name in plan.network_flags:
         flag = getattr(trt.NetworkDefinitionCreationFlag, name, None)
@@ -341,7 +368,11 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, o
     if not parser.parse_from_file(str(onnx_path)):
         raise ArtifactError("TensorRT's ONNX parser rejected the model:\n  " + "\n  ".join(parser_errors(parser)),
                             path=onnx_path, hint="Check the ops above against TensorRT's ONNX operator support.")
+    return network, parser
 
+
+def _builder_config(trt, builder, plan: BuildPlan, options: EngineOptions, shapes: list[list[int]]):
+    """Builder config: workspace, the plan's flags, hardware compatibility, DLA, verbosity, one profile."""
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_bytes)
     for name in plan.builder_flags:
@@ -352,14 +383,15 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, o
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = plan.dla_core
     config.profiling_verbosity = getattr(trt.ProfilingVerbosity, plan.profiling_verbosity)
-
-    S = facts.info.model.input_size
-    shapes = options.profile_shapes(S)
     profile = builder.create_optimization_profile()
     profile.set_shape(INPUT_NAME, *[tuple(s) for s in shapes])
     config.add_optimization_profile(profile)
+    return config
 
-    cache_path = Path(options.timing_cache) if options.timing_cache else None
+
+def _use_timing_cache(config, cache_path: Path | None) -> bool:
+    """Give the builder the timing cache (empty when none or the file is new); True when an existing one was read.
+    A cache TensorRT refuses (damaged, another version or GPU) is an InputError."""
     cache_bytes = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
     reason = "set_timing_cache returned False"
     try:
@@ -371,34 +403,25 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, o
         raise InputError(f"--timing-cache {cache_path}: TensorRT refused the cache ({reason}); it is damaged or was "
                          "made by another TensorRT version or GPU.", hint="Delete it or give another file; a new one "
                          "is written after the build.")
+    return bool(cache_bytes)
 
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise ArtifactError("TensorRT returned no engine (build failed).", path=onnx_path,
-                            hint="Rerun with --verbose for the builder log; try a larger --workspace-gib.")
-    engine_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = engine_path.with_name(engine_path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(memoryview(serialized))
-    os.replace(tmp, engine_path)
-    if cache_path:  # temp file + rename: a crash never leaves a half-written cache for the next build
-        cache_tmp = cache_path.with_name(cache_path.name + ".tmp")
-        cache_tmp.write_bytes(memoryview(config.get_timing_cache().serialize()))
-        os.replace(cache_tmp, cache_path)
 
-    build = {"path": plan.path, "decisions": plan.decisions, "network_flags": plan.network_flags,
-             "builder_flags": plan.builder_flags, "onnx_precision": facts.precision,
-             "timing_cache": {"path": str(cache_path) if cache_path else None, "reused": bool(cache_bytes)}}
-    if options.verbose:
-        runtime = trt.Runtime(logger)
-        engine = runtime.deserialize_cuda_engine(engine_path.read_bytes())
-        if engine is None:
-            raise ArtifactError("the plan just built could not be deserialised for the layer report.", path=engine_path)
-        text = engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)
-        report = engine_path.with_name(engine_path.name + ".layers.json")
-        report.write_text(text)
-        summary = summarize_layers(text)
-        build["layer_report"] = {"file": report.name, **{k: v for k, v in summary.items() if k != "io_tensors"}}
+def _layer_report(trt, logger, engine_path: Path) -> dict[str, Any]:
+    """Write ``<engine>.layers.json`` (engine inspector, JSON) and return its summary for the sidecar."""
+    runtime = trt.Runtime(logger)  # must outlive the engine
+    engine = runtime.deserialize_cuda_engine(engine_path.read_bytes())
+    if engine is None:
+        raise ArtifactError("the plan just built could not be deserialised for the layer report.", path=engine_path)
+    text = engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)
+    report = atomic_write(engine_path.with_name(engine_path.name + ".layers.json"), text)
+    summary = summarize_layers(text)
+    return {"file": report.name, **{k: v for k, v in summary.items() if k != "io_tensors"}}
+
+
+def _write_build_sidecar(trt, facts: OnnxFacts, options: EngineOptions, engine_path: Path, onnx_path, shapes,
+                         build: dict[str, Any], source: str | None) -> dict[str, Any]:
+    """The sidecar of the plan just built: the ONNX's ArtifactInfo at the build precision, the builder's GPU."""
+    from sranet.runtime.devices import current_cuda_device, device_env
 
     info = ArtifactInfo(model=facts.info.model, preprocess=facts.info.preprocess, threshold=facts.info.threshold,
                         source_sha256=facts.info.source_sha256, precision=options.precision, extra=facts.info.extra)
@@ -409,5 +432,5 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, o
     return sidecar
 
 
-__all__ = ["BuildPlan", "EngineOptions", "OnnxFacts", "PRECISIONS", "build_engine", "inspect_onnx", "parse_batch",
-           "parser_errors", "plan_build", "sidecar_path", "summarize_layers", "DeviceEnv"]
+__all__ = ["HARDWARE_COMPATIBILITY", "BuildPlan", "EngineOptions", "OnnxFacts", "build_engine",
+           "inspect_onnx", "parse_profile", "parser_errors", "plan_build", "summarize_layers"]

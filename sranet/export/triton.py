@@ -33,7 +33,7 @@ def _artifact(artifact_path: Path) -> tuple[str, ArtifactInfo, tuple[int, int, i
 
         return "onnxruntime_onnx", inspect_onnx(artifact_path).info, None
     if suffix in (".engine", ".plan"):
-        from sranet.export.sidecar import read_sidecar, sidecar_info
+        from sranet.runtime.sidecar import read_sidecar, sidecar_info
 
         sidecar = read_sidecar(artifact_path)
         shapes = sidecar["profile"][INPUT_NAME]
@@ -109,10 +109,10 @@ def write_triton_repo(artifact_path: str | os.PathLike, repo_dir: str | os.PathL
         bmin, bopt, bmax = profile
         if bmin != 1:
             raise InputError(f"the plan's batch profile starts at {bmin}, but Triton may send a batch of 1. Rebuild the "
-                             f"engine with --batch 1:{bopt}:{bmax}.")
+                             f"engine with --profile 1:{bopt}:{bmax}.")
         if max_batch > bmax:
             raise InputError(f"max_batch={max_batch} exceeds the plan's profile max {bmax}. Use max_batch {bmax} or "
-                             f"less, or rebuild the engine with --batch 1:{bopt}:{max_batch}.")
+                             f"less, or rebuild the engine with --profile 1:{bopt}:{max_batch}.")
         preferred = sorted({b for b in (bopt, max_batch) if b <= max_batch})
         filename = "model.plan"
 
@@ -121,7 +121,7 @@ def write_triton_repo(artifact_path: str | os.PathLike, repo_dir: str | os.PathL
     version_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(artifact_path, version_dir / filename)
     if profile is not None:
-        from sranet.export.sidecar import sidecar_path
+        from sranet.runtime.sidecar import sidecar_path
 
         shutil.copyfile(sidecar_path(artifact_path), version_dir / (filename + ".json"))
     else:

@@ -3,7 +3,7 @@
 Why: ONNX Runtime's CPU Conv3d is im2col + SGEMM. For the paper's conv2 (20 -> 50 channels, 5^3 kernel, 14^3 input,
 64 patches) that is 16 GFLOP per volume; the same result through 3-D DFTs needs 4.4 GFLOP, all of it in MatMul
 nodes, which every runtime runs at close to its peak rate. ``sranet export --conv-impl spectral`` swaps in this
-module for the layers where it at least halves the arithmetic (``sranet.bench.flops.choose_spectral_layers``).
+module for the layers where it at least halves the arithmetic (``sranet.model.flops.choose_spectral_layers``).
 
 The maths (one patch, one input channel c, one output channel o, edge n, kernel k, output edge m = n - k + 1):
     y[t] = sum_a w[a] x[t + a]                              valid cross-correlation, t in [0, m)^3
@@ -115,7 +115,7 @@ class SpectralConv3d(nn.Module):
 def spectral_copy(model: nn.Module, layers: tuple[int, ...]) -> nn.Module:
     """A deep copy of an SRANet (eval, CPU) with the patch CNN's Conv3d number ``layers`` (1-based) computed by
     ``SpectralConv3d``. The original is untouched."""
-    from sranet.bench.flops import conv_layers
+    from sranet.model.flops import conv_layers
 
     shapes = {L.index: L for L in conv_layers(model.cfg)}
     unknown = [i for i in layers if i not in shapes]

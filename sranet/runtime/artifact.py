@@ -7,10 +7,8 @@ the ``torch.save`` dict. ``Predictor.from_artifact(path)`` needs nothing else.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass, field
-from typing import Any
 
 from sranet.config import ModelConfig, PreprocessConfig
 from sranet.errors import ArtifactError
@@ -18,6 +16,11 @@ from sranet.errors import ArtifactError
 FORMAT_VERSION = "1"
 INPUT_NAME = "ct"
 OUTPUT_NAMES = ("prob", "attention")
+PRECISIONS = ("fp32", "fp16", "int8")  # what an exported artifact computes in (ArtifactInfo.precision)
+# The batch range (min, opt, max) of a TensorRT optimisation profile, a Triton repository and ONNX Runtime's TensorRT
+# provider when none is given; the max is also the default largest batch of GPU buffers.
+DEFAULT_PROFILE = (1, 1, 8)
+DEFAULT_MAX_BATCH = DEFAULT_PROFILE[2]
 
 # metadata_props keys (ONNX) and sidecar keys (engine JSON), one list for both
 KEY_FORMAT = "sranet.format_version"
@@ -86,9 +89,6 @@ class ArtifactInfo:
         except ValueError:
             raise ArtifactError(f"metadata {KEY_SPECTRAL_LAYERS}={text!r} is not a comma-separated list of layer "
                                 "numbers.") from None
-
-    def to_json_dict(self) -> dict[str, Any]:
-        return {k: (json.loads(v) if k in (KEY_MODEL, KEY_PREPROCESS) else v) for k, v in self.to_metadata().items()}
 
 
 def sha256_file(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:

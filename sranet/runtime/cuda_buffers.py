@@ -1,22 +1,14 @@
 """CUDA plumbing for the TensorRT backend, with CuPy (imported lazily): a stream, pinned host buffers and device
-buffers allocated once, async copies, CUDA-graph capture/replay, and the GPU facts a plan is tied to.
-
-Nothing here imports torch. ``device_env`` also works without CuPy (it asks ``nvidia-smi``), so a build machine with
-only TensorRT still records the GPU in the sidecar.
+buffers allocated once, async copies and CUDA-graph capture/replay. Nothing here imports torch.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from sranet.errors import BackendError, DependencyMissingError
-from sranet.export.sidecar import DeviceEnv
 
 CUPY_HINT = "Install CuPy for your CUDA version: pip install 'sranet[gpu]' (cupy-cuda12x)."
 
@@ -33,66 +25,6 @@ def import_cupy():
     if count < 1:
         raise BackendError("CuPy finds no CUDA GPU on this machine.")
     return cupy
-
-
-def _cuda_version(v: int) -> str:
-    return f"{v // 1000}.{(v % 1000) // 10}" if v else ""
-
-
-def visible_gpu_id(device: int, environ: Mapping[str, str] = os.environ) -> str:
-    """The ``nvidia-smi --id`` of this process's CUDA device ``device``. CUDA numbers only the GPUs listed in
-    CUDA_VISIBLE_DEVICES (indices or UUIDs); nvidia-smi numbers all of them, so device 0 may be GPU 3 to it."""
-    visible = environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is None:
-        return str(device)
-    ids = [part.strip() for part in visible.split(",") if part.strip()]
-    if not 0 <= device < len(ids):
-        raise BackendError(f"CUDA device {device} is not visible: CUDA_VISIBLE_DEVICES={visible!r} lists "
-                           f"{len(ids)} GPU(s).", hint="Pick a device below that count, or widen CUDA_VISIBLE_DEVICES.")
-    return ids[device]
-
-
-def current_cuda_device() -> int:
-    """The CUDA device this process is on (the one a TensorRT builder uses): CuPy's current device, else 0."""
-    try:
-        import cupy
-    except ImportError:
-        return 0  # nothing in this process can have changed it from the default
-    try:
-        return int(cupy.cuda.runtime.getDevice())
-    except cupy.cuda.runtime.CUDARuntimeError:
-        return 0
-
-
-def device_env(trt_version: str, device: int = 0) -> DeviceEnv:
-    """TensorRT version + name/compute capability of GPU ``device`` + CUDA runtime/driver versions."""
-    try:
-        import cupy
-    except ImportError:
-        cupy = None
-    if cupy is not None:
-        try:
-            props = cupy.cuda.runtime.getDeviceProperties(device)
-            runtime_version = cupy.cuda.runtime.runtimeGetVersion()
-            driver_version = cupy.cuda.runtime.driverGetVersion()
-        except cupy.cuda.runtime.CUDARuntimeError as exc:  # no driver, or no GPU with that index
-            raise BackendError(f"cannot read the properties of GPU {device} ({exc}).",
-                               hint="Pick a GPU index that `nvidia-smi -L` lists, e.g. device=0.") from exc
-        name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
-        return DeviceEnv(
-            tensorrt=str(trt_version), gpu_name=name, compute_capability=f"{props['major']}.{props['minor']}",
-            cuda_runtime=_cuda_version(runtime_version), cuda_driver=_cuda_version(driver_version),
-        )
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        raise BackendError("cannot find the GPU: neither CuPy nor nvidia-smi is available.", hint=CUPY_HINT)
-    out = subprocess.run([smi, f"--id={visible_gpu_id(device)}", "--query-gpu=name,compute_cap,driver_version",
-                          "--format=csv,noheader"],
-                         capture_output=True, text=True, timeout=30)
-    if out.returncode != 0 or not out.stdout.strip():
-        raise BackendError(f"nvidia-smi could not describe GPU {device}: {out.stderr.strip() or out.stdout.strip()}")
-    name, cc, driver = (s.strip() for s in out.stdout.strip().splitlines()[0].split(","))
-    return DeviceEnv(tensorrt=str(trt_version), gpu_name=name, compute_capability=cc, cuda_driver=driver)
 
 
 @dataclass
@@ -174,4 +106,4 @@ class CudaBuffers:
         self._pinned.clear()
 
 
-__all__ = ["CudaBuffers", "IOBuffer", "current_cuda_device", "device_env", "import_cupy", "visible_gpu_id"]
+__all__ = ["CUPY_HINT", "CudaBuffers", "IOBuffer", "import_cupy"]

@@ -54,7 +54,7 @@ class SliceHeader:
     scanner: dict = field(default_factory=dict)
 
 
-def _floats(value, n: int) -> tuple[float, ...] | None:
+def floats(value, n: int) -> tuple[float, ...] | None:
     try:
         out = tuple(float(v) for v in value)
     except (TypeError, ValueError):
@@ -146,9 +146,9 @@ def header_from_dataset(ds, path: Path) -> SliceHeader:
         rows=as_int("Rows"),
         columns=as_int("Columns"),
         frames=frames,
-        position=_floats(g("ImagePositionPatient"), 3),  # type: ignore[arg-type]
-        orientation=_floats(g("ImageOrientationPatient"), 6),
-        pixel_spacing=_floats(g("PixelSpacing"), 2),  # type: ignore[arg-type]
+        position=floats(g("ImagePositionPatient"), 3),  # type: ignore[arg-type]
+        orientation=floats(g("ImageOrientationPatient"), 6),
+        pixel_spacing=floats(g("PixelSpacing"), 2),  # type: ignore[arg-type]
         slice_thickness=thickness,
         instance=instance,
         transfer_syntax=ts,

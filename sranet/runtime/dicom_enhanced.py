@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from sranet.errors import GeometryError, SranetError, UnreadableFileError
-from sranet.runtime.dicom_decode import SliceHeader, _floats, decode_pixels, read_dataset, to_hu
+from sranet.runtime.dicom_decode import SliceHeader, decode_pixels, floats, read_dataset, to_hu
+from sranet.runtime.dicom_stack import build_volume
 from sranet.runtime.roi import Roi
 
 
@@ -23,8 +24,6 @@ def _group_value(frame, shared, seq: str, key: str):
 
 def load_enhanced(path: Path, header: SliceHeader, *, roi: Roi | None = None, policy: str = "resample"):
     """Enhanced CT -> Volume; frames are treated as slices (sorted by position), decoded one frame at a time."""
-    from sranet.runtime.dicom import build_volume
-
     ds = read_dataset(path, header_only=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -57,9 +56,9 @@ def _frame_headers(ds, path: Path, header: SliceHeader):
                             hint="The enhanced object is incomplete; re-export it.")
     hs, rescale = [], []
     for i, fg in enumerate(frames):
-        pos = _floats(_group_value(fg, shared, "PlanePositionSequence", "ImagePositionPatient"), 3)
-        iop = _floats(_group_value(fg, shared, "PlaneOrientationSequence", "ImageOrientationPatient"), 6)
-        ps = _floats(_group_value(fg, shared, "PixelMeasuresSequence", "PixelSpacing"), 2)
+        pos = floats(_group_value(fg, shared, "PlanePositionSequence", "ImagePositionPatient"), 3)
+        iop = floats(_group_value(fg, shared, "PlaneOrientationSequence", "ImageOrientationPatient"), 6)
+        ps = floats(_group_value(fg, shared, "PixelMeasuresSequence", "PixelSpacing"), 2)
         thick = _group_value(fg, shared, "PixelMeasuresSequence", "SliceThickness")
         if pos is None or iop is None or ps is None:
             raise GeometryError(f"frame {i} has no plane position, orientation or pixel spacing.", path=path,

@@ -88,90 +88,128 @@ def plan_stack(
                         resampling onto a regular orthogonal grid (flags in ``qc``); "strict": they raise
                         ``GeometryError``. A gap over MAX_GAP_FACTOR median spacings always raises.
     tie_break           (N,) InstanceNumber or similar; among duplicates the lowest is kept.
+
+    Steps: sort along the normal, drop duplicate positions, then either the stack is regular (slices stacked as
+    they are) or its tilt, irregular spacing and missing slices are named and, under "resample", corrected.
     """
     if policy not in POLICIES:
         from sranet.errors import InputError, suggest
 
         raise InputError(f"geometry policy={policy!r} is not one of {POLICIES}.{suggest(str(policy), POLICIES)}")
+    where_path = where or None
+    row, col, normal = _axes(orientation, where_path)
     pos = np.asarray(positions_mm, dtype=float).reshape(-1, 3)
+    tb = np.zeros(len(pos)) if tie_break is None else np.asarray(tie_break, dtype=float)
+    s_all = pos @ normal
+    order = np.lexsort((tb, s_all))
+    qc: list[str] = []
+    order = _drop_duplicates(order, s_all[order], policy, qc, where_path)
+    s = s_all[order]
+    ps_h, ps_w = float(pixel_spacing_mm[0]), float(pixel_spacing_mm[1])
+    if not (np.isfinite(ps_h) and np.isfinite(ps_w) and ps_h > 0 and ps_w > 0):
+        raise GeometryError(f"PixelSpacing {[ps_h, ps_w]} is not two positive millimetre values.",
+                            path=where_path, hint="The header is damaged; re-export the series.")
+    pos = pos[order]
+    direction = np.stack([normal, col, row], axis=1)
+    n = len(order)
+    if n == 1:
+        dz = float(slice_thickness_mm) if slice_thickness_mm and slice_thickness_mm > 0 else 1.0
+        return StackPlan(order, np.array([[0, 0, 0.0]]), np.zeros((1, 2)), (dz, ps_h, ps_w),
+                         tuple(pos[0].tolist()), direction, qc)
+
+    gaps = np.diff(s)
+    median = float(np.median(gaps))
+    _refuse_large_gap(s, gaps, median, where_path)
+    rel = pos - pos[0]
+    shift_px = np.stack([rel @ col / ps_h, rel @ row / ps_w], axis=1)
+    span = float(np.linalg.norm(shift_px[-1] * (ps_h, ps_w)))
+    tan_tilt = span / max(s[-1] - s[0], 1e-9)
+    irregular = _irregular(s, gaps, median)
+    problems = _problems(gaps, median, tan_tilt, irregular)
+    if problems and policy == "strict":
+        raise GeometryError(f"the slices do not form a regular grid: {'; '.join(problems)}.", path=where_path,
+                            hint="Use policy='resample' to resample onto a regular grid (flagged in volume.qc).")
+    if not problems:
+        idx = np.arange(n)
+        out_source = np.stack([idx, idx, np.zeros(n)], axis=1)
+        return StackPlan(order, out_source, np.zeros((n, 2)), ((s[-1] - s[0]) / (n - 1), ps_h, ps_w),
+                         tuple(pos[0].tolist()), direction, qc, 0.0)
+    return _resampled(order, s, pos, (row, col, normal), (ps_h, ps_w), gaps, median, tan_tilt, irregular,
+                      problems, qc)
+
+
+def _axes(orientation: np.ndarray, where: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, column, normal) unit vectors from ImageOrientationPatient; refuses anything but two orthogonal ones."""
     iop = np.asarray(orientation, dtype=float).reshape(6)
     row, col = iop[:3], iop[3:]
     if not (np.all(np.isfinite(iop)) and np.linalg.norm(row) > 0.5 and np.linalg.norm(col) > 0.5
             and abs(np.dot(_unit(row), _unit(col))) < 1e-2):
         raise GeometryError(f"ImageOrientationPatient {iop.tolist()} is not two orthogonal unit vectors.",
-                            path=where or None, hint="The header is damaged; re-export the series.")
+                            path=where, hint="The header is damaged; re-export the series.")
     row, col = _unit(row), _unit(col)
-    normal = np.cross(row, col)
-    s = pos @ normal
-    tb = np.zeros(len(pos)) if tie_break is None else np.asarray(tie_break, dtype=float)
-    order = np.lexsort((tb, s))
-    s = s[order]
-    qc: list[str] = []
+    return row, col, np.cross(row, col)
 
-    # duplicates: keep the first (lowest tie_break) at each position
+
+def _drop_duplicates(order: np.ndarray, s: np.ndarray, policy: str, qc: list[str], where: str | None) -> np.ndarray:
+    """``order`` without slices that share a position with the one before (the lowest tie-break is kept);
+    refused under "strict". ``s``: the positions along the normal in that order."""
     keep = np.ones(len(order), dtype=bool)
     keep[1:] = np.diff(s) > DUPLICATE_TOL_MM
-    if not keep.all():
-        n_dup = int((~keep).sum())
-        if policy == "strict":
-            raise GeometryError(
-                f"{n_dup} slice(s) share a position along the slice normal with another slice (e.g. at "
-                f"{s[~keep][0]:.2f} mm); the series mixes several acquisitions or phases.", path=where or None,
-                hint="Choose one acquisition, or use policy='resample' to keep the first slice at each position.")
-        order, s = order[keep], s[keep]
-        qc.append("duplicate_positions_dropped")
+    if keep.all():
+        return order
+    if policy == "strict":
+        raise GeometryError(
+            f"{int((~keep).sum())} slice(s) share a position along the slice normal with another slice (e.g. at "
+            f"{s[~keep][0]:.2f} mm); the series mixes several acquisitions or phases.", path=where,
+            hint="Choose one acquisition, or use policy='resample' to keep the first slice at each position.")
+    qc.append("duplicate_positions_dropped")
+    return order[keep]
 
-    ps_h, ps_w = float(pixel_spacing_mm[0]), float(pixel_spacing_mm[1])
-    if not (np.isfinite(ps_h) and np.isfinite(ps_w) and ps_h > 0 and ps_w > 0):
-        raise GeometryError(f"PixelSpacing {[ps_h, ps_w]} is not two positive millimetre values.",
-                            path=where or None, hint="The header is damaged; re-export the series.")
-    pos = pos[order]
-    rel = pos - pos[0]
-    shift_px = np.stack([rel @ col / ps_h, rel @ row / ps_w], axis=1)
-    n = len(order)
-    if n == 1:
-        dz = float(slice_thickness_mm) if slice_thickness_mm and slice_thickness_mm > 0 else 1.0
-        return StackPlan(order, np.array([[0, 0, 0.0]]), np.zeros((1, 2)), (dz, ps_h, ps_w),
-                         tuple(pos[0].tolist()), np.stack([normal, col, row], axis=1), qc)
 
-    gaps = np.diff(s)
-    median = float(np.median(gaps))
-    problems = []
+def _refuse_large_gap(s: np.ndarray, gaps: np.ndarray, median: float, where: str | None) -> None:
+    """A gap over MAX_GAP_FACTOR median spacings cannot be bridged: missing slices or two stacks."""
     if gaps.max() > MAX_GAP_FACTOR * median:
         i = int(np.argmax(gaps))
         raise GeometryError(
             f"the series has a {gaps[i]:.1f} mm gap between slices at {s[i]:.2f} mm and {s[i + 1]:.2f} mm along the "
             f"slice normal, {gaps[i] / median:.0f}x its usual {median:.2f} mm spacing: slices are missing or it is "
-            "two separate stacks.", path=where or None,
+            "two separate stacks.", path=where,
             hint="Re-export the complete series, or load the stacks separately (e.g. split the files by position).")
-    span = float(np.linalg.norm(shift_px[-1] * (ps_h, ps_w)))
-    tan_tilt = span / max(s[-1] - s[0], 1e-9)
-    tilt_deg = float(np.degrees(np.arctan(tan_tilt)))
-    if tan_tilt > TILT_TOL:
-        problems.append(f"gantry tilt of {tilt_deg:.2f} degrees")
+
+
+def _irregular(s: np.ndarray, gaps: np.ndarray, median: float) -> np.ndarray:
+    """Per gap (or, for drift, per slice): True where the spacing departs from regular."""
     irregular = np.abs(gaps - median) > IRREGULAR_FRACTION * median
     # small gap differences that add up (e.g. 1.0 and 1.04 mm mixed) would misplace far slices on a regular grid
+    n = len(s)
     mean_gap = (s[-1] - s[0]) / (n - 1)
     drift = np.abs(s - (s[0] + mean_gap * np.arange(n)))
     if not irregular.any() and drift.max() > 2 * IRREGULAR_FRACTION * mean_gap:
         irregular = drift > 2 * IRREGULAR_FRACTION * mean_gap
+    return irregular
+
+
+def _problems(gaps: np.ndarray, median: float, tan_tilt: float, irregular: np.ndarray) -> list[str]:
+    """What keeps the slices from a regular grid, in words (empty: they form one)."""
+    problems = []
+    if tan_tilt > TILT_TOL:
+        problems.append(f"gantry tilt of {float(np.degrees(np.arctan(tan_tilt))):.2f} degrees")
     if irregular.any():
         missing = (np.abs(gaps / median - np.round(gaps / median)) < IRREGULAR_FRACTION) & (gaps > 1.5 * median)
         if missing.any():
             problems.append(f"{int(np.round(gaps[missing] / median - 1).sum())} missing slice(s)")
         problems.append(f"slice spacing from {gaps.min():.2f} to {gaps.max():.2f} mm")
-    if problems and policy == "strict":
-        raise GeometryError(f"the slices do not form a regular grid: {'; '.join(problems)}.", path=where or None,
-                            hint="Use policy='resample' to resample onto a regular grid (flagged in volume.qc).")
+    return problems
 
-    direction = np.stack([normal, col, row], axis=1)
-    if not problems:
-        idx = np.arange(n)
-        out_source = np.stack([idx, idx, np.zeros(n)], axis=1)
-        return StackPlan(order, out_source, np.zeros((n, 2)), (mean_gap, ps_h, ps_w), tuple(pos[0].tolist()),
-                         direction, qc, 0.0)
 
+def _resampled(order, s, pos, axes, pixel_spacing, gaps, median, tan_tilt, irregular, problems, qc) -> StackPlan:
+    """The plan for a tilted or irregular stack: a regular grid along the normal at the finest spacing present,
+    each output slice blended from its two neighbours, tilted slices shifted in-plane onto the middle slice's grid."""
+    row, col, normal = axes
+    ps_h, ps_w = pixel_spacing
+    n = len(order)
     origin = pos[0]
+    shift_px = np.zeros((n, 2))
     if tan_tilt > TILT_TOL:
         # Put the grid on the middle slice's in-plane position, so the tilt pushes the edges out evenly.
         qc.append("tilt_corrected")
@@ -179,8 +217,6 @@ def plan_stack(
         rel = pos - pos[mid]
         shift_px = np.stack([rel @ col / ps_h, rel @ row / ps_w], axis=1)
         origin = pos[mid] + (s[0] - s[mid]) * normal
-    else:
-        shift_px[:] = 0.0
     if irregular.any():
         qc.append("spacing_irregular")
     if any("missing" in p for p in problems):
@@ -193,7 +229,9 @@ def plan_stack(
     a = b - 1
     t = np.clip((z - s[a]) / (s[b] - s[a]), 0.0, 1.0)
     out_source = np.stack([a, b, t], axis=1).astype(float)
-    return StackPlan(order, out_source, shift_px, (dz, ps_h, ps_w), tuple(origin.tolist()), direction, qc, tilt_deg)
+    tilt_deg = float(np.degrees(np.arctan(tan_tilt)))
+    return StackPlan(order, out_source, shift_px, (dz, ps_h, ps_w), tuple(origin.tolist()),
+                     np.stack([normal, col, row], axis=1), qc, tilt_deg)
 
 
 def assemble(slices: dict[int, np.ndarray], plan: StackPlan, d0: int, d1: int, pad_hu: float = -1024.0) -> np.ndarray:

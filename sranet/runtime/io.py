@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sranet.errors import InputError, UnreadableFileError, UnsupportedFormatError
+from sranet.errors import CorruptPixelDataError, InputError, UnreadableFileError, UnsupportedFormatError
 from sranet.runtime.roi import Roi, parse_roi, roi_box
 from sranet.runtime.volume import Volume
 
@@ -58,7 +58,8 @@ def load_volume(
 
     Raises (all ``sranet.errors.VolumeError`` unless noted): UnreadableFileError, NotDicomError,
     UnsupportedFormatError, NoPixelDataError, CorruptPixelDataError, WrongModalityError, NoUsableSeriesError,
-    GeometryError, EmptyRoiError; InputError for bad arguments.
+    GeometryError, EmptyRoiError; InputError for bad arguments. Non-finite HU (NaN, infinite) are refused
+    (CorruptPixelDataError) for every format.
     """
     from sranet.runtime.dicom import check_policy
     from sranet.runtime.qc import qc_flags
@@ -72,7 +73,7 @@ def load_volume(
     name = p.name.lower()
     if spacing_mm is not None and not name.endswith(".npy"):
         raise InputError(f"spacing_mm={spacing_mm!r} was given for {p}, but only .npy inputs take a spacing; "
-                         "DICOM and NIfTI carry their own.", hint="Drop spacing_mm (--spacing).")
+                         "DICOM and NIfTI carry their own.", hint="Drop spacing_mm (--spacing-mm).")
     if series is not None and not p.is_dir():
         raise InputError(f"series={series!r} was given, but {p} is a file, not a DICOM folder.",
                          hint="Drop series= or point to the folder.")
@@ -96,10 +97,22 @@ def load_volume(
 
         volume = load_dicom_file(p, roi=roi, policy=policy)
     volume.source = str(path)
+    _refuse_non_finite(volume)
     for flag in qc_flags(volume):
         if flag not in volume.qc:
             volume.qc.append(flag)
     return volume
+
+
+def _refuse_non_finite(volume: Volume) -> None:
+    """NaN or infinite HU (a float array with holes, a rescale that overflows) are not a CT the model can vouch for."""
+    hu = volume.hu
+    if hu.dtype.kind == "f" and not np.isfinite(hu).all():
+        bad = int(hu.size - np.count_nonzero(np.isfinite(hu)))
+        raise CorruptPixelDataError(f"{bad} of {hu.size} voxels are NaN or infinite after conversion to HU.",
+                                    path=volume.source or None,
+                                    hint="Check the file's data type and rescale (slope/intercept, scl_slope); "
+                                         "fill missing voxels with air (-1000 HU) before saving.")
 
 
 def _crop(volume: Volume, roi: Roi | None) -> Volume:
@@ -156,7 +169,7 @@ def load_npy(path: Path, spacing_mm=None) -> Volume:
     spacing = spacing_mm if spacing_mm is not None else geometry.get("spacing_mm")
     if spacing is None:
         raise InputError("a .npy array carries no voxel spacing.", path=path,
-                         hint=f"Pass spacing_mm=(sD, sH, sW) (CLI --spacing) or write {sidecar.name} with "
+                         hint=f"Pass spacing_mm=(sD, sH, sW) (CLI --spacing-mm) or write {sidecar.name} with "
                               '{"spacing_mm": [sD, sH, sW]}.')
     spacing = _vector(spacing, 3, "spacing_mm", path)
     if np.any(spacing <= 0):

@@ -20,6 +20,7 @@ import numpy as np
 from sranet.errors import InputError, SranetError, check_choice
 from sranet.runtime.artifact import ArtifactInfo, sha256_file
 from sranet.runtime.backends.base import Backend, open_backend
+from sranet.runtime.patches import patch_centres
 from sranet.runtime.results import case_key
 from sranet.runtime.volume import Volume
 
@@ -98,7 +99,9 @@ class Prediction:
 
 
 @dataclass
-class _Prepared:
+class PreparedCase:
+    """One case read and preprocessed: its input, the volume, the ``Prepared`` network input and stage times."""
+
     case: CaseInput
     volume: Volume
     prepared: Any
@@ -106,7 +109,13 @@ class _Prepared:
 
 
 class Predictor:
-    """Run an artifact on CT volumes. Build it with ``Predictor.from_artifact(path, **backend_options)``."""
+    """Run an artifact on CT volumes. Build it with ``Predictor.from_artifact(path, device=..., ...)``.
+
+    The work for a case comes in two steps: ``prepare`` (read and preprocess, on the CPU or with CuPy) and ``run``
+    (one backend call for a batch of prepared cases, then post-processing). ``predict_many`` drives both over an
+    iterable of cases; ``predict_prepared`` takes prepared cases from any source, so a loader that prepares ahead
+    (threads, processes) feeds it without changing the rest.
+    """
 
     def __init__(self, backend: Backend, *, top_k: int = 3, model_sha256: str | None = None,
                  preprocess_on: str = "cpu"):
@@ -126,10 +135,13 @@ class Predictor:
         self.model_sha256 = model_sha256 if model_sha256 is not None else sha256_file(backend.path)
 
     @classmethod
-    def from_artifact(cls, path: str | os.PathLike, *, top_k: int = 3, preprocess_on: str = "cpu",
-                      **backend_options) -> Predictor:
-        """Open ``path`` (.onnx, .pt, .engine/.plan) with the backend its suffix names; options go to that backend."""
-        backend = open_backend(path, **backend_options)
+    def from_artifact(cls, path: str | os.PathLike, *, device: str = "cpu", threads: int | None = None,
+                      cuda_graphs: bool = False, max_batch: int | None = None, top_k: int = 3,
+                      preprocess_on: str = "cpu", **backend_options: Any) -> Predictor:
+        """Open ``path`` (.onnx, .pt, .engine/.plan) with the backend its suffix names: ``device``, ``threads``,
+        ``cuda_graphs``, ``max_batch`` and ``backend_options`` as ``open_backend`` takes them."""
+        backend = open_backend(path, device=device, threads=threads, cuda_graphs=cuda_graphs, max_batch=max_batch,
+                               **backend_options)
         try:
             return cls(backend, top_k=top_k, preprocess_on=preprocess_on)
         except BaseException:
@@ -149,42 +161,55 @@ class Predictor:
     def predict(self, source: str | os.PathLike | Volume, roi: Any = None, *, series: str | None = None,
                 case_id: str | None = None) -> Prediction:
         """Predict one case. ``source``: a path or a Volume ((D, H, W) HU with geometry). Raises SranetError."""
-        prepared = self._prepare(CaseInput(source, case_id=case_id, roi=roi, series=series))
-        return self._run([prepared])[0]
+        prepared = self.prepare(CaseInput(source, case_id=case_id, roi=roi, series=series))
+        return self.run([prepared])[0]
 
     # -- many cases ---------------------------------------------------------------------------------------------
     def predict_many(self, cases: Iterable[CaseInput], *, batch: int = 1) -> Iterator[tuple[CaseInput, Prediction | Exception]]:
         """Yield ``(case, Prediction)`` or ``(case, exception)`` in input order; one backend call per batch of cases.
 
         A case that fails to read or preprocess (any exception but ImportError) is yielded with its error and the
-        others go on. If a batch fails
-        in the backend, its cases are retried one by one so one bad case does not sink its neighbours.
+        others go on. If a batch fails in the backend, its cases are retried one by one so one bad case does not
+        sink its neighbours.
         """
+        return self.predict_prepared(self.prepare_each(cases), batch=batch)
+
+    def prepare_each(self, cases: Iterable[CaseInput]) -> Iterator[tuple[CaseInput, PreparedCase | Exception]]:
+        """``prepare`` each case in turn: ``(case, PreparedCase)`` or ``(case, exception)``. A missing package
+        (ImportError) fails every case, so it stops the run instead."""
+        for case in cases:
+            try:
+                yield case, self.prepare(case)
+            except ImportError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure is recorded against its case; the run goes on
+                yield case, exc
+
+    def predict_prepared(self, prepared: Iterable[tuple[CaseInput, PreparedCase | Exception]], *,
+                         batch: int = 1) -> Iterator[tuple[CaseInput, Prediction | Exception]]:
+        """``predict_many`` for cases already prepared (``prepare_each`` or a loader that prepares ahead)."""
         if not isinstance(batch, int) or batch < 1:
             raise InputError(f"batch={batch!r} must be a positive integer.")
         if self.backend.max_batch is not None:
             batch = min(batch, self.backend.max_batch)
-        pending: list[_Prepared] = []
-        for case in cases:
-            try:
-                pending.append(self._prepare(case))
-            except ImportError:
-                raise  # a missing package fails every case: stop and say so
-            except Exception as exc:  # noqa: BLE001 - any failure is recorded against its case; the run goes on
+        pending: list[PreparedCase] = []
+        for case, item in prepared:
+            if isinstance(item, Exception):
                 yield from self._flush(pending)
                 pending = []
-                yield case, exc
+                yield case, item
                 continue
+            pending.append(item)
             if len(pending) >= batch:
                 yield from self._flush(pending)
                 pending = []
         yield from self._flush(pending)
 
-    def _flush(self, pending: list[_Prepared]) -> Iterator[tuple[CaseInput, Prediction | Exception]]:
+    def _flush(self, pending: list[PreparedCase]) -> Iterator[tuple[CaseInput, Prediction | Exception]]:
         if not pending:
             return
         try:
-            results = self._run(pending)
+            results = self.run(pending)
         except ImportError:
             raise
         except Exception as exc:  # noqa: BLE001
@@ -198,12 +223,9 @@ class Predictor:
             yield p.case, r
 
     # -- stages ---------------------------------------------------------------------------------------------------
-    def _prepare(self, case: CaseInput) -> _Prepared:
-        if self.preprocess_on == "gpu":
-            from sranet.runtime.preprocess_gpu import preprocess_gpu as preprocess
-        else:
-            from sranet.runtime.preprocess import preprocess
-
+    def prepare(self, case: CaseInput) -> PreparedCase:
+        """Read and preprocess one case (the artifact's PreprocessConfig): the network input and what post-processing
+        needs. Raises SranetError (or another exception) for a case that cannot be read."""
         t0 = time.perf_counter()
         roi = case.roi
         if isinstance(roi, str):
@@ -218,16 +240,25 @@ class Predictor:
             # with a ROI, only the slices it needs are decoded
             volume = load_volume(case.source, roi=roi, series=case.series, spacing_mm=case.spacing_mm)
         t1 = time.perf_counter()
-        prepared = preprocess(volume, self.info.preprocess, roi=roi)
+        if self.preprocess_on == "gpu":
+            from sranet.runtime.preprocess_gpu import preprocess_gpu
+
+            gpu = self.backend.device.index if self.backend.device.kind == "cuda" else 0
+            prepared = preprocess_gpu(volume, self.info.preprocess, roi=roi, device=gpu)
+        else:
+            from sranet.runtime.preprocess import preprocess
+
+            prepared = preprocess(volume, self.info.preprocess, roi=roi)
         t2 = time.perf_counter()
         S = self.info.model.input_size
         if prepared.input.shape != (S, S, S):
             raise InputError(
                 f"preprocessing gave shape {prepared.input.shape}, but the model takes ({S}, {S}, {S}).",
                 path=volume.source or None, hint="The artifact's preprocess and model configs disagree; re-export it.")
-        return _Prepared(case, volume, prepared, {"read": (t1 - t0) * 1e3, "preprocess": (t2 - t1) * 1e3})
+        return PreparedCase(case, volume, prepared, {"read": (t1 - t0) * 1e3, "preprocess": (t2 - t1) * 1e3})
 
-    def _run(self, batch: list[_Prepared]) -> list[Prediction]:
+    def run(self, batch: list[PreparedCase]) -> list[Prediction]:
+        """One backend call for ``batch`` (stacked to (B, 1, S, S, S)), then post-processing of each case."""
         ct = np.stack([p.prepared.input for p in batch])[:, None].astype(np.float32, copy=False)  # (B, 1, S, S, S)
         t0 = time.perf_counter()
         out = self.backend.infer(ct)
@@ -240,7 +271,7 @@ class Predictor:
             results.append(result)
         return results
 
-    def _postprocess(self, p: _Prepared, prob: float, attention: np.ndarray, batch_size: int) -> Prediction:
+    def _postprocess(self, p: PreparedCase, prob: float, attention: np.ndarray, batch_size: int) -> Prediction:
         grid = self.info.model.grid
         grid_att = np.asarray(attention, dtype=np.float32).reshape(grid, grid, grid)  # (P, P, P) in (D, H, W)
         qc = list(dict.fromkeys([*p.volume.qc, *getattr(p.prepared, "qc", [])]))
@@ -248,7 +279,7 @@ class Predictor:
             raise SranetError("the model returned NaN or infinite outputs.", path=p.volume.source or None)
         return Prediction(
             case=p.case.key,
-            source=_display_source(p.case.source),
+            source=display_source(p.case.source),
             probability=prob,
             decision=prob >= self.info.threshold,
             threshold=self.info.threshold,
@@ -262,13 +293,6 @@ class Predictor:
             volume=p.volume,
             prepared=p.prepared,
         )
-
-
-def patch_centres(grid: int, input_size: int) -> np.ndarray:
-    """(P**3, 3) centre of each patch in prepared-volume voxel indices (d, h, w); row n is patch n = P*P*i+P*j+k."""
-    p = input_size / grid
-    idx = np.stack(np.meshgrid(*[np.arange(grid)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
-    return idx * p + (p - 1) / 2.0
 
 
 def top_patches(attention: np.ndarray, k: int, input_size: int, plan: Any, volume: Volume) -> list[dict[str, Any]]:
@@ -298,7 +322,8 @@ def top_patches(attention: np.ndarray, k: int, input_size: int, plan: Any, volum
     return out
 
 
-def _display_source(source: Any) -> str:
+def display_source(source: Any) -> str:
+    """How a case's input is named in results: the path as given, or the file name a Volume was read from."""
     if isinstance(source, Volume):
         return os.path.basename(source.source) if source.source else "<volume>"
     return os.fspath(Path(source))

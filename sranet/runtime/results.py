@@ -72,10 +72,11 @@ def read_results(path: str | os.PathLike) -> tuple[list[dict[str, Any]], int]:
 
 
 class ResultsWriter:
-    """Append-only JSONL writer. ``done`` holds the keys of cases already recorded (successes and failures).
+    """Append-only JSONL writer. ``done`` holds the keys of the inputs already recorded (successes and failures):
+    a record's ``input`` where it has one (an input that yields several records), else its ``case``.
 
-    With ``retry_failed=True`` cases recorded with an error are not in ``done``, so a rerun tries them again; their
-    new line supersedes the old one (readers keep the last record per key).
+    With ``retry_failed=True`` inputs recorded with an error are not in ``done``, so a rerun tries them again; their
+    new lines supersede the old ones (readers keep the last record per key).
     """
 
     def __init__(self, path: str | os.PathLike, *, retry_failed: bool = False):
@@ -92,20 +93,22 @@ class ResultsWriter:
         for r in records:
             if "case" in r:
                 latest[str(r["case"])] = r
-        self.done = {k for k, r in latest.items() if not (retry_failed and r.get("error"))}
+        failed = {input_key(r) for r in latest.values() if r.get("error")}
+        self.done = {input_key(r) for r in latest.values()} - (failed if retry_failed else set())
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
-    def write(self, record: dict[str, Any]) -> None:
-        """Append one record as one line (single write, then fsync)."""
-        if "case" not in record:
-            raise InputError("a result record needs a 'case' key.")
-        line = (json.dumps(record, sort_keys=False, allow_nan=False, default=_jsonable) + "\n").encode("utf-8")
-        view = memoryview(line)
+    def write(self, records: dict[str, Any] | list[dict[str, Any]]) -> None:
+        """Append one record, or the records of one input, as lines in a single write, then fsync."""
+        records = [records] if isinstance(records, dict) else list(records)
+        if not records or any("case" not in r for r in records):
+            raise InputError("each result record needs a 'case' key.")
+        data = "".join(json.dumps(r, sort_keys=False, allow_nan=False, default=_jsonable) + "\n" for r in records)
+        view = memoryview(data.encode("utf-8"))
         while view:  # os.write may write fewer bytes; with O_APPEND each piece still lands at the end
             n = os.write(self._fd, view)
             view = view[n:]
         os.fsync(self._fd)
-        self.done.add(str(record["case"]))
+        self.done.update(input_key(r) for r in records)
 
     def close(self) -> None:
         if self._fd is not None:
@@ -117,6 +120,11 @@ class ResultsWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def input_key(record: dict[str, Any]) -> str:
+    """The key of the input a record came from: ``input`` where one input yields several records, else ``case``."""
+    return str(record.get("input", record["case"]))
 
 
 def _jsonable(value: Any) -> Any:

@@ -84,12 +84,3 @@ def mean_across(value: float, count: int, ctx: DistContext) -> tuple[float, int]
     t = torch.tensor([value * count, float(count)], dtype=torch.float64, device=ctx.device)
     torch.distributed.all_reduce(t)
     return (float(t[0] / t[1]) if t[1] > 0 else float("nan")), int(t[1])
-
-
-def broadcast_flag(flag: bool, ctx: DistContext) -> bool:
-    """Rank 0's boolean, on every rank (used to stop all ranks together on an error)."""
-    if not ctx.distributed:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=ctx.device)
-    torch.distributed.broadcast(t, src=0)
-    return bool(t.item())

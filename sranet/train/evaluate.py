@@ -25,15 +25,13 @@ from typing import Any
 import numpy as np
 
 from sranet.errors import TrainingError
+from sranet.runtime.patches import patch_blocks
 from sranet.train.metrics import json_safe, roc_curve, summarize
 
 
 def lesion_patches(lesion: np.ndarray, grid: int) -> np.ndarray:
     """(S, S, S) 0/1 lesion mask -> (grid**3,) bool, True where the patch holds any lesion voxel (n = g*g*i+g*j+k)."""
-    S = lesion.shape[0]
-    p = S // grid
-    blocks = (lesion > 0).reshape(grid, p, grid, p, grid, p)
-    return blocks.any(axis=(1, 3, 5)).reshape(-1)
+    return patch_blocks(lesion > 0, grid).any(axis=(3, 4, 5)).reshape(-1)
 
 
 def localisation(attention: np.ndarray, lesions: list[np.ndarray | None], labels: np.ndarray, grid: int) -> dict[str, Any]:
@@ -65,7 +63,7 @@ def evaluate(ckpt_path: str | Path, cache_dir: str | Path, split: str, out_dir: 
              device: str = "cpu", overlays: int = 4, batch_size: int = 4) -> dict[str, Any]:
     """Evaluate ``ckpt_path`` on ``split`` of the cache at ``cache_dir``; write the files above; return the metrics."""
     from sranet.data.dataset import CachedDataset, read_cache
-    from sranet.train.checkpoint import load_checkpoint
+    from sranet.model.checkpoint import load_checkpoint
     from sranet.train.distributed import resolve_device
     from sranet.train.loop import predict_split
     from sranet.train.plots import attention_overlay_png, roc_png

@@ -153,10 +153,10 @@ def train(config: TrainConfig, cache_dir: str | Path, out_dir: str | Path, *, re
 
     from sranet.data.augment import AugmentConfig
     from sranet.data.dataset import CachedDataset, read_cache
+    from sranet.model.checkpoint import load_checkpoint, save_checkpoint
     from sranet.model.loss import sranet_loss
     from sranet.model.sranet import SRANet
     from sranet.train import distributed as dist
-    from sranet.train.checkpoint import load_checkpoint, save_checkpoint
 
     start_time = time.perf_counter()
     out_dir = Path(out_dir)

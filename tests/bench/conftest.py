@@ -1,9 +1,8 @@
 """Fixtures for the benchmark tests: tiny SRANet artifacts exported to ONNX with sranet metadata, run by the
-package's ONNX Runtime backend on the CPU."""
+package's ONNX Runtime backend on the CPU (the default device)."""
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import pytest
@@ -22,11 +21,3 @@ def tiny_onnx_b(tmp_path_factory) -> Path:
     """tiny_b.onnx: the same architecture with other weights (seed 1)."""
     return write_onnx(tmp_path_factory.mktemp("bench") / "tiny_b.onnx", seed=1)
 
-
-@pytest.fixture(scope="session")
-def ort_opener():
-    """Opens an .onnx with the real OnnxRuntimeBackend, pinned to the CPU provider so results do not depend on
-    whether this onnxruntime build has CUDA."""
-    from sranet.runtime.backends.onnxruntime import OnnxRuntimeBackend
-
-    return functools.partial(OnnxRuntimeBackend, providers="cpu")

@@ -2,20 +2,21 @@
 
 import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from sranet.bench.report import SCHEMA, load_result, to_markdown, validate_result, write_json
-from sranet.bench.runner import Settings, run_benchmark
+from sranet.bench.runner import EndToEnd, Settings, run_benchmark
 from sranet.errors import InputError
 
 FAST = Settings(batches=(1, 2), warmup_s=0.0, warmup_iters=1, min_iters=3, duration_s=0.1)
 
 
 @pytest.fixture(scope="module")
-def doc(tiny_onnx, tiny_onnx_b, ort_opener):
-    return run_benchmark([tiny_onnx, tiny_onnx_b], FAST, peak_gflops=50.0, argv=["test"], opener=ort_opener)
+def doc(tiny_onnx, tiny_onnx_b):
+    return run_benchmark([tiny_onnx, tiny_onnx_b], FAST, peak_gflops=50.0, argv=["test"])
 
 
 def test_document_validates_and_round_trips(doc, tmp_path):
@@ -62,16 +63,29 @@ def test_schema_rejects_a_broken_document(doc):
     assert SCHEMA["properties"]["schema"]["enum"] == ["sranet-benchmark/1"]
 
 
-def test_input_and_synthetic_are_exclusive(tiny_onnx, tmp_path, ort_opener):
+def test_input_and_synthetic_are_exclusive(tiny_onnx, tmp_path):
     with pytest.raises(InputError, match="exclusive"):
-        run_benchmark([tiny_onnx], FAST, case=tmp_path, synthetic=True, opener=ort_opener)
+        EndToEnd(tmp_path, synthetic=True)
+    with pytest.raises(InputError, match="needs --input PATH or --synthetic"):
+        EndToEnd()
     with pytest.raises(InputError, match="no artifact"):
         run_benchmark([], FAST)
 
 
-def test_end_to_end_stages_on_a_synthetic_case(tiny_onnx, ort_opener):
+def test_end_to_end_stages_on_a_synthetic_case(tiny_onnx, monkeypatch):
+    import tempfile
+
+    made = []
+    real = tempfile.TemporaryDirectory
+
+    def spy(*args, **kwargs):
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", spy)
     settings = Settings(batches=(1,), warmup_s=0.0, warmup_iters=0, min_iters=2, duration_s=0.0)
-    doc = run_benchmark([tiny_onnx], settings, synthetic=True, synthetic_shape=(40, 96, 96), opener=ort_opener)
+    doc = run_benchmark([tiny_onnx], settings, case=EndToEnd(synthetic=True, synthetic_shape=(40, 96, 96)))
+    assert len(made) == 1 and not Path(made[0].name).exists()  # the phantom's folder is gone after the run
     validate_result(doc)
     e2e = doc["end_to_end"]
     stages = e2e["results"][0]["stages"]
@@ -84,33 +98,47 @@ def test_end_to_end_stages_on_a_synthetic_case(tiny_onnx, ort_opener):
     assert np.isfinite(total)
 
 
-def test_backends_opened_before_a_failing_artifact_are_closed(tiny_onnx, tmp_path, ort_opener):
+def test_backends_and_temp_folder_are_released_when_a_run_fails(tiny_onnx, tmp_path, monkeypatch):
+    from sranet.bench import e2e, runner
     from sranet.errors import ArtifactError
 
     opened = []
+    real_open = runner.open_backend
 
-    def opener(path, **kwargs):
-        backend = ort_opener(path, **kwargs)
+    def open_and_watch(path, **kwargs):
+        backend = real_open(path, **kwargs)
         closed = []
         real_close = backend.close
         backend.close = lambda: (closed.append(True), real_close())
         opened.append(closed)
         return backend
 
+    monkeypatch.setattr(runner, "open_backend", open_and_watch)
     with pytest.raises(ArtifactError):
-        run_benchmark([tiny_onnx, tmp_path / "missing.onnx"], FAST, opener=opener)
+        run_benchmark([tiny_onnx, tmp_path / "missing.onnx"], FAST)
     assert len(opened) == 1 and opened[0] == [True]
 
+    folders = []
 
-def test_spectral_graph_is_measured_against_both_floors(tiny_artifacts, tiny_onnx, ort_opener, tmp_path):
-    from sranet.bench.flops import ConvLayer, count_flops
+    def failing_case(folder, shape):
+        folders.append(Path(folder))
+        raise ArtifactError("no phantom today")
+
+    monkeypatch.setattr(e2e, "synthetic_case", failing_case)
+    with pytest.raises(ArtifactError, match="no phantom today"):
+        run_benchmark([tiny_onnx], FAST, case=EndToEnd(synthetic=True))
+    assert len(folders) == 1 and not folders[0].exists() and opened[-1] == [True]
+
+
+def test_spectral_graph_is_measured_against_both_floors(tiny_artifacts, tiny_onnx, tmp_path):
     from sranet.config import ModelConfig
     from sranet.export.onnx import export_onnx
+    from sranet.model.flops import ConvLayer, count_flops
 
     spectral = export_onnx(tiny_artifacts[1], tmp_path / "spectral.onnx", parity_cases=2, conv_impl="spectral",
                            spectral_layers=(1, 2)).path
     fast = Settings(batches=(1,), warmup_s=0.0, warmup_iters=1, min_iters=3, duration_s=0.05)
-    doc = run_benchmark([tiny_onnx, spectral], fast, peak_gflops=50.0, argv=["test"], opener=ort_opener)
+    doc = run_benchmark([tiny_onnx, spectral], fast, peak_gflops=50.0, argv=["test"])
     validate_result(doc)
     direct_art, spectral_art = doc["artifacts"]
     assert (direct_art["conv_impl"], direct_art["spectral_layers"]) == ("direct", [])
@@ -127,22 +155,23 @@ def test_spectral_graph_is_measured_against_both_floors(tiny_artifacts, tiny_onn
     assert "spectral.onnx: spectral graph (Conv3d layers [1, 2]" in to_markdown(doc)
 
 
-def test_interleaved_onnx_sessions_do_not_busy_wait(doc, tiny_onnx, ort_opener):
+def test_interleaved_onnx_sessions_do_not_busy_wait(doc, tiny_onnx):
     """Two artifacts take turns: each ORT session is opened with spinning off and says so; one artifact alone keeps
     ONNX Runtime's default."""
-    from sranet.bench.runner import open_with_threads
+    from sranet.bench.runner import open_artifact
 
     for art in doc["artifacts"]:
         assert "spinning=off (interleaved with other artifacts)" in art["options_applied"]
         assert art["backend"]["intra_op_spinning"] == "off"
-    backend, _, applied = open_with_threads(tiny_onnx, 1, ort_opener, interleaved=True)
+    one_thread = Settings(threads=1)
+    backend, _, applied = open_artifact(tiny_onnx, one_thread, interleaved=True)
     try:
         assert backend.session.get_session_options().get_session_config_entry(
             "session.intra_op.allow_spinning") == "0"
     finally:
         backend.close()
-    backend, _, applied = open_with_threads(tiny_onnx, 1, ort_opener)
+    backend, _, applied = open_artifact(tiny_onnx, one_thread)
     try:
-        assert applied == "threads=1" and backend.describe()["intra_op_spinning"] == "default (on)"
+        assert applied == "device=cpu, threads=1" and backend.describe()["intra_op_spinning"] == "default (on)"
     finally:
         backend.close()

@@ -18,13 +18,13 @@ def load_script(name: str):
     return module
 
 
-def test_peak_matmul_and_tables(tmp_path, tiny_onnx, ort_opener):
+def test_peak_matmul_and_tables(tmp_path, tiny_onnx):
     results = tmp_path / "results"
     peak = load_script("peak_matmul").main(["--quick", "--out", str(results / "peak_matmul.json")])
     assert peak["peak_gflops"] == max(r["gflops_median"] for r in peak["rows"])
     assert {r["library"] for r in peak["rows"]} == {"numpy", "torch"}
     doc = run_benchmark([tiny_onnx], Settings(warmup_s=0, warmup_iters=0, min_iters=2, duration_s=0),
-                        peak_gflops=peak["peak_gflops"], argv=["sranet", "benchmark", "tiny.onnx"], opener=ort_opener)
+                        peak_gflops=peak["peak_gflops"], argv=["sranet", "benchmark", "tiny.onnx"])
     (results / "sranet_tiny.json").write_text(json.dumps(doc))
     (results / "gpu_check_x.json").write_text(json.dumps({
         "environment": {"date_utc": "2026-01-01", "command": "python benchmarks/gpu_check.py", "gpu": "Test GPU"},
@@ -46,6 +46,19 @@ def test_cpu_backends_quick(tmp_path):
     assert doc["parity_vs_torch"]["ort_fp32_spectral"]["max_abs_attention"] < 1e-5
     assert doc["spectral"]["layers"] == [1, 2]  # tiny: forced, no layer gets cheaper
     assert [r["config"] for r in doc["blocks"][0]["rows"]][0] == "torch_eager"
+
+
+def test_gpu_check_dry_run_on_the_package_harness(tmp_path):
+    """The GPU check's CPU dry run: every section runs through sranet.bench (timing loop and statistics)."""
+    out = tmp_path / "gpu_check_dry.json"
+    assert load_script("gpu_check").main(["--dry-run", "--out", str(out), "--loop-s", "0"]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["environment"]["dry_run"] is True and "cpu" in doc["environment"]
+    row = doc["torch_latency"]["fp32_b1_eager"]["end_to_end"]
+    assert row["n"] >= 5 and row["p50_ms"] > 0 and set(row) >= {"p90_ms", "p99_ms", "mean_ms", "throughput_vol_s"}
+    roi = doc["preprocessing"]["femoral_head_roi"]
+    assert roi["max_abs_d_input"] == 0 and roi["cpu"]["n"] >= 5
+    assert doc["torch_parity"]["cpu_bf16"]["repeat_identical"] is True
 
 
 def test_preprocess_stages_quick(tmp_path):

@@ -27,7 +27,8 @@ def test_benchmark_two_artifacts_json_and_markdown(tiny, tmp_path):
     assert doc["schema"] == "sranet-benchmark/1"
     assert doc["environment"]["command"].startswith("sranet benchmark ")
     assert "--threads 1" in doc["environment"]["command"]
-    assert doc["artifacts"][0]["options_applied"] == "threads=1, spinning=off (interleaved with other artifacts)"
+    assert doc["artifacts"][0]["options_applied"] == ("device=cpu, threads=1, spinning=off (interleaved with other "
+                                                      "artifacts)")
     assert [b["batch"] for b in doc["model_only"]] == [1, 2]
     assert all(r["host"]["n"] >= 3 for b in doc["model_only"] for r in b["results"])
     assert "| tiny.onnx | 2 |" in md.read_text()
@@ -51,7 +52,9 @@ def test_benchmark_synthetic_end_to_end(tiny, tmp_path):
         (["--min-iters", "0"], "min_iters >= 1"),
         (["--synthetic", "--input", "case.npy"], "exclusive"),
         (["--spacing-mm", "1,2"], "three positive numbers"),
-        (["--device", "cuda"], "--device cuda: the .onnx backend takes no such setting"),
+        (["--device", "cuda:0"], "device cuda:0 needs onnxruntime's TensorrtExecutionProvider"),
+        (["--device", "gpu"], "device='gpu' is not 'cpu' or 'cuda:N'"),
+        (["--provider", "cuda"], "provider='cuda' chooses ONNX Runtime's GPU execution provider, but the device is"),
     ],
 )
 def test_benchmark_bad_options(tiny, args, message):

@@ -23,8 +23,8 @@ def test_not_a_checkpoint(tmp_path):
 
 
 def test_evaluate_end_to_end(tmp_path):
+    from sranet.model.checkpoint import save_checkpoint
     from sranet.model.sranet import SRANet
-    from sranet.train.checkpoint import save_checkpoint
 
     cache = write_small_cache(tmp_path / "cache")
     torch.manual_seed(0)

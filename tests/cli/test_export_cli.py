@@ -35,14 +35,14 @@ def test_missing_checkpoint(tmp_path):
     (["--int8"], "--int8 needs calibration"),
     (["--fp16", "--int8", "--calib", "x.csv"], "choose one precision"),
     (["--calib", "x.csv"], "--calib is only used with --int8"),
-    (["--engine", "--batch", "8:4:16"], "MIN <= OPT <= MAX"),
-    (["--engine", "--batch", "1:x:4"], "is not MIN:OPT:MAX"),
-    (["--batch", "1:4:8"], "--batch sets the engine profile"),
+    (["--engine", "--profile", "8:4:16"], "MIN <= OPT <= MAX"),
+    (["--engine", "--profile", "1:x:4"], "is not MIN:OPT:MAX"),
+    (["--profile", "1:4:8"], "--profile sets the engine profile"),
     (["--workspace-gib", "2"], "only apply to a TensorRT engine"),
     (["--engine", "--hardware-compatibility", "amper+"], "Did you mean 'ampere+'"),
     (["--opset", "13"], "opset=13 is outside"),
     (["--int8", "--calib", "missing.csv"], "calibration manifest"),
-    (["--engine", "--batch", "2:4:8", "--triton", "repo"], "Triton may send a batch of 1"),
+    (["--engine", "--profile", "2:4:8", "--triton", "repo"], "Triton may send a batch of 1"),
     (["--conv-impl", "fft"], "--conv-impl='fft' is not one of"),
     (["--conv-impl", "spectral", "--engine"], "a TensorRT plan is built from the direct graph"),
     (["--conv-impl", "spectral", "--fp16"], "spectral is fp32 only"),
@@ -57,7 +57,7 @@ def test_bad_options_exit_1_before_export(ckpt, tmp_path, extra, needle):
 
 def test_fp32_export_with_triton_repo(ckpt, tmp_path):
     out = tmp_path / "m.onnx"
-    r = _run(ckpt, "--out", out, "--parity-cases", "2", "--triton", tmp_path / "repo", "--batch", "1:2:4")
+    r = _run(ckpt, "--out", out, "--parity-cases", "2", "--triton", tmp_path / "repo", "--profile", "1:2:4")
     assert r.exit_code == 0, r.output
     assert "Parity gate (fp32, 2 cases" in r.output and "PASSED" in r.output
     assert "TensorRT op check" in r.output and "all ops and attributes supported" in r.output
@@ -80,7 +80,7 @@ def test_int8_from_manifest(ckpt, tmp_path):
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
 def test_engine_without_tensorrt_writes_onnx_then_fails(ckpt, tmp_path):
     out = tmp_path / "m.onnx"
-    r = _run(ckpt, "--out", out, "--parity-cases", "2", "--engine", "--batch", "1:2:4")
+    r = _run(ckpt, "--out", out, "--parity-cases", "2", "--engine", "--profile", "1:2:4")
     assert r.exit_code == 1
     assert "needs TensorRT" in r.output and "pip install 'sranet[trt]'" in r.output
     assert out.is_file() and not (tmp_path / "m.engine").exists()

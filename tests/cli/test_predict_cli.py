@@ -39,7 +39,7 @@ def _lines(path: Path) -> list[dict]:
 def test_predict_batch_with_corrupt_case_heatmaps_and_resume(tmp_path, tiny_artifacts, inputs):
     out, hm = tmp_path / "results.jsonl", tmp_path / "heatmaps"
     args = ["predict", str(tiny_artifacts[0]), *map(str, inputs), "--out", str(out), "--heatmaps", str(hm),
-            "--batch", "2", "--threads", "1", "--provider", "cpu"]
+            "--batch", "2", "--threads", "1", "--device", "cpu"]
     result = runner.invoke(app, args)
     assert result.exit_code == 1, result.output
     assert "3 predicted, 1 failed" in result.output and "1 of 4 cases failed" in result.output
@@ -47,6 +47,8 @@ def test_predict_batch_with_corrupt_case_heatmaps_and_resume(tmp_path, tiny_arti
     assert len(lines) == 4
     failed = [r for r in lines if "error" in r]
     assert len(failed) == 1 and "broken.dcm" in failed[0]["message"] and failed[0]["error"].endswith("Error")
+    assert set(failed[0]) == {"case", "source", "side", "error", "message", "model_sha256", "sranet_version"}
+    assert failed[0]["source"] == str(inputs[2]) and len(failed[0]["model_sha256"]) == 64
     for r in (r for r in lines if "error" not in r):
         assert 0 <= r["probability"] <= 1 and r["threshold"] == 0.5 and len(r["model_sha256"]) == 64
         assert np.asarray(r["attention_grid"]).shape == (4, 4, 4) and len(r["top_patches"]) == 3
@@ -86,7 +88,8 @@ def test_manifest_cases_use_their_ids(tmp_path, tiny_artifacts, inputs):
 def test_pt_artifact_runs_the_same(tmp_path, tiny_artifacts, inputs):
     out_onnx, out_pt = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     assert runner.invoke(app, ["predict", str(tiny_artifacts[0]), str(inputs[1]), "--out", str(out_onnx)]).exit_code == 0
-    assert runner.invoke(app, ["predict", str(tiny_artifacts[1]), str(inputs[1]), "--out", str(out_pt)]).exit_code == 0
+    assert runner.invoke(app, ["predict", str(tiny_artifacts[1]), str(inputs[1]), "--out", str(out_pt),
+                               "--device", "cpu", "--threads", "1"]).exit_code == 0
     assert _lines(out_onnx)[0]["probability"] == pytest.approx(_lines(out_pt)[0]["probability"], abs=1e-5)
 
 
@@ -94,11 +97,14 @@ def test_pt_artifact_runs_the_same(tmp_path, tiny_artifacts, inputs):
     "extra, message",
     [
         ([], "no inputs given"),
-        (["INPUT", "--provider", "cuda"], "provider 'cuda'"),
-        (["INPUT", "--provider", "gpu"], "provider='gpu' is not one of"),
+        (["INPUT", "--device", "cuda:0", "--provider", "cuda"], "provider 'cuda' needs onnxruntime's CUDAExecution"),
+        (["INPUT", "--device", "cuda:0", "--provider", "gpu"], "provider='gpu' is not one of"),
+        (["INPUT", "--provider", "cuda"], "provider='cuda' chooses ONNX Runtime's GPU execution provider, but the"),
+        (["INPUT", "--device", "tpu"], "device='tpu' is not 'cpu' or 'cuda:N'"),
         (["INPUT", "--top-k", "0"], "Invalid value for '--top-k'"),
+        (["INPUT", "--threads", "0"], "Invalid value for '--threads'"),
     ],
-    ids=["no-inputs", "missing-provider", "bad-provider", "bad-top-k"],
+    ids=["no-inputs", "missing-provider", "bad-provider", "provider-on-cpu", "bad-device", "bad-top-k", "bad-threads"],
 )
 def test_argument_errors(tmp_path, tiny_artifacts, inputs, extra, message):
     import onnxruntime as ort
@@ -113,9 +119,17 @@ def test_argument_errors(tmp_path, tiny_artifacts, inputs, extra, message):
 def test_missing_artifact_and_provider_on_pt(tmp_path, tiny_artifacts, inputs):
     r = runner.invoke(app, ["predict", str(tmp_path / "nope.onnx"), str(inputs[1]), "--out", str(tmp_path / "r.jsonl")])
     assert r.exit_code == 1 and "Error:" in r.output and "nope.onnx" in r.output
-    r = runner.invoke(app, ["predict", str(tiny_artifacts[1]), str(inputs[1]), "--provider", "cpu",
+    r = runner.invoke(app, ["predict", str(tiny_artifacts[1]), str(inputs[1]), "--provider", "cuda",
                             "--out", str(tmp_path / "r.jsonl")])
-    assert r.exit_code == 1 and "--provider applies to .onnx" in r.output
+    assert r.exit_code == 1 and "provider='cuda' (--provider) is not a setting of the torch backend" in r.output
+    assert str(tiny_artifacts[1]) in r.output
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+def test_device_reaches_the_pt_backend(tmp_path, tiny_artifacts, inputs):
+    r = runner.invoke(app, ["predict", str(tiny_artifacts[1]), str(inputs[1]), "--device", "cuda:0",
+                            "--out", str(tmp_path / "r.jsonl")])
+    assert r.exit_code == 1 and "device cuda:0 was asked for, but PyTorch sees no CUDA GPU" in r.output
 
 
 def test_npy_input_needs_spacing(tmp_path, tiny_artifacts):
@@ -140,16 +154,19 @@ def test_spacing_applies_to_npy_inputs_only(tmp_path, tiny_artifacts, inputs):
     assert "2 predicted, 0 failed" in r.output and not any("error" in line for line in _lines(out))
 
 
-def test_engine_artifact_is_opened_without_cpu_only_options(tmp_path, inputs):
-    """A .engine reaches TensorRTBackend (here: its typed 'no sidecar' error), not a TypeError about 'threads'."""
+def test_engine_artifact_refuses_what_it_cannot_honour(tmp_path, inputs):
+    """A .engine reaches TensorRTBackend: the CPU and CPU threads are refused by name, then the missing sidecar."""
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"not a plan")
     out = tmp_path / "r.jsonl"
     r = runner.invoke(app, ["predict", str(engine), str(inputs[1]), "--out", str(out)])
     assert r.exit_code == 1 and not isinstance(r.exception, TypeError), r.exception
-    assert "Error:" in r.output and "has no sidecar m.engine.json" in r.output
-    r = runner.invoke(app, ["predict", str(engine), str(inputs[1]), "--out", str(out), "--threads", "2"])
-    assert r.exit_code == 1 and "--threads applies to .onnx and .pt artifacts" in r.output
+    assert "device='cpu': a TensorRT plan runs on NVIDIA GPUs only" in r.output and "--device cuda:N" in r.output
+    r = runner.invoke(app, ["predict", str(engine), str(inputs[1]), "--out", str(out), "--device", "cuda:0"])
+    assert r.exit_code == 1 and "Error:" in r.output and "has no sidecar m.engine.json" in r.output
+    r = runner.invoke(app, ["predict", str(engine), str(inputs[1]), "--out", str(out), "--device", "cuda:0",
+                            "--threads", "2"])
+    assert r.exit_code == 1 and "threads=2: a TensorRT plan runs on the GPU" in r.output
 
 
 def test_heatmaps_path_that_is_a_file_is_refused_up_front(tmp_path, tiny_artifacts, inputs):

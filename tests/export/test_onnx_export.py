@@ -16,8 +16,8 @@ from sranet.errors import InputError, ParityGateError
 from sranet.export import onnx as export_mod
 from sranet.export.onnx import export_onnx
 from sranet.export.parity import parity_inputs
+from sranet.model.checkpoint import load_checkpoint
 from sranet.runtime.artifact import ArtifactInfo, sha256_file
-from sranet.train.checkpoint import load_checkpoint
 from tests.helpers import write_checkpoint
 
 
@@ -131,6 +131,11 @@ def test_paper_configuration_full_128_path(tmp_path):
     assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim][1:] == [1, 128, 128, 128]
     assert ArtifactInfo.from_metadata({p.key: p.value for p in model.metadata_props}).model == ModelConfig()
 
+
+@pytest.mark.slow
+def test_paper_configuration_spectral_128_path(tmp_path):
+    """The paper configuration exported in spectral form: conv2 chosen by arithmetic, gated at 1e-4."""
+    ckpt = make_checkpoint(tmp_path / "paper.pt", preset="paper")
     spectral = export_onnx(ckpt, tmp_path / "paper.spectral.onnx", parity_cases=2, conv_impl="spectral")
     assert spectral.parity.passed and spectral.parity.max_abs_prob < 1e-4
     assert spectral.parity.max_abs_attention < 1e-4 and spectral.parity.top1_agreement_tie_aware == 1.0

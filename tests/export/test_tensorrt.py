@@ -10,7 +10,7 @@ import onnx
 import pytest
 
 from sranet.errors import ArtifactError, DependencyMissingError, InputError
-from sranet.export.tensorrt import EngineOptions, inspect_onnx, parse_batch, plan_build, summarize_layers
+from sranet.export.tensorrt import EngineOptions, inspect_onnx, parse_profile, plan_build, summarize_layers
 from tests.helpers import small_graph_onnx
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
@@ -18,23 +18,23 @@ HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 
 # -- options ------------------------------------------------------------------------------------------------------
 def test_from_cli_accepts_a_full_set_of_options(tmp_path):
-    opts = EngineOptions.from_cli("fp16", batch="2:4:16", workspace_gib=1.5, timing_cache=tmp_path / "sranet.cache",
+    opts = EngineOptions.from_cli("fp16", profile="2:4:16", workspace_gib=1.5, timing_cache=tmp_path / "sranet.cache",
                                   version_compatible=True, hardware_compatibility="ampere+", verbose=True)
     assert (opts.batch_min, opts.batch_opt, opts.batch_max) == (2, 4, 16)
     assert opts.workspace_bytes == int(1.5 * 2**30)
     assert opts.profile_shapes(128) == [[2, 1, 128, 128, 128], [4, 1, 128, 128, 128], [16, 1, 128, 128, 128]]
     assert EngineOptions.from_cli("fp32").hardware_compatibility == "none"
-    assert parse_batch("8") == (8, 8, 8)
+    assert parse_profile("8") == (8, 8, 8)
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"precision": "fp61"}, r"--precision='fp61' is not one of .* Did you mean 'fp16'\?"),
-        ({"precision": "fp16", "batch": "4:2:8"}, r"1 <= MIN <= OPT <= MAX"),
-        ({"precision": "fp16", "batch": "0:1:8"}, r"1 <= MIN <= OPT <= MAX"),
-        ({"precision": "fp16", "batch": "1-4-8"}, r"is not MIN:OPT:MAX"),
-        ({"precision": "fp16", "batch": "1:1:4096"}, r"MAX=4096 is above"),
+        ({"precision": "fp16", "profile": "4:2:8"}, r"1 <= MIN <= OPT <= MAX"),
+        ({"precision": "fp16", "profile": "0:1:8"}, r"1 <= MIN <= OPT <= MAX"),
+        ({"precision": "fp16", "profile": "1-4-8"}, r"is not MIN:OPT:MAX"),
+        ({"precision": "fp16", "profile": "1:1:4096"}, r"MAX=4096 is above"),
         ({"precision": "fp16", "workspace_gib": 0}, r"--workspace-gib=0 must be a number > 0"),
         ({"precision": "fp16", "workspace_gib": float("nan")}, r"--workspace-gib=nan"),
         ({"precision": "fp16", "hardware_compatibility": "ampere"}, r"Did you mean 'ampere\+'\?"),
@@ -87,7 +87,7 @@ def test_inspect_onnx_refuses_foreign_graphs(tmp_path):
     ],
 )
 def test_plan_build_dispatches_on_the_tensorrt_line(version, precision, onnx_precision, path, network_flags, builder_flags):
-    plan = plan_build(version, EngineOptions.from_cli(precision, batch="1:4:16"), onnx_precision)
+    plan = plan_build(version, EngineOptions.from_cli(precision, profile="1:4:16"), onnx_precision)
     assert plan.path == path
     assert plan.network_flags == network_flags
     assert plan.builder_flags == builder_flags
@@ -144,7 +144,7 @@ def test_layer_report_counts_dla_and_gpu_layers():
 def test_build_without_tensorrt_names_the_install(tmp_path):
     from sranet.export.tensorrt import build_engine
 
-    with pytest.raises(DependencyMissingError, match=r"needs the tensorrt package.*sranet\[trt\]"):
+    with pytest.raises(DependencyMissingError, match=r"tensorrt package is needed.*sranet\[trt\]"):
         build_engine(small_graph_onnx(tmp_path / "m.onnx"), tmp_path / "m.engine", EngineOptions.from_cli("fp32"))
 
 
@@ -154,12 +154,12 @@ def test_build_without_tensorrt_names_the_install(tmp_path):
 def test_real_build_writes_plan_sidecar_cache_and_layer_report(tmp_path):
     import tensorrt as trt
 
-    from sranet.export.sidecar import check_sidecar, sidecar_path
     from sranet.export.tensorrt import build_engine
-    from sranet.runtime.cuda_buffers import device_env
+    from sranet.runtime.devices import device_env
+    from sranet.runtime.sidecar import check_sidecar, sidecar_path
 
     onnx_path = small_graph_onnx(tmp_path / "m.onnx")
-    opts = EngineOptions.from_cli("fp32", batch="1:2:4", workspace_gib=1, timing_cache=tmp_path / "t.cache", verbose=True)
+    opts = EngineOptions.from_cli("fp32", profile="1:2:4", workspace_gib=1, timing_cache=tmp_path / "t.cache", verbose=True)
     sidecar = build_engine(onnx_path, tmp_path / "m.engine", opts)
     assert (tmp_path / "t.cache").stat().st_size > 0
     assert sidecar_path(tmp_path / "m.engine").is_file()

@@ -109,7 +109,7 @@ def test_onnx_repository(tmp_path):
 
 
 def test_plan_repository_takes_its_batch_sizes_from_the_profile(tmp_path):
-    engine = write_engine(tmp_path, batch="1:4:16")
+    engine = write_engine(tmp_path, profile="1:4:16")
     model_dir = write_triton_repo(engine, tmp_path / "repo", max_batch=8, model_name="avn_fp16")
     assert (model_dir / "1" / "model.plan").is_file() and (model_dir / "1" / "model.plan.json").is_file()
     cfg = parse_pbtxt((model_dir / "config.pbtxt").read_text())
@@ -122,12 +122,12 @@ def test_plan_repository_takes_its_batch_sizes_from_the_profile(tmp_path):
 
 @pytest.mark.parametrize(
     ("batch", "max_batch", "message"),
-    [("1:4:16", 32, r"exceeds the plan's profile max 16.*--batch 1:4:32"), ("2:4:16", 8, r"starts at 2"),
+    [("1:4:16", 32, r"exceeds the plan's profile max 16.*--profile 1:4:32"), ("2:4:16", 8, r"starts at 2"),
      ("1:4:16", 0, r"max_batch=0 must be an integer >= 1")],
 )
 def test_plan_profile_limits_are_enforced(tmp_path, batch, max_batch, message):
     with pytest.raises(InputError, match=message) as caught:
-        write_triton_repo(write_engine(tmp_path, batch=batch), tmp_path / "repo", max_batch=max_batch)
+        write_triton_repo(write_engine(tmp_path, profile=batch), tmp_path / "repo", max_batch=max_batch)
     assert "--triton-max-batch" not in str(caught.value)  # `sranet export` has no such option
 
 
@@ -154,4 +154,4 @@ def test_onnx_repository_for_a_cpu_only_server(tmp_path):
 
 def test_a_plan_cannot_be_served_on_cpus(tmp_path):
     with pytest.raises(InputError, match="runs on a GPU only"):
-        write_triton_repo(write_engine(tmp_path, batch="1:4:8"), tmp_path / "repo", max_batch=8, device="cpu")
+        write_triton_repo(write_engine(tmp_path, profile="1:4:8"), tmp_path / "repo", max_batch=8, device="cpu")

@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from sranet.bench.flops import ConvLayer
 from sranet.config import ModelConfig
 from sranet.errors import ConfigError
+from sranet.model.flops import ConvLayer
 from sranet.model.spectral import SpectralConv3d, dft_matrices, spectral_copy
 from sranet.model.sranet import SRANet
 

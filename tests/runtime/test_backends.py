@@ -14,7 +14,8 @@ import pytest
 from sranet.config import ModelConfig, PreprocessConfig
 from sranet.errors import ArtifactError, BackendError, InputError
 from sranet.runtime.artifact import ArtifactInfo
-from sranet.runtime.backends import open_backend
+from sranet.runtime.backends import BACKENDS as REGISTRY
+from sranet.runtime.backends import Backend, backend_class, open_backend
 from sranet.runtime.backends.onnxruntime import (
     CPU_EP,
     CUDA_EP,
@@ -23,6 +24,7 @@ from sranet.runtime.backends.onnxruntime import (
     provider_options,
     resolve_providers,
 )
+from sranet.runtime.devices import Device, parse_device
 from tests.helpers import tiny_model
 
 torch = pytest.importorskip("torch")
@@ -52,7 +54,7 @@ BACKENDS = [
 def _open(kind, artifacts):
     onnx_path, pt_path = artifacts
     if kind == "onnx":
-        return open_backend(onnx_path, providers="cpu", threads=1)
+        return open_backend(onnx_path, threads=1)
     if kind == "pt":
         return open_backend(pt_path, threads=1)
     pytest.skip("building a TensorRT engine needs a GPU; covered by benchmarks/ GPU script")
@@ -102,7 +104,7 @@ def test_backend_rejects_bad_input(kind, bad, message, tiny_artifacts):
 
 
 def test_onnx_describe_records_session_options(tiny_artifacts):
-    backend = OnnxRuntimeBackend(tiny_artifacts[0], providers="cpu", threads=2, graph_level="extended")
+    backend = OnnxRuntimeBackend(tiny_artifacts[0], threads=2, graph_level="extended")
     d = backend.describe()
     assert d["providers"] == [CPU_EP]
     assert d["intra_op_threads"] == 2 and d["graph_level"] == "extended" and d["io_binding"] is False
@@ -110,7 +112,7 @@ def test_onnx_describe_records_session_options(tiny_artifacts):
 
 def test_onnx_io_binding_gives_same_outputs(tiny_artifacts, reference):
     x, prob, _ = reference
-    backend = OnnxRuntimeBackend(tiny_artifacts[0], providers="cpu", threads=1, io_binding=True)
+    backend = OnnxRuntimeBackend(tiny_artifacts[0], threads=1, io_binding=True)
     first = backend.infer(x)
     np.testing.assert_allclose(first["prob"], prob, atol=1e-5)
     second = backend.infer(x[::-1].copy())  # same batch size: the bound buffers are reused
@@ -124,21 +126,27 @@ def test_unavailable_provider_is_an_error_not_a_fallback(tiny_artifacts):
 
     if CUDA_EP in ort.get_available_providers():
         pytest.skip("this onnxruntime has CUDA; the refusal cannot be shown here")
-    with pytest.raises(BackendError, match="CUDAExecutionProvider.*choose --provider cpu"):
-        OnnxRuntimeBackend(tiny_artifacts[0], providers="cuda")
+    with pytest.raises(BackendError, match="CUDAExecutionProvider.*use --device cpu"):
+        OnnxRuntimeBackend(tiny_artifacts[0], device="cuda:0", provider="cuda")
+    with pytest.raises(BackendError, match="device cuda:0 needs onnxruntime's TensorrtExecutionProvider or"):
+        OnnxRuntimeBackend(tiny_artifacts[0], device="cuda:0")
     with pytest.raises(InputError, match="Did you mean 'cuda'"):
-        OnnxRuntimeBackend(tiny_artifacts[0], providers="cdua")
+        OnnxRuntimeBackend(tiny_artifacts[0], device="cuda:0", provider="cdua")
+    with pytest.raises(InputError, match="provider='cuda' chooses ONNX Runtime's GPU execution provider"):
+        OnnxRuntimeBackend(tiny_artifacts[0], provider="cuda")
 
 
 def test_resolve_providers_chains():
     everything = [TRT_EP, CUDA_EP, CPU_EP]
-    assert resolve_providers(None, everything) == [TRT_EP, CUDA_EP, CPU_EP]
-    assert resolve_providers(None, [CUDA_EP, CPU_EP]) == [CUDA_EP, CPU_EP]
-    assert resolve_providers(None, ["AzureExecutionProvider", CPU_EP]) == [CPU_EP]
-    assert resolve_providers("cuda", everything) == [CUDA_EP, CPU_EP]
-    assert resolve_providers("cpu", everything) == [CPU_EP]
+    cpu, gpu = Device("cpu"), Device("cuda", 1)
+    assert resolve_providers(gpu, None, everything) == [TRT_EP, CUDA_EP, CPU_EP]
+    assert resolve_providers(gpu, None, [CUDA_EP, CPU_EP]) == [CUDA_EP, CPU_EP]
+    assert resolve_providers(gpu, "cuda", everything) == [CUDA_EP, CPU_EP]
+    assert resolve_providers(cpu, None, everything) == [CPU_EP]
     with pytest.raises(BackendError, match="TensorrtExecutionProvider"):
-        resolve_providers("tensorrt", [CUDA_EP, CPU_EP])
+        resolve_providers(gpu, "tensorrt", [CUDA_EP, CPU_EP])
+    with pytest.raises(BackendError, match="needs onnxruntime's"):
+        resolve_providers(gpu, None, ["AzureExecutionProvider", CPU_EP])
 
 
 @pytest.mark.parametrize("precision, fp16, int8", [("fp32", "0", "0"), ("fp16", "1", "0"), ("int8", "0", "1")])
@@ -165,8 +173,45 @@ def test_onnx_without_metadata_is_an_artifact_error(tmp_path, tiny_artifacts):
     bare = tmp_path / "bare.onnx"
     onnx.save(proto, str(bare))
     with pytest.raises(ArtifactError, match="no sranet metadata"):
-        OnnxRuntimeBackend(bare, providers="cpu")
+        OnnxRuntimeBackend(bare)
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not a model")
     with pytest.raises(ArtifactError, match="not a readable ONNX model"):
-        OnnxRuntimeBackend(junk, providers="cpu")
+        OnnxRuntimeBackend(junk)
+
+
+@pytest.mark.parametrize("suffix", sorted(REGISTRY))
+def test_every_backend_takes_the_one_contract(suffix):
+    """Same names, same defaults, keyword-only, for every registered backend; extra options are declared."""
+    import inspect
+
+    cls = backend_class(f"model{suffix}")
+    assert issubclass(cls, Backend)
+    params = inspect.signature(cls.__init__).parameters
+    contract = {"device": "cpu", "threads": None, "cuda_graphs": False, "max_batch": None}
+    for name, default in contract.items():
+        assert params[name].kind is inspect.Parameter.KEYWORD_ONLY and params[name].default == default, name
+    extra = [n for n in params if n not in ("self", "path", *contract)]
+    assert extra == list(cls.OPTIONS), f"{cls.__name__} takes {extra} but declares OPTIONS {cls.OPTIONS}"
+
+
+def test_open_backend_refuses_an_option_of_another_backend(tiny_artifacts):
+    with pytest.raises(InputError, match=r"provider='cuda' \(--provider\) is not a setting of the torch backend "
+                                         r"that runs \.pt artifacts; it takes dtype"):
+        open_backend(tiny_artifacts[1], provider="cuda")
+    with pytest.raises(InputError, match="is not a setting of the onnxruntime backend.*Did you mean 'spinning'"):
+        open_backend(tiny_artifacts[0], spining=False)
+    with pytest.raises(InputError, match="cuda_graphs=True: CUDA graphs need a GPU"):
+        open_backend(tiny_artifacts[0], cuda_graphs=True)
+
+
+@pytest.mark.parametrize(("text", "device"), [("cpu", Device("cpu")), ("cuda", Device("cuda", 0)),
+                                               ("cuda:3", Device("cuda", 3)), (" CUDA:1 ", Device("cuda", 1))])
+def test_device_strings(text, device):
+    assert parse_device(text) == device
+
+
+@pytest.mark.parametrize("text", ["gpu", "cuda:", "cuda:-1", "auto", "", 0, None])
+def test_bad_device_strings(text):
+    with pytest.raises(InputError, match="is not 'cpu' or 'cuda:N'"):
+        parse_device(text)

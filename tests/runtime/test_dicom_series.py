@@ -9,7 +9,7 @@ import pytest
 
 from sranet.config import PreprocessConfig
 from sranet.errors import GeometryError, NoUsableSeriesError
-from sranet.runtime import dicom as dicom_module
+from sranet.runtime import dicom_stack as dicom_module
 from sranet.runtime.io import load_volume
 from sranet.runtime.preprocess import preprocess
 from sranet.runtime.roi import parse_roi
@@ -105,7 +105,7 @@ def test_several_series_must_be_chosen_and_are_listed_without_identifiers():
     with pytest.raises(NoUsableSeriesError, match=r"2 CT series found.*#\S+ \(4 slices") as e:
         load_volume(DIRTESTS)
     assert "series=" in str(e.value)
-    # free-text descriptions may hold names (PS3.15 removes them): neither the listing nor meta carries them
+    # free-text descriptions may hold names (DICOM de-identification removes them): neither the listing nor meta carries them
     assert "Routine Brain" not in str(e.value) and "SmartScore" not in str(e.value)
     v = load_volume(DIRTESTS, series="6302.0.6")  # a UID suffix
     assert v.shape == (5, 16, 16) and "series_description" not in v.meta
@@ -155,7 +155,7 @@ def _tilted_headers(tilt_deg: float, gaps_mm: list[float], rows=40, cols=50, ps=
 @pytest.mark.parametrize("tilt_deg", [0.0, 18.5, -25.0])
 def test_resampled_stack_maps_voxels_to_the_right_patient_positions(tilt_deg):
     """Slices carry a linear field f(patient mm); after resampling, every valid voxel must hold f(its position)."""
-    from sranet.runtime.dicom import build_volume
+    from sranet.runtime.dicom_stack import build_volume
 
     hs, row, col = _tilted_headers(tilt_deg, [4.2] * 5 + [1.1] + [7.4] * 5, rows=80)
     coeff = np.array([2.0, 3.0, 5.0])

@@ -79,6 +79,14 @@ def _mutate(rng: np.random.Generator, src: Path, out: Path) -> str:
     return what
 
 
+def _check_loaded(volume, what: str) -> None:
+    """What a loader returns is a 3-D volume of finite HU with positive spacing, or it raised a typed error."""
+    hu = np.asarray(volume.hu)
+    assert hu.ndim == 3 and min(hu.shape) >= 1, f"{what}: HU array of shape {hu.shape}"
+    assert np.isfinite(hu).all(), f"{what}: non-finite HU"
+    assert all(np.isfinite(s) and s > 0 for s in volume.spacing_mm), f"{what}: spacing {volume.spacing_mm}"
+
+
 def _run(n_cases: int, seed: int, tmp_path: Path) -> None:
     rng = np.random.default_rng(seed)
     failures = []
@@ -90,11 +98,13 @@ def _run(n_cases: int, seed: int, tmp_path: Path) -> None:
             what = _mutate(rng, src, target)
             signal.alarm(10)
             try:
-                load_volume(target)
+                _check_loaded(load_volume(target), what)
             except SranetError:
                 pass
             except _Hang:
                 failures.append(f"{what}: no result after 10 s")
+            except AssertionError as exc:
+                failures.append(f"{what}: loaded, but {exc}")
             except Exception as exc:
                 failures.append(f"{what}: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=-3)}")
             finally:
@@ -122,7 +132,8 @@ def test_fuzz_one_bad_file_in_a_series_folder(tmp_path):
             v = load_volume(folder)
         except SranetError:
             continue
-        assert v.hu.ndim == 3 and v.shape[1:] == (16, 16)
+        _check_loaded(v, f"series with {victim.name} mutated")
+        assert v.shape[1:] == (16, 16)
 
 
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".npy"])
@@ -148,9 +159,10 @@ def test_fuzz_truncated_and_flipped_nifti_and_npy(tmp_path, suffix):
         target = tmp_path / f"case{case}{suffix}"
         target.write_bytes(bytes(mutated))
         try:
-            load_volume(target, spacing_mm=(1, 1, 1) if suffix == ".npy" else None)
+            volume = load_volume(target, spacing_mm=(1, 1, 1) if suffix == ".npy" else None)
         except SranetError:
-            pass
+            continue
+        _check_loaded(volume, f"case {case} ({'truncated' if case % 2 else 'flipped'})")
 
 
 @pytest.mark.slow

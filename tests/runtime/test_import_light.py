@@ -15,6 +15,12 @@ MODULES = [
     "sranet.runtime.predictor",
     "sranet.runtime.results",
     "sranet.runtime.heatmap",
+    "sranet.runtime.batch",
+    "sranet.runtime.manifest",
+    "sranet.runtime.sidecar",
+    "sranet.runtime.devices",
+    "sranet.model.flops",
+    "sranet.bench.runner",
     "sranet.cli.main",
 ]
 
@@ -32,3 +38,19 @@ def test_sranet_help_is_light():
             "assert 'predict' in r.output\nprint('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
+
+
+def test_predicting_with_an_onnx_artifact_leaves_torch_unimported(tiny_artifacts, tmp_path):
+    """The whole batch path (manifest-free inputs, ONNX Runtime backend, results file) in a fresh interpreter."""
+    import numpy as np
+
+    volume = tmp_path / "v.npy"
+    np.save(volume, np.full((20, 24, 24), 40, np.int16))
+    code = ("import sys\nfrom sranet.runtime.batch import cases_from, predict_batch\n"
+            "from sranet.runtime.predictor import Predictor\n"
+            f"cases = cases_from([{str(volume)!r}], spacing_mm=(1.0, 1.0, 1.0))\n"
+            f"with Predictor.from_artifact({str(tiny_artifacts[0])!r}, threads=1) as p:\n"
+            f"    s = predict_batch(p, cases, {str(tmp_path / 'r.jsonl')!r})\n"
+            "print(s.predicted, [m for m in ('torch', 'tensorrt') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "1 []"

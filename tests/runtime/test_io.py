@@ -186,3 +186,18 @@ def test_nifti_length_units_are_converted_to_mm(tmp_path, unit, factor):
     v = load_volume(tmp_path / "u.nii.gz")
     np.testing.assert_allclose(v.spacing_mm, (2.0, 0.6, 0.5), rtol=1e-6)
     np.testing.assert_allclose(v.origin_mm, (-10.0, -20.0, 30.0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".nii.gz"])
+def test_non_finite_voxels_are_refused(tmp_path, suffix):
+    hu = np.full((16, 8, 8), 40.0, np.float32)
+    hu[3, 2, 1], hu[5, 5, 5] = np.nan, np.inf
+    path = tmp_path / f"holes{suffix}"
+    if suffix == ".npy":
+        np.save(path, hu)
+    else:
+        save_nifti(Volume(hu, (1.0, 1.0, 1.0)), path)
+    with pytest.raises(CorruptPixelDataError, match="2 of 1024 voxels are NaN or infinite"):
+        load_volume(path, spacing_mm=(1, 1, 1) if suffix == ".npy" else None)
+    # a ROI away from the holes loads: only what is read is judged
+    assert load_volume(path, roi="8:16,0:8,0:8", spacing_mm=(1, 1, 1) if suffix == ".npy" else None).shape == (8, 8, 8)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from sranet.errors import SranetError
-from sranet.runtime.predictor import CaseInput, Predictor, patch_centres
+from sranet.runtime.patches import patch_centres
+from sranet.runtime.predictor import CaseInput, Predictor
 from sranet.runtime.volume import Volume
 from tests.helpers import (
     PATIENT_ID,
@@ -25,7 +26,7 @@ pytest.importorskip("torch")  # the shared artifacts are exported from PyTorch
 
 @pytest.fixture(scope="module")
 def predictor(tiny_artifacts):
-    with Predictor.from_artifact(tiny_artifacts[0], providers="cpu", threads=1) as p:
+    with Predictor.from_artifact(tiny_artifacts[0], threads=1) as p:
         yield p
 
 
@@ -72,8 +73,8 @@ def test_patch_centres_order():
 def test_threshold_comes_from_the_artifact(tmp_path, tiny_artifacts):
     onnx_low = with_threshold(tiny_artifacts[0], tmp_path / "low.onnx", threshold=0.0)
     onnx_high = with_threshold(tiny_artifacts[0], tmp_path / "high.onnx", threshold=1.0)
-    assert Predictor.from_artifact(onnx_low, providers="cpu").predict(_volume()).decision is True
-    assert Predictor.from_artifact(onnx_high, providers="cpu").predict(_volume()).decision is False
+    assert Predictor.from_artifact(onnx_low).predict(_volume()).decision is True
+    assert Predictor.from_artifact(onnx_high).predict(_volume()).decision is False
 
 
 def test_dicom_series_and_batch_with_a_corrupt_case(tmp_path, predictor):

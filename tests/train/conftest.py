@@ -4,13 +4,13 @@ Positives carry a dark spherical "lesion" inside a bright "femoral head"; negati
 tell apart, so a few epochs of the tiny model learn them, which keeps the training tests short.
 """
 
-import csv
 import json
 
 import numpy as np
 import pytest
 
 from sranet.config import PreprocessConfig
+from sranet.data.prepare import write_cases_csv
 
 SIZE = 48
 
@@ -53,11 +53,9 @@ def build_cache(root, counts=None, seed=0):
             if label:
                 np.save(root / "lesions" / f"{case_id}.npy", lesion)
                 les = f"lesions/{case_id}.npy"
-            rows.append([case_id, label, 2 * label, split, f"volumes/{case_id}.npy", f"masks/{case_id}.npy", les, ""])
-    with (root / "cases.csv").open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["case_id", "label", "stage", "split", "volume", "mask", "lesion", "qc"])
-        w.writerows(rows)
+            rows.append({"case_id": case_id, "label": label, "stage": 2 * label, "split": split,
+                         "volume": f"volumes/{case_id}.npy", "mask": f"masks/{case_id}.npy", "lesion": les})
+    write_cases_csv(root, rows)
     return root
 
 

@@ -29,7 +29,7 @@ def test_targets_from_hand_made_mask(tmp_path, cache_builder):
     np.save(root / "masks" / "train00.npy", mask)
     index = read_cache(root)
     expected = np.zeros(64, np.float32)
-    expected[[0, 21, 63]] = 1  # default: a patch "contains bone" if any voxel is bone (DESIGN.md)
+    expected[[0, 21, 63]] = 1  # default: a patch "contains bone" if any voxel is bone
     np.testing.assert_array_equal(CachedDataset(index, "train")[0]["targets"].numpy(), expected)
     expected[63] = 0  # with a 5 % floor the single voxel no longer counts
     np.testing.assert_array_equal(CachedDataset(index, "train", min_bone_fraction=0.05)[0]["targets"].numpy(), expected)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sranet.errors import ArtifactError, ConfigError, TrainingError
-from sranet.train.checkpoint import FORMAT, load_checkpoint
+from sranet.model.checkpoint import FORMAT, load_checkpoint
 from sranet.train.config import TrainConfig
 from sranet.train.loop import demo_train_config, train
 
@@ -159,7 +159,7 @@ def test_checkpoint_load_errors(tmp_path):
 def test_crash_while_writing_best_is_redone_on_resume(tiny_cache, tmp_path, monkeypatch):
     """A failure writing best.pt (disk full, kill) must not leave last.pt claiming that epoch is done: resume redoes
     it, and best.pt ends up holding the epoch the run reports as best."""
-    import sranet.train.checkpoint as checkpoint
+    import sranet.model.checkpoint as checkpoint
 
     real = checkpoint.save_checkpoint
     calls = {"best": 0}

@@ -1,10 +1,11 @@
 """ONNX Runtime backend for ``.onnx`` artifacts: CPU, CUDA and TensorRT execution providers.
 
-The provider list is built from what the installed onnxruntime offers. A provider the user asks for and that is not
-there is an error (never a silent fallback to CPU). For CUDA and TensorRT the options are set for latency
-(ONNX Runtime's documented provider options): TensorRT engine and timing caches on disk, fp16 when the artifact is
-fp16, an optimisation profile for the batch range, exhaustive cuDNN convolution search, and IO binding so inputs and
-outputs are copied once per call.
+``device="cpu"`` runs the CPU execution provider; ``device="cuda:N"`` runs GPU N with the TensorRT provider (CUDA
+for what it does not take) or, where TensorRT is not installed or ``provider="cuda"`` asks for it, the CUDA provider.
+A provider the user asks for and that is not there is an error (never a silent fallback to the CPU). For CUDA and
+TensorRT the options are set for latency (ONNX Runtime's documented provider options): TensorRT engine and timing
+caches on disk, fp16 when the artifact is fp16, an optimisation profile for the batch range, exhaustive cuDNN
+convolution search, and IO binding so inputs and outputs are copied once per call.
 """
 
 from __future__ import annotations
@@ -16,18 +17,18 @@ from typing import Any
 import numpy as np
 
 from sranet.errors import ArtifactError, BackendError, DependencyMissingError, InputError, check_choice
-from sranet.runtime.artifact import INPUT_NAME, OUTPUT_NAMES, ArtifactInfo
+from sranet.runtime.artifact import DEFAULT_MAX_BATCH, INPUT_NAME, OUTPUT_NAMES, ArtifactInfo
 from sranet.runtime.backends.base import Backend
+from sranet.runtime.devices import Device
 
 CPU_EP = "CPUExecutionProvider"
 CUDA_EP = "CUDAExecutionProvider"
 TRT_EP = "TensorrtExecutionProvider"
 
-# user-facing names -> the EP chain in priority order (ORT assigns each node to the first EP that takes it)
-PROVIDER_CHAINS: dict[str, tuple[str, ...]] = {
-    "cpu": (CPU_EP,),
-    "cuda": (CUDA_EP, CPU_EP),
+# GPU provider names -> the EP chain in priority order (ORT assigns each node to the first EP that takes it)
+GPU_PROVIDERS: dict[str, tuple[str, ...]] = {
     "tensorrt": (TRT_EP, CUDA_EP, CPU_EP),
+    "cuda": (CUDA_EP, CPU_EP),
 }
 GRAPH_LEVELS = ("disable", "basic", "extended", "all")
 MAX_BOUND_BATCHES = 4  # IO-binding buffers are kept for this many batch sizes
@@ -49,23 +50,69 @@ def default_cache_dir() -> Path:
     return Path(root) / "ort_trt"
 
 
-def resolve_providers(requested: str | None, available: list[str]) -> list[str]:
-    """Map ``None`` (best available), 'cpu', 'cuda' or 'tensorrt' to the EP chain; refuse what is not installed."""
-    if requested is None:
-        for name in ("tensorrt", "cuda", "cpu"):
-            if PROVIDER_CHAINS[name][0] in available:
-                return [ep for ep in PROVIDER_CHAINS[name] if ep in available]
-        raise BackendError(f"onnxruntime offers none of the CPU/CUDA/TensorRT providers (it has {available}).")
-    check_choice("provider", requested, PROVIDER_CHAINS, error=InputError)
-    wanted = PROVIDER_CHAINS[requested][0]
-    if wanted not in available:
+def make_session(model: str | os.PathLike | bytes, *, providers: list[str] | tuple[str, ...] = (CPU_EP,),
+                 provider_options: list[dict[str, str]] | None = None, graph_level: str = "all",
+                 threads: int | None = None, spinning: bool | None = None, optimized_model_path: str | None = None):
+    """An ``onnxruntime.InferenceSession``: the one ONNX Runtime set-up of sranet (backend, parity gate, benchmarks).
+
+    model                 a path or the serialised model.
+    graph_level           "disable", "basic", "extended" or "all" (ONNX Runtime's default).
+    threads               intra-op threads (None = ONNX Runtime's default, one per physical core).
+    spinning              idle intra-op threads busy-wait for the next call (None = ONNX Runtime's default, on).
+    optimized_model_path  where ONNX Runtime saves the graph it optimised (to count what it did), or None.
+    A model ONNX Runtime cannot load is a BackendError.
+    """
+    ort = _import_ort()
+    check_choice("graph_level", graph_level, GRAPH_LEVELS, error=InputError)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[graph_level]
+    so.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's default
+    if spinning is not None:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    if optimized_model_path is not None:
+        so.optimized_model_filepath = str(optimized_model_path)
+    so.log_severity_level = 3
+    where = None if isinstance(model, bytes) else model
+    try:
+        return ort.InferenceSession(model if isinstance(model, bytes) else str(model), sess_options=so,
+                                    providers=list(providers), provider_options=provider_options)
+    except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
+        raise BackendError(f"ONNX Runtime could not load the model ({type(exc).__name__}: {exc}).",
+                           path=where) from exc
+
+
+def resolve_providers(device: Device, provider: str | None, available: list[str]) -> list[str]:
+    """The EP chain for ``device``: the CPU EP for "cpu"; for "cuda:N" the ``provider`` chain ("tensorrt" or
+    "cuda"), or with None the best one installed (TensorRT > CUDA). What is not installed is refused."""
+    if device.kind == "cpu":
+        if provider is not None:
+            raise InputError(f"provider={provider!r} chooses ONNX Runtime's GPU execution provider, but the device "
+                             "is the CPU.", hint=f"Add --device cuda:N to run on a GPU, or drop --provider {provider}.")
+        return [CPU_EP]
+    if provider is None:
+        for chain in GPU_PROVIDERS.values():
+            if chain[0] in available:
+                return [ep for ep in chain if ep in available]
         raise BackendError(
-            f"provider {requested!r} needs onnxruntime's {wanted}, which this installation lacks "
+            f"device {device} needs onnxruntime's {TRT_EP} or {CUDA_EP}, which this installation lacks "
             f"(available: {', '.join(available)}).",
             hint="Install onnxruntime-gpu (pip install 'sranet[gpu]') with matching CUDA/TensorRT libraries, "
-            "or choose --provider cpu.",
+            "or use --device cpu.")
+    check_choice("provider", provider, GPU_PROVIDERS, error=InputError)
+    wanted = GPU_PROVIDERS[provider][0]
+    if wanted not in available:
+        raise BackendError(
+            f"provider {provider!r} needs onnxruntime's {wanted}, which this installation lacks "
+            f"(available: {', '.join(available)}).",
+            hint="Install onnxruntime-gpu (pip install 'sranet[gpu]') with matching CUDA/TensorRT libraries, "
+            "or use --device cpu.",
         )
-    return [ep for ep in PROVIDER_CHAINS[requested] if ep in available]
+    return [ep for ep in GPU_PROVIDERS[provider] if ep in available]
 
 
 def provider_options(
@@ -74,9 +121,9 @@ def provider_options(
     *,
     device_id: int = 0,
     cache_dir: str | os.PathLike | None = None,
-    max_batch: int = 8,
+    max_batch: int = DEFAULT_MAX_BATCH,
     workspace_gib: float = 4.0,
-    cuda_graph: bool = False,
+    cuda_graphs: bool = False,
 ) -> list[dict[str, str]]:
     """Per-provider option dicts (strings, as ONNX Runtime's Python API takes them), configured for latency.
 
@@ -104,7 +151,7 @@ def provider_options(
                 "trt_profile_min_shapes": shape.format(b=1),
                 "trt_profile_opt_shapes": shape.format(b=1),
                 "trt_profile_max_shapes": shape.format(b=max_batch),
-                "trt_cuda_graph_enable": "1" if cuda_graph else "0",
+                "trt_cuda_graph_enable": "1" if cuda_graphs else "0",
             })
         elif ep == CUDA_EP:
             options.append({
@@ -113,7 +160,7 @@ def provider_options(
                 "cudnn_conv_use_max_workspace": "1",
                 "do_copy_in_default_stream": "1",
                 "arena_extend_strategy": "kSameAsRequested",
-                "enable_cuda_graph": "1" if cuda_graph else "0",
+                "enable_cuda_graph": "1" if cuda_graphs else "0",
             })
         else:
             options.append({})
@@ -121,66 +168,62 @@ def provider_options(
 
 
 class OnnxRuntimeBackend(Backend):
-    """Runs an exported ``.onnx`` with ONNX Runtime.
+    """Runs an exported ``.onnx`` with ONNX Runtime (the contract's arguments: ``sranet.runtime.backends.base``).
 
-    providers       None (best available: TensorRT > CUDA > CPU), "cpu", "cuda" or "tensorrt".
-    threads         intra-op threads (0 = ONNX Runtime's default, one per physical core).
-    graph_level     graph optimisation level: "disable", "basic", "extended" or "all".
-    spinning        let idle intra-op threads busy-wait for the next call (None = ONNX Runtime's default, on). Off
-                    when several models take turns on the same cores: a spinning pool steals them from the next one.
-    device_id       GPU index for CUDA/TensorRT.
-    cache_dir       TensorRT engine/timing cache folder (default $SRANET_CACHE/ort_trt or ~/.cache/sranet/ort_trt).
-    max_batch       largest batch of the TensorRT profile.
-    io_binding      bind inputs/outputs once per call (default: on for CUDA/TensorRT, off for CPU).
-    cuda_graph      capture a CUDA graph (fixed batch only; CUDA/TensorRT).
+    device       "cpu" (CPU execution provider) or "cuda:N" (TensorRT or CUDA execution provider on GPU N).
+    threads      intra-op threads (None = ONNX Runtime's default, one per physical core).
+    cuda_graphs  capture a CUDA graph (fixed batch; GPU providers only).
+    max_batch    largest batch; on a GPU also the TensorRT provider's profile max (default DEFAULT_MAX_BATCH).
+
+    Options (``OPTIONS``):
+    provider     for "cuda:N": "tensorrt" or "cuda"; None picks the best installed (TensorRT > CUDA).
+    graph_level  graph optimisation level: "disable", "basic", "extended" or "all".
+    spinning     let idle intra-op threads busy-wait for the next call (None = ONNX Runtime's default, on). Off
+                 when several models take turns on the same cores: a spinning pool steals them from the next one.
+    cache_dir    TensorRT engine/timing cache folder (default $SRANET_CACHE/ort_trt or ~/.cache/sranet/ort_trt).
+    io_binding   bind inputs/outputs once per call (default: on for GPU providers, off for the CPU).
     """
 
     name = "onnxruntime"
+    OPTIONS = ("provider", "graph_level", "spinning", "cache_dir", "io_binding")
 
     def __init__(
         self,
         path: str | os.PathLike,
-        providers: str | None = None,
-        threads: int = 0,
         *,
+        device: str = "cpu",
+        threads: int | None = None,
+        cuda_graphs: bool = False,
+        max_batch: int | None = None,
+        provider: str | None = None,
         graph_level: str = "all",
         spinning: bool | None = None,
-        device_id: int = 0,
         cache_dir: str | os.PathLike | None = None,
-        max_batch: int = 8,
         io_binding: bool | None = None,
-        cuda_graph: bool = False,
     ):
-        ort = _import_ort()
-        self.path = Path(path)
-        if not isinstance(threads, int) or threads < 0:
-            raise InputError(f"threads={threads!r} must be an integer >= 0 (0 = library default).")
+        device_ = self.setup(path, device=device, threads=threads, cuda_graphs=cuda_graphs, max_batch=max_batch)
         check_choice("graph_level", graph_level, GRAPH_LEVELS, error=InputError)
         self.info = read_info(self.path)
-        chain = resolve_providers(providers, ort.get_available_providers())
-        options = provider_options(chain, self.info, device_id=device_id, cache_dir=cache_dir, max_batch=max_batch,
-                                   cuda_graph=cuda_graph)
+        chain = resolve_providers(device_, provider, _import_ort().get_available_providers())
+        options = provider_options(chain, self.info, device_id=device_.index, cache_dir=cache_dir,
+                                   max_batch=max_batch or DEFAULT_MAX_BATCH, cuda_graphs=cuda_graphs)
         for opts in options:
             for key in ("trt_engine_cache_path", "trt_timing_cache_path"):
                 if key in opts:
                     Path(opts[key]).mkdir(parents=True, exist_ok=True)
-        so = ort.SessionOptions()
-        so.graph_optimization_level = {
-            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        }[graph_level]
-        so.intra_op_num_threads = threads
-        if spinning is not None:
-            so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-        so.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=so, providers=chain,
-                                                provider_options=options)
-        except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
-            raise BackendError(f"ONNX Runtime could not load the model ({type(exc).__name__}: {exc}).",
-                               path=self.path) from exc
+        self.session = make_session(self.path, providers=chain, provider_options=options, graph_level=graph_level,
+                                    threads=threads, spinning=spinning)
+        self._check_interface()
+        self.providers = list(self.session.get_providers())
+        self.io_binding = device_.kind == "cuda" if io_binding is None else bool(io_binding)
+        self._bindings: dict[int, tuple[Any, dict[str, Any]]] = {}
+        self._settings = {"graph_level": graph_level, "intra_op_threads": threads or "default",
+                          "cuda_graphs": cuda_graphs,
+                          "intra_op_spinning": "default (on)" if spinning is None else "on" if spinning else "off"}
+        self._options = dict(zip(chain, options, strict=True))
+
+    def _check_interface(self) -> None:
+        """Input ``ct`` and outputs ``prob``, ``attention``; a static batch dimension bounds the batch range."""
         names_in = [i.name for i in self.session.get_inputs()]
         names_out = [o.name for o in self.session.get_outputs()]
         if names_in != [INPUT_NAME] or set(OUTPUT_NAMES) - set(names_out):
@@ -189,15 +232,10 @@ class OnnxRuntimeBackend(Backend):
                 f"{list(OUTPUT_NAMES)}.", path=self.path, hint="Export it with `sranet export`.")
         batch_dim = self.session.get_inputs()[0].shape[0]
         if isinstance(batch_dim, int):  # a static batch dimension
+            if self.max_batch is not None and self.max_batch != batch_dim:
+                self.refuse("max_batch", self.max_batch, f"this graph takes batches of exactly {batch_dim}.",
+                            f"Leave max_batch out, or pass {batch_dim}.")
             self.min_batch = self.max_batch = batch_dim
-        self.providers = list(self.session.get_providers())
-        gpu = self.providers[0] in (CUDA_EP, TRT_EP)
-        self.io_binding = gpu if io_binding is None else bool(io_binding)
-        self.device_id = device_id
-        self._bindings: dict[int, tuple[Any, dict[str, Any]]] = {}
-        self._settings = {"graph_level": graph_level, "intra_op_threads": threads, "cuda_graph": cuda_graph,
-                          "intra_op_spinning": "default (on)" if spinning is None else "on" if spinning else "off"}
-        self._options = dict(zip(chain, options, strict=True))
 
     def _infer(self, ct: np.ndarray) -> dict[str, np.ndarray]:
         try:
@@ -226,7 +264,7 @@ class OnnxRuntimeBackend(Backend):
             self._bindings.pop(next(iter(self._bindings)))
         S, N = self.info.model.input_size, self.info.model.num_patches
         device = "cuda" if self.providers[0] in (CUDA_EP, TRT_EP) else "cpu"
-        index = self.device_id if device == "cuda" else 0
+        index = self.device.index if device == "cuda" else 0
         shapes = {INPUT_NAME: (batch, 1, S, S, S), "prob": (batch,), "attention": (batch, N)}
         values = {k: ort.OrtValue.ortvalue_from_shape_and_type(v, np.float32, device, index) for k, v in shapes.items()}
         binding = self.session.io_binding()
@@ -245,6 +283,7 @@ class OnnxRuntimeBackend(Backend):
 
         return {
             "backend": self.name,
+            "device": str(self.device),
             "precision": self.info.precision,
             "onnxruntime": ort.__version__,
             "providers": self.providers,

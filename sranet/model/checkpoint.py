@@ -1,6 +1,7 @@
 """Checkpoints: one ``torch.save`` dict that carries everything needed to use or resume the weights.
 
-Keys (docs/CONTRACTS.md): ``format="sranet-checkpoint/1"``, ``model_state``, ``model_config`` (dict),
+Training writes them (``save_checkpoint``); training, evaluation, export and the PyTorch backend read them
+(``load_checkpoint``). Keys (docs/CONTRACTS.md): ``format="sranet-checkpoint/1"``, ``model_state``, ``model_config`` (dict),
 ``preprocess_config`` (dict), ``threshold`` (float, chosen on validation by Youden's J), ``epoch`` (epochs completed),
 ``metrics`` (validation metrics of that epoch), ``train_config`` (dict), ``optimizer_state``, ``scheduler_state``;
 and for exact resume ``rng_state`` (torch CPU generator) and ``best`` ({"auc", "epoch"} so far).
@@ -18,6 +19,8 @@ import torch
 from sranet.config import ModelConfig, PreprocessConfig
 from sranet.errors import ArtifactError, SranetError
 from sranet.model.sranet import SRANet
+from sranet.runtime.artifact import ArtifactInfo
+from sranet.runtime.files import atomic_write
 
 FORMAT = "sranet-checkpoint/1"
 REQUIRED = ("format", "model_state", "model_config", "preprocess_config", "threshold")
@@ -49,11 +52,16 @@ class Checkpoint:
             ) from exc
         return model.to(device).eval()
 
+    def artifact_info(self, *, precision: str = "fp32") -> ArtifactInfo:
+        """What a runtime needs from these weights: model and preprocessing configs, threshold, ``precision``."""
+        return ArtifactInfo(model=self.model_config, preprocess=self.preprocess_config, threshold=self.threshold,
+                            precision=precision)
+
 
 def save_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module, preprocess_config: PreprocessConfig,
                     threshold: float, epoch: int, metrics: dict[str, Any], train_config: dict[str, Any],
                     optimizer=None, scheduler=None, best: dict[str, Any] | None = None) -> Path:
-    """Write a checkpoint atomically (temp file + rename, so a crash never leaves half a best.pt)."""
+    """Write a checkpoint atomically (``atomic_write``: a crash never leaves half a best.pt)."""
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     path = Path(path)
     data = {
@@ -71,10 +79,7 @@ def save_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module, preproce
         "best": dict(best or {}),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(data, tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda f: torch.save(data, f))
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:

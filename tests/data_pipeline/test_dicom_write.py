@@ -7,11 +7,11 @@ import pydicom
 import pytest
 
 from sranet.data.dicom_write import CT_IMAGE_STORAGE, write_dicom_series
-from sranet.data.manifest import read_manifest
 from sranet.data.synthetic import generate_case
 from sranet.data.synthetic_dataset import write_dataset
 from sranet.errors import InputError
 from sranet.runtime.io import load_volume
+from sranet.runtime.manifest import read_manifest
 
 SHAPE = (24, 40, 36)
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from sranet.config import PreprocessConfig
-from sranet.data.manifest import read_manifest
 from sranet.data.prepare import CASE_COLUMNS, prepare_cache
 from sranet.data.synthetic_dataset import write_dataset
 from sranet.errors import InputError
+from sranet.runtime.manifest import read_manifest
 
 SIZE = 32
 CFG = PreprocessConfig(output_size=SIZE)

@@ -1,10 +1,14 @@
-"""FLOPs per volume of SRANet, counted analytically from ``ModelConfig`` (no torch).
+"""The patch CNN's layer shapes (``conv_layers``) and SRANet's FLOPs per volume, counted from ``ModelConfig``.
+
+Torch-free (``count_flops_torch`` imports torch to cross-check). The benchmarks divide these counts by a measured
+peak rate; the exporter uses the layer walk to pick the Conv3d layers whose spectral form is cheaper.
 
 Convention: one multiply-accumulate (MAC) = 2 FLOPs, so FLOPs = 2 x MACs for convolutions and matrix products.
 Bias additions are not counted in ``matmul_flops`` (the same convention as ``torch.utils.flop_counter``, which the
 tests cross-check against); they, ReLU, max-pooling comparisons, tanh/sigmoid gating and the attention
-normalisation are counted as one FLOP per element operation in ``other_flops``. The compute floor uses
-``matmul_flops`` only, because it is divided by a measured peak *matrix-multiply* rate.
+normalisation are counted as one FLOP per element operation in ``other_flops``. The compute floor
+(``sranet.bench.stats.compute_floor_ms``) uses ``matmul_flops`` only, because it is divided by a measured peak
+*matrix-multiply* rate.
 """
 
 from __future__ import annotations
@@ -117,11 +121,6 @@ def count_flops_torch(cfg: ModelConfig) -> int:
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(x)
     return int(counter.get_total_flops())
-
-
-def compute_floor_ms(matmul_flops: float, peak_gflops: float, batch: int = 1) -> float:
-    """Lower bound on latency in ms: batch * FLOPs / peak rate. ``peak_gflops`` in GFLOP/s."""
-    return float(batch * matmul_flops / (peak_gflops * 1e9) * 1e3)
 
 
 SPECTRAL_MAX_FRACTION = 0.5  # a layer goes spectral only if that halves its arithmetic (transposes cost memory time)

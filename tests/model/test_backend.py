@@ -1,4 +1,4 @@
-"""TorchBackend on the CPU (always) and on CUDA (marked gpu; skipped without a GPU)."""
+"""TorchBackend (sranet/model/backend.py) on the CPU (always) and on CUDA (marked gpu; skipped without a GPU)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 
 from sranet.config import ModelConfig
 from sranet.errors import BackendError, InputError
+from sranet.model.backend import TorchBackend
 from sranet.runtime.backends.base import open_backend
-from sranet.runtime.backends.torch import TorchBackend
 from tests.helpers import tiny_model, write_checkpoint
 
 torch = pytest.importorskip("torch")
@@ -72,19 +72,29 @@ def test_bad_input_is_refused_once_in_the_base_class(ckpt):
     ("options", "message"),
     [
         ({"dtype": "fp8"}, "dtype='fp8' is not one of"),
-        ({"device": "tpu"}, "device='tpu' is not"),
-        ({"cuda_graphs": True, "device": "cpu"}, "cuda_graphs=True needs a CUDA device"),
+        ({"device": "tpu"}, "device='tpu' is not 'cpu' or 'cuda:N'"),
+        ({"device": "auto"}, "device='auto' is not 'cpu' or 'cuda:N'"),
+        ({"cuda_graphs": True, "device": "cpu"}, "cuda_graphs=True: CUDA graphs need a GPU"),
+        ({"threads": 0}, "threads=0: must be a positive integer"),
+        ({"max_batch": 0}, "max_batch=0: must be a positive integer"),
     ],
 )
 def test_bad_options_are_refused(ckpt, options, message):
-    with pytest.raises(BackendError, match=message):
+    with pytest.raises(InputError, match=message):
         TorchBackend(ckpt[0], **options)
+
+
+def test_max_batch_bounds_the_batch(ckpt):
+    backend = TorchBackend(ckpt[0], max_batch=2)
+    assert backend.infer(batch(2))["prob"].shape == (2,)
+    with pytest.raises(InputError, match=r"batch size 3 is outside this artifact's range \[1, 2\]"):
+        backend.infer(batch(3))
 
 
 @pytest.mark.skipif(CUDA, reason="this machine has a GPU; the no-GPU refusal cannot be shown here")
 def test_cuda_without_a_gpu_is_an_error_not_a_cpu_fallback(ckpt):
     with pytest.raises(BackendError, match="sees no CUDA GPU"):
-        TorchBackend(ckpt[0], device="cuda")
+        TorchBackend(ckpt[0], device="cuda:0")
 
 
 @pytest.mark.gpu
@@ -94,7 +104,7 @@ def test_cuda_without_a_gpu_is_an_error_not_a_cpu_fallback(ckpt):
 def test_cuda_matches_the_cpu_reference(ckpt, dtype, atol, cuda_graphs):
     path, model = ckpt
     ct = batch(4, seed=5)
-    backend = TorchBackend(path, device="cuda", dtype=dtype, cuda_graphs=cuda_graphs)
+    backend = TorchBackend(path, device="cuda:0", dtype=dtype, cuda_graphs=cuda_graphs)
     prob, attention = reference(model, ct)
     for _ in range(2):  # second call replays the captured graph
         out = backend.infer(ct)

@@ -2,8 +2,9 @@
 
 import pytest
 
-from sranet.bench.flops import compute_floor_ms, count_flops, count_flops_torch
+from sranet.bench.stats import compute_floor_ms
 from sranet.config import ModelConfig
+from sranet.model.flops import count_flops, count_flops_torch
 
 
 @pytest.mark.parametrize("preset", ["tiny", "paper"])
@@ -29,7 +30,7 @@ def test_softmax_config_counts_and_floor():
 
 
 def test_spectral_choice_and_graph_flops():
-    from sranet.bench.flops import choose_spectral_layers, conv_layers, graph_matmul_flops
+    from sranet.model.flops import choose_spectral_layers, conv_layers, graph_matmul_flops
 
     paper = ModelConfig.preset("paper")
     conv1, conv2 = conv_layers(paper)

@@ -1,4 +1,5 @@
-"""Engine sidecar: writing, reading, and the compatibility check made before a plan is deserialised (no TensorRT)."""
+"""Engine sidecar: written by the exporter, read and checked for compatibility before a plan is deserialised (no
+TensorRT)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 
 from sranet.config import ModelConfig
 from sranet.errors import ArtifactError, EngineCompatibilityError
-from sranet.export.sidecar import (
+from sranet.runtime.sidecar import (
     DeviceEnv,
     check_sidecar,
     compatibility_problems,
@@ -21,7 +22,7 @@ from tests.helpers import H100, write_engine
 
 
 def test_sidecar_sits_next_to_the_plan_and_round_trips(tmp_path):
-    engine = write_engine(tmp_path, batch="1:4:16")
+    engine = write_engine(tmp_path, profile="1:4:16")
     assert sidecar_path(engine).name == "model.engine.json"
     data = read_sidecar(engine)
     assert data["tensorrt"] == "10.7.0"
@@ -38,14 +39,14 @@ def test_sidecar_sits_next_to_the_plan_and_round_trips(tmp_path):
 
 
 def test_another_tensorrt_version_is_refused_with_the_rebuild_command(tmp_path):
-    engine = write_engine(tmp_path, batch="1:4:16", workspace_gib=2.0)
+    engine = write_engine(tmp_path, profile="1:4:16", workspace_gib=2.0)
     here = DeviceEnv(tensorrt="10.8.0", gpu_name=H100.gpu_name, compute_capability="9.0")
     with pytest.raises(EngineCompatibilityError) as exc:
         check_sidecar(engine, here)
     message = str(exc.value)
     assert "built with TensorRT 10.7.0, this machine has TensorRT 10.8.0" in message
     assert f"Rebuild it on this machine: sranet export runs/a/best.pt --out {tmp_path / 'model.onnx'} --engine" in message
-    assert "--fp16 --batch 1:4:16 --workspace-gib 2" in message
+    assert "--fp16 --profile 1:4:16 --workspace-gib 2" in message
 
 
 @pytest.mark.parametrize(
@@ -101,11 +102,11 @@ def test_missing_or_broken_sidecars_say_how_to_rebuild(tmp_path):
 
 
 def test_rebuild_command_carries_every_option(tmp_path):
-    data = read_sidecar(write_engine(tmp_path, precision="int8", batch="2:8:32", timing_cache=str(tmp_path / "t.cache"),
+    data = read_sidecar(write_engine(tmp_path, precision="int8", profile="2:8:32", timing_cache=str(tmp_path / "t.cache"),
                                      version_compatible=True, hardware_compatibility="ampere+"))
     cmd = rebuild_command(data, "out dir/model.engine")
     assert cmd.startswith("sranet export runs/a/best.pt --out 'out dir/model.onnx' --engine --int8 --calib MANIFEST")
-    for piece in ("--batch 2:8:32", f"--timing-cache {tmp_path / 't.cache'}", "--version-compatible",
+    for piece in ("--profile 2:8:32", f"--timing-cache {tmp_path / 't.cache'}", "--version-compatible",
                   "--hardware-compatibility ampere+"):
         assert piece in cmd
     dla = read_sidecar(write_engine(tmp_path, precision="fp16", dla_core=1))

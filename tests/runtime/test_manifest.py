@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from sranet.data.manifest import COLUMNS, Case, read_manifest, safe_name, write_manifest
+from sranet.data.manifest import write_manifest
 from sranet.errors import ManifestError
+from sranet.runtime.manifest import COLUMNS, Case, read_manifest, safe_name
 
 HEADER = "case_id,path,label,stage,split,roi,side,lesion_mask"
 

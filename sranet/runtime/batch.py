@@ -1,0 +1,161 @@
+"""Batch prediction as a library: inputs and manifests -> cases -> a resumable JSON Lines file of records.
+
+``sranet predict`` and ``sranet demo`` both run through here, so they write the same records:
+
+- a success record is ``Prediction.to_record()`` (plus ``heatmaps`` where they were written);
+- a failure record is ``failure_record(case, error, model_sha256=...)``;
+- ``annotate(case)`` may add fields to both (the demo adds the manifest's ``label``).
+
+The schemas are in docs/CONTRACTS.md. ``predict_batch`` appends to the results file with ``ResultsWriter`` (one
+atomic append per input), skips inputs already recorded, records a failing case and goes on. The work per input is
+``records_for``: it returns a list, so an input may one day yield several records (say one per hip); the records of
+one input are appended in one write, and resume skips an input when any record names it (``input``, else ``case``).
+Cases are read and preprocessed by ``Predictor.prepare_each``; a loader that prepares ahead feeds
+``Predictor.predict_prepared`` instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sranet.errors import InputError, SranetError
+from sranet.runtime.predictor import CaseInput, Prediction, Predictor, display_source
+from sranet.runtime.results import ResultsWriter
+
+
+def cases_from(inputs: Iterable[str | os.PathLike] = (), *, manifest: str | os.PathLike | None = None,
+               roi: Any = None, series: str | None = None,
+               spacing_mm: tuple[float, float, float] | None = None,
+               split: str | None = None) -> list[CaseInput]:
+    """The cases to predict: each input path, then each manifest row (of ``split`` only, when given).
+
+    ``roi`` applies to every input and to manifest rows without their own; ``series`` only to DICOM folders and
+    ``spacing_mm`` only to .npy files (other inputs in the same run carry their own). Raises InputError when there
+    is no case or two cases share a key, ManifestError for a bad manifest.
+    """
+    cases = [CaseInput(p, roi=roi, series=_folders_only(p, series), spacing_mm=_npy_only(p, spacing_mm))
+             for p in inputs]
+    if manifest is not None:
+        from sranet.runtime.manifest import read_manifest
+        from sranet.runtime.roi import parse_roi
+
+        for c in read_manifest(manifest):
+            if split is not None and c.split != split:
+                continue
+            case_roi = parse_roi(c.roi, c.side) if c.roi else roi
+            cases.append(CaseInput(c.path, case_id=c.case_id, roi=case_roi, series=_folders_only(c.path, series),
+                                   spacing_mm=_npy_only(c.path, spacing_mm)))
+    if not cases:
+        raise InputError("no inputs given.", hint="Pass DICOM folders / NIfTI / .npy paths, or --manifest CSV.")
+    dupes = sorted(k for k, n in Counter(c.key for c in cases).items() if n > 1)
+    if dupes:
+        raise InputError(f"several inputs map to the same case key {dupes[0]!r}; each case must appear once.")
+    return cases
+
+
+def _folders_only(path, series):
+    """--series chooses among the series of a DICOM folder; files in the same run (NIfTI, .npy, one DICOM) hold one."""
+    return series if Path(path).is_dir() else None
+
+
+def _npy_only(path, spacing):
+    """--spacing-mm is for .npy inputs; DICOM and NIfTI inputs in the same run carry their own spacing."""
+    return spacing if str(path).lower().endswith(".npy") else None
+
+
+def failure_record(case: CaseInput, error: BaseException, *, model_sha256: str) -> dict[str, Any]:
+    """The one record of a case that could not be predicted (docs/CONTRACTS.md). No patient identifiers: the key
+    and source are the case id or input path the user gave."""
+    from sranet import __version__
+
+    return {
+        "case": case.key,
+        "source": display_source(case.source),
+        "side": getattr(case.roi, "side", None),
+        "error": type(error).__name__,
+        "message": str(error),
+        "model_sha256": model_sha256,
+        "sranet_version": __version__,
+    }
+
+
+def records_for(case: CaseInput, result: Prediction | Exception, predictor: Predictor, *,
+                heatmaps: Path | None = None) -> list[dict[str, Any]]:
+    """The records one input yields: its success record (with heatmaps written to ``heatmaps`` when given; a
+    heatmap that fails is a QC note, the prediction still stands) or its failure record."""
+    if isinstance(result, Exception):
+        return [failure_record(case, result, model_sha256=predictor.model_sha256)]
+    record = result.to_record()
+    if heatmaps is not None:
+        from sranet.runtime.heatmap import write_heatmaps
+
+        try:
+            record["heatmaps"] = write_heatmaps(result, heatmaps, predictor.info.model.input_size)
+        except (SranetError, OSError) as exc:
+            record["qc"].append(f"heatmap_failed: {exc}")
+    return [record]
+
+
+@dataclass
+class BatchSummary:
+    """What one ``predict_batch`` run did. ``truncated_bytes``: a partial last line an interrupted run had left,
+    dropped before appending."""
+
+    results: Path
+    predicted: int = 0
+    failed: int = 0
+    skipped: int = 0
+    truncated_bytes: int = 0
+
+
+def check_heatmaps_dir(heatmaps: Path | None) -> None:
+    """``heatmaps`` names a folder (made when missing); an existing file there is an InputError."""
+    if heatmaps is not None and heatmaps.exists() and not heatmaps.is_dir():
+        raise InputError(f"--heatmaps {heatmaps} is a file; it names a folder for the PNG and NIfTI maps.",
+                         hint="Give a folder path (it is created if missing).")
+
+
+def predict_batch(predictor: Predictor, cases: list[CaseInput], out: str | os.PathLike, *, batch: int = 1,
+                  retry_failed: bool = False, heatmaps: Path | None = None, heatmap_limit: int | None = None,
+                  annotate: Callable[[CaseInput], dict[str, Any]] | None = None,
+                  progress: bool = False) -> BatchSummary:
+    """Predict ``cases`` into the JSON Lines file ``out``; return what was done.
+
+    Inputs already recorded in ``out`` are skipped (with ``retry_failed``, those recorded with an error are tried
+    again; the new record supersedes the old). ``heatmaps``: folder for each success's overlay PNG and NIfTI map,
+    for the first ``heatmap_limit`` successes of this run (None: all). ``batch``: cases per backend call.
+    """
+    check_heatmaps_dir(heatmaps)
+    with ResultsWriter(out, retry_failed=retry_failed) as writer:
+        todo = [c for c in cases if c.key not in writer.done]
+        summary = BatchSummary(Path(out), skipped=len(cases) - len(todo), truncated_bytes=writer.truncated_bytes)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(todo), unit="case", desc="predict")
+        try:
+            for case, result in predictor.predict_many(todo, batch=batch):
+                want_maps = heatmap_limit is None or summary.predicted < heatmap_limit
+                records = records_for(case, result, predictor, heatmaps=heatmaps if want_maps else None)
+                for record in records:
+                    record.update(annotate(case) if annotate is not None else {})
+                writer.write(records)
+                if isinstance(result, Exception):
+                    summary.failed += 1
+                else:
+                    summary.predicted += 1
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
+    return summary
+
+
+__all__ = ["BatchSummary", "cases_from", "check_heatmaps_dir", "failure_record", "predict_batch", "records_for"]
