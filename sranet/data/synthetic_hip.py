@@ -29,6 +29,9 @@ class HipParams:
     collapse        depth of the articular collapse (ARCO III-IV), 0 for none.
     collapse_map    the collapse depth per voxel (a (D, H, W) array for an irregular surface) or a scalar.
     acet_sclerosis  HU added to the acetabular roof (ARCO IV joint changes).
+    neck_length     where the flaring neck ends along ``u_neck`` (a plane), None: it runs to the grid's edge (the
+                    crops); column_length likewise for the pelvic column along ``u_acet``. The whole-pelvis studies
+                    cap both and draw the femoral shaft and the ilium themselves.
     """
 
     radius: float
@@ -43,12 +46,14 @@ class HipParams:
     collapse: float = 0.0
     collapse_map: float | np.ndarray = 0.0
     acet_sclerosis: float = 0.0
+    neck_length: float | None = None
+    column_length: float | None = None
 
     def summary(self) -> dict:
-        """Scalars and direction vectors as plain JSON types (the per-voxel collapse map left out)."""
+        """Scalars and direction vectors as plain JSON types (the per-voxel collapse map and unset caps left out)."""
         out = asdict(self)
         out.pop("collapse_map")
-        return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in out.items()}
+        return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in out.items() if v is not None}
 
 
 def draw_hip_params(rng: np.random.Generator, radius: float) -> HipParams:
@@ -77,6 +82,8 @@ def femur_sdf(f: Field, p: HipParams) -> tuple[np.ndarray, np.ndarray]:
     rad = np.sqrt(np.maximum(f.dist * f.dist - proj * proj, 0.0))
     neck_r = 0.62 * r + 0.45 * np.maximum(proj - 1.3 * r, 0.0)
     neck = np.maximum(rad - neck_r, -proj)
+    if p.neck_length is not None:
+        neck = np.maximum(neck, proj - p.neck_length)
     u_n = unit(p.u_neck)
     troch_c = [float(v) for v in u_n * 2.3 * r + np.array([0.7 * r, 0.0, 0.0])]
     troch = np.sqrt((f.s - troch_c[0]) ** 2 + (f.l - troch_c[1]) ** 2 + (f.a - troch_c[2]) ** 2) - 0.9 * r
@@ -94,6 +101,8 @@ def draw_hip_bones(hu: np.ndarray, f: Field, p: HipParams, tex: np.ndarray) -> n
     # pelvis = acetabular cup (shell over the upper head) + pelvic column along u_acet; sdf negative inside
     cup = np.maximum(np.maximum(inner - f.dist, f.dist - (inner + t)), 0.15 - cos_acet)
     column = np.maximum(np.maximum(rad - (inner + t), inner - f.dist), -proj)
+    if p.column_length is not None:
+        column = np.maximum(column, proj - p.column_length)
     pelvis = np.minimum(cup, column)
     joint = (f.dist < inner + 0.5) & (cos_acet > 0.1)
     hu[joint] = 70.0
