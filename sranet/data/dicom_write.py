@@ -63,13 +63,15 @@ def write_dicom_series(
         raise InputError("direction must be a (3, 3) orthonormal matrix (column a = LPS direction of axis a).")
     if not np.allclose(np.cross(direction[:, 2], direction[:, 1]), direction[:, 0], atol=1e-6):
         raise InputError("direction's axis 0 must equal row_dir x col_dir (axis 2 x axis 1) so slices stack along the normal.")
-    stored = np.rint((hu.astype(np.float64) - rescale_intercept) / rescale_slope)
-    if stored.min() < -32768 or stored.max() > 32767:
+    lo, hi = (np.rint((float(v) - rescale_intercept) / rescale_slope) for v in (hu.min(), hu.max()))
+    if min(lo, hi) < -32768 or max(lo, hi) > 32767:
         raise InputError(
             f"HU range [{hu.min()}, {hu.max()}] does not fit int16 with slope {rescale_slope} and intercept "
             f"{rescale_intercept}. Clip the volume or choose another rescale."
         )
-    stored = stored.astype(np.int16)
+
+    def stored(d: int) -> np.ndarray:  # one slice at a time: a 512 x 512 x 400 series needs no float64 copy
+        return np.rint((hu[d].astype(np.float64) - rescale_intercept) / rescale_slope).astype(np.int16)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -108,13 +110,13 @@ def write_dicom_series(
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
     ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = rescale_intercept, rescale_slope, "HU"
     ds.WindowCenter, ds.WindowWidth = 400, 1800
-    template = _SliceTemplate(ds, f"{root}.{100000:06d}", stored[0].nbytes)
+    template = _SliceTemplate(ds, f"{root}.{100000:06d}", 2 * int(hu.shape[1]) * int(hu.shape[2]))
     paths = []
     for d in range(hu.shape[0]):
         position = origin + d * sd * direction[:, 0]
         path = out_dir / f"slice_{d:04d}.dcm"
         template.write(path, uid=f"{root}.{100000 + d:06d}", instance=d + 1, position=position,
-                       location=float(position @ direction[:, 0]), pixels=np.ascontiguousarray(stored[d]))
+                       location=float(position @ direction[:, 0]), pixels=stored(d))
         paths.append(path)
     return paths
 

@@ -29,7 +29,7 @@ class HipParams:
     collapse        depth of the articular collapse (ARCO III-IV), 0 for none.
     collapse_map    the collapse depth per voxel (a (D, H, W) array for an irregular surface) or a scalar.
     acet_sclerosis  HU added to the acetabular roof (ARCO IV joint changes).
-    neck_length     where the flaring neck ends along ``u_neck`` (a plane), None: it runs to the grid's edge (the
+    neck_length     where the flaring neck ends (rounded) along ``u_neck``; None: it runs to the grid's edge (the
                     crops); column_length likewise for the pelvic column along ``u_acet``. The whole-pelvis studies
                     cap both and draw the femoral shaft and the ilium themselves.
     """
@@ -80,10 +80,13 @@ def femur_sdf(f: Field, p: HipParams) -> tuple[np.ndarray, np.ndarray]:
         head = np.maximum(head, cut)
     proj = f.dot(p.u_neck)
     rad = np.sqrt(np.maximum(f.dist * f.dist - proj * proj, 0.0))
-    neck_r = 0.62 * r + 0.45 * np.maximum(proj - 1.3 * r, 0.0)
-    neck = np.maximum(rad - neck_r, -proj)
-    if p.neck_length is not None:
-        neck = np.maximum(neck, proj - p.neck_length)
+    if p.neck_length is None:
+        neck_r = 0.62 * r + 0.45 * np.maximum(proj - 1.3 * r, 0.0)
+        neck = np.maximum(rad - neck_r, -proj)
+    else:  # a rounded end at neck_length
+        end = np.minimum(proj, p.neck_length)
+        neck_r = 0.62 * r + 0.45 * np.maximum(end - 1.3 * r, 0.0)
+        neck = np.maximum(np.sqrt(rad * rad + (proj - end) ** 2) - neck_r, -proj)
     u_n = unit(p.u_neck)
     troch_c = [float(v) for v in u_n * 2.3 * r + np.array([0.7 * r, 0.0, 0.0])]
     troch = np.sqrt((f.s - troch_c[0]) ** 2 + (f.l - troch_c[1]) ** 2 + (f.a - troch_c[2]) ** 2) - 0.9 * r
@@ -100,9 +103,9 @@ def draw_hip_bones(hu: np.ndarray, f: Field, p: HipParams, tex: np.ndarray) -> n
     inner = r + gap
     # pelvis = acetabular cup (shell over the upper head) + pelvic column along u_acet; sdf negative inside
     cup = np.maximum(np.maximum(inner - f.dist, f.dist - (inner + t)), 0.15 - cos_acet)
+    if p.column_length is not None:  # a rounded end at column_length
+        rad = np.sqrt(rad * rad + (proj - np.minimum(proj, p.column_length)) ** 2)
     column = np.maximum(np.maximum(rad - (inner + t), inner - f.dist), -proj)
-    if p.column_length is not None:
-        column = np.maximum(column, proj - p.column_length)
     pelvis = np.minimum(cup, column)
     joint = (f.dist < inner + 0.5) & (cos_acet > 0.1)
     hu[joint] = 70.0

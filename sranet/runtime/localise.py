@@ -1,0 +1,266 @@
+"""Find both femoral heads in a CT study: centre, radius, confidence and QC per side, or a reason why not.
+
+Torch-free (numpy + OpenCV), cheap (a downsampled copy), and geometric in patient space: side "L" is the patient's
+left (LPS +x) whatever the array order, the patient position or the scanner's orientation. The method
+(docs/localisation.md):
+
+1. ``downsample``: every k-th slice, area-averaged in-plane, about 4 mm voxels.
+2. ``sphere_votes``: each strong bone edge votes for the points 17-32 mm inside it along its gradient (a Hough
+   transform for spheres); the vote peaks are the candidate centres.
+3. ``analyse_candidate``: at full resolution, radial HU profiles fit the sphere (centre and radius to about a
+   millimetre) and measure what surrounds it: a femoral head is a ball of bone (clear surface all round) under an
+   acetabular cup (bone again supero-medially), free below, with its neck leaving infero-laterally, far from air.
+4. Pairing: two heads 120-270 mm apart along the patient's left-right axis, at similar height and depth, of similar
+   radius. The better pair wins; with no pair, a single head must pass stricter checks and show its neck on one
+   side, which says which hip it is. A scan without hips (chest, abdomen, knees, head) yields no head.
+5. QC per head: ``metal_near_head`` (HU >= 2800 within 15 mm of the head: prosthesis, screws), ``roi_truncated``
+   (the ROI box reaches past the scan), ``low_confidence``. A metal prosthesis with no bone head left is reported
+   at the metal ball when it pairs with the other head, flagged ``metal_near_head`` (never predicted by default).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sranet.config import PreprocessConfig
+from sranet.runtime.localise_grid import downsample, local_maxima, sphere_votes
+from sranet.runtime.localise_heads import HeadCandidate, analyse_candidate
+from sranet.runtime.roi import Roi
+from sranet.runtime.volume import Volume
+
+SIDES = ("L", "R")
+SIDE_NAMES = {"L": "left", "R": "right"}
+
+
+@dataclass(frozen=True)
+class LocaliserSettings:
+    """The localiser's knobs (defaults are what the evaluation in benchmarks/results used).
+
+    grid_mm          voxel size of the downsampled copy the votes are counted on.
+    radius_mm        femoral head radii searched (adult heads are 18-30 mm).
+    candidates       vote peaks examined at full resolution.
+    pair_sep_mm      distance between the two head centres.
+    min_pair_score   both heads of a pair must score at least this; min_single_score a head found alone.
+    metal_hu         HU counted as metal; metal_reach_mm how far beyond the head's surface metal raises a flag.
+    min_extent_mm    the volume must span this along every axis (a head is 36-60 mm across).
+    """
+
+    grid_mm: float = 4.0
+    radius_mm: tuple[float, float] = (17.0, 32.0)
+    candidates: int = 8
+    pair_sep_mm: tuple[float, float] = (120.0, 270.0)
+    min_pair_score: float = 0.45
+    min_single_score: float = 0.75
+    metal_hu: float = 2800.0
+    metal_reach_mm: float = 15.0
+    min_extent_mm: float = 40.0
+
+
+@dataclass(frozen=True)
+class FemoralHead:
+    """One femoral head. centre_mm LPS; radius_mm; confidence 0-1; qc flags; roi the box the model crops."""
+
+    side: str
+    centre_mm: tuple[float, float, float]
+    radius_mm: float
+    confidence: float
+    qc: tuple[str, ...] = ()
+    roi: Roi | None = None
+
+    def to_dict(self) -> dict:
+        return {"side": self.side, "centre_mm": [round(v, 2) for v in self.centre_mm],
+                "radius_mm": round(self.radius_mm, 2), "confidence": round(self.confidence, 3), "qc": list(self.qc),
+                "roi": None if self.roi is None else self.roi.text()}
+
+
+@dataclass
+class Localisation:
+    """Both sides of one study: ``heads`` for the sides found, ``reasons`` ("no femoral head found: ...") for the
+    others; ``candidates`` summarises every sphere examined (diagnosis, figures); ``timings_ms`` per stage."""
+
+    heads: dict[str, FemoralHead] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
+    candidates: list[dict] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"heads": {s: h.to_dict() for s, h in self.heads.items()}, "reasons": dict(self.reasons),
+                "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()}}
+
+
+def head_roi(head: FemoralHead, cfg: PreprocessConfig | None = None, *, margin_mm: float | None = None) -> Roi:
+    """The ROI the artifact's preprocessing crops for ``head``: the head's bounding cube plus
+    ``cfg.roi_margin_mm`` (or ``margin_mm``) on every side, in LPS millimetres, labelled with the head's side."""
+    margin = margin_mm if margin_mm is not None else (cfg or PreprocessConfig()).roi_margin_mm
+    half = head.radius_mm + margin
+    c = np.asarray(head.centre_mm, dtype=float)
+    return Roi(tuple(float(v) for v in np.round(c - half, 2)), tuple(float(v) for v in np.round(c + half, 2)), "mm",
+               head.side)
+
+
+def roi_truncated(roi: Roi, volume: Volume) -> bool:
+    """True when the mm ROI reaches beyond the scanned volume (voxel faces of the outer voxels)."""
+    corners = np.array([[x, y, z] for x in (roi.lo[0], roi.hi[0]) for y in (roi.lo[1], roi.hi[1])
+                        for z in (roi.lo[2], roi.hi[2])])
+    idx = volume.patient_to_index(corners)
+    return bool(np.any(idx < -0.5 - 1e-6) or np.any(idx > np.asarray(volume.shape) - 0.5 + 1e-6))
+
+
+def locate_femoral_heads(volume: Volume, *, settings: LocaliserSettings | None = None,
+                         preprocess: PreprocessConfig | None = None) -> Localisation:
+    """Find the femoral heads in ``volume`` (hu (D, H, W) HU, spacing mm, any orientation; a series in memory).
+
+    ``preprocess`` gives the ROI margin (``roi_margin_mm``) for each head's ``roi`` and the ``roi_truncated``
+    flag. Never raises on what the volume shows: a study with no head, or one it cannot read as a body, gets a
+    reason per side. Takes well under a second for a 512 x 512 x 300 series (benchmarks/localise_speed.py).
+    """
+    s = settings or LocaliserSettings()
+    cfg = preprocess or PreprocessConfig()
+    out = Localisation()
+    t0 = time.perf_counter()
+    why = _unusable(volume, s)
+    if why:
+        out.reasons = {side: f"no femoral head found: {why}" for side in SIDES}
+        return out
+    grid = downsample(volume, s.grid_mm)
+    if not np.all(np.isfinite(grid.hu)):
+        out.reasons = {side: "no femoral head found: the volume holds non-finite values (NaN or infinity); "
+                             "check the file's pixel data" for side in SIDES}
+        return out
+    t1 = time.perf_counter()
+    acc = sphere_votes(grid, np.arange(s.radius_mm[0], s.radius_mm[1] + 0.1, 2.5), edge_hu_per_mm=25.0)
+    peaks = local_maxima(acc, grid.spacing_mm, s.candidates, min_votes=15.0, min_separation_mm=15.0)
+    t2 = time.perf_counter()
+    cands = []
+    for p, votes in peaks:
+        c = analyse_candidate(volume, grid.affine[:3, :3] @ p + grid.affine[:3, 3], votes, s.radius_mm)
+        if c is not None:
+            cands.append(c)
+    t3 = time.perf_counter()
+    out.candidates = [c.summary() for c in cands]
+    chosen, reason = _choose(cands, s)
+    metal = _metal_heads(volume, grid, chosen, s)
+    for side, (cand, conf) in {**chosen, **metal}.items():
+        out.heads[side] = _finish(volume, side, cand, conf, s, cfg, prosthesis=side in metal)
+    for side in SIDES:
+        if side not in out.heads:
+            out.reasons[side] = reason if not out.heads else (
+                f"no femoral head found on the {SIDE_NAMES[side]}: only the {SIDE_NAMES[_other(side)]} head passed "
+                "the checks (the other hip may lie outside the field of view)")
+    out.timings_ms = {"downsample": (t1 - t0) * 1e3, "vote": (t2 - t1) * 1e3, "analyse": (t3 - t2) * 1e3,
+                      "total": (time.perf_counter() - t0) * 1e3}
+    return out
+
+
+def _other(side: str) -> str:
+    return "R" if side == "L" else "L"
+
+
+def _unusable(volume: Volume, s: LocaliserSettings) -> str | None:
+    hu = volume.hu
+    if hu.ndim != 3 or min(hu.shape) < 1:
+        return f"the volume has shape {hu.shape}, not (D, H, W)"
+    extent = np.asarray(volume.shape) * np.asarray(volume.spacing_mm, dtype=float)
+    thin = int(np.argmin(extent))
+    if extent[thin] < s.min_extent_mm:
+        return (f"the volume spans only {extent[thin]:.1f} mm along its axis {thin} ({volume.shape[thin]} voxel(s)); "
+                f"at least {s.min_extent_mm:g} mm along every axis are needed to see a femoral head")
+    return None
+
+
+def _choose(cands: list[HeadCandidate], s: LocaliserSettings) -> tuple[dict, str]:
+    """{side: (candidate, confidence)} for the best pair, or a single head; and the reason when none is found."""
+    best, best_score = None, 0.0
+    for a in cands:
+        for b in cands:
+            if a is b or a.centre_mm[0] <= b.centre_mm[0]:
+                continue  # a is the patient's left (+x) of the two
+            d = a.centre_mm - b.centre_mm
+            sep = float(np.linalg.norm(d))
+            if not s.pair_sep_mm[0] <= sep <= s.pair_sep_mm[1] or abs(d[2]) > 0.25 * sep or abs(d[1]) > 0.35 * sep:
+                continue
+            if max(a.radius_mm, b.radius_mm) > 1.3 * min(a.radius_mm, b.radius_mm):
+                continue
+            sa, sb = a.score(+1), b.score(-1)
+            if min(sa, sb) >= s.min_pair_score and np.sqrt(sa * sb) > best_score:
+                best, best_score = {"L": (a, sa), "R": (b, sb)}, float(np.sqrt(sa * sb))
+    if best:
+        return best, ""
+    singles = []
+    for c in cands:
+        lateral = _lateral_from_neck(c)
+        if lateral and c.score(lateral) >= s.min_single_score:
+            singles.append((c.score(lateral), lateral, c))
+    if singles:
+        score, lateral, c = max(singles, key=lambda t: t[0])
+        return {"L" if lateral > 0 else "R": (c, score)}, ""
+    if not cands:
+        return {}, f"no femoral head found: no bone sphere of radius {s.radius_mm[0]:g}-{s.radius_mm[1]:g} mm in the scan"
+    top = max(cands, key=lambda c: max(c.score(1), c.score(-1)))
+    return {}, ("no femoral head found: no bone sphere looks like a femoral head (the best, radius "
+                f"{top.radius_mm:.0f} mm at LPS {_fmt(top.centre_mm)}, scored {max(top.score(1), top.score(-1)):.2f}: "
+                f"surface {top.edge_cover:.2f}, acetabulum {max(top.cup.values()):.2f}, free below "
+                f"{top.below_free:.2f}, neck {max(top.neck.values()):.2f}, air near {top.air_near:.2f})")
+
+
+def _lateral_from_neck(c: HeadCandidate) -> int:
+    """+1 / -1 when the neck clearly leaves towards +x / -x; 0 when it does not say."""
+    diff = c.neck.get(1, 0.0) - c.neck.get(-1, 0.0)
+    return 1 if diff >= 0.3 else -1 if diff <= -0.3 else 0
+
+
+def _fmt(p) -> str:
+    return "(" + ", ".join(f"{v:.0f}" for v in p) + ")"
+
+
+def _metal_count(volume: Volume, centre: np.ndarray, reach_mm: float, metal_hu: float) -> int:
+    """Voxels at or above ``metal_hu`` in the full-resolution box of half-size ``reach_mm`` around ``centre``."""
+    corners = centre[None, :] + reach_mm * np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)])
+    idx = volume.patient_to_index(corners)
+    lo = np.clip(np.floor(idx.min(axis=0)).astype(int), 0, np.asarray(volume.shape))
+    hi = np.clip(np.ceil(idx.max(axis=0)).astype(int) + 1, 0, np.asarray(volume.shape))
+    if np.any(hi <= lo):
+        return 0
+    return int(np.count_nonzero(volume.hu[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] >= metal_hu))
+
+
+def _metal_heads(volume: Volume, grid, chosen: dict, s: LocaliserSettings) -> dict:
+    """A prosthesis where the other head of a pair should be: the densest metal blob at head distance and height
+    from the one head found. {side: (pseudo-candidate at the metal's centre, confidence)}."""
+    if len(chosen) != 1:
+        return {}
+    side, (found, _) = next(iter(chosen.items()))
+    metal = np.argwhere(grid.hu >= s.metal_hu)
+    if len(metal) < 4:
+        return {}
+    pts = metal @ grid.affine[:3, :3].T + grid.affine[:3, 3]
+    d = pts - found.centre_mm
+    sep = np.linalg.norm(d, axis=1)
+    toward = -1.0 if side == "L" else 1.0  # the other hip lies towards -x from a left head
+    ok = (sep >= s.pair_sep_mm[0]) & (sep <= s.pair_sep_mm[1]) & (np.abs(d[:, 2]) < 0.25 * sep) & (d[:, 0] * toward > 0)
+    if ok.sum() < 4:
+        return {}
+    sel = pts[ok]
+    centre = np.median(sel, axis=0)
+    near = sel[np.linalg.norm(sel - centre, axis=1) < found.radius_mm + 10.0]
+    if len(near) < 4:
+        return {}
+    cand = HeadCandidate(near.mean(axis=0), found.radius_mm, 0.0)
+    return {_other(side): (cand, 0.5)}
+
+
+def _finish(volume: Volume, side: str, cand: HeadCandidate, conf: float, s: LocaliserSettings,
+            cfg: PreprocessConfig, prosthesis: bool) -> FemoralHead:
+    qc = []
+    if prosthesis or _metal_count(volume, cand.centre_mm, cand.radius_mm + s.metal_reach_mm, s.metal_hu) >= 8:
+        qc.append("metal_near_head")
+    head = FemoralHead(side, tuple(float(v) for v in cand.centre_mm), float(cand.radius_mm), float(conf))
+    roi = head_roi(head, cfg)
+    if roi_truncated(roi, volume):
+        qc.append("roi_truncated")
+    if conf < 0.6:
+        qc.append("low_confidence")
+    return FemoralHead(side, head.centre_mm, head.radius_mm, round(float(conf), 4), tuple(qc), roi)
