@@ -14,7 +14,8 @@ left (LPS +x) whatever the array order, the patient position or the scanner's or
    radius. The better pair wins; with no pair, a single head must pass stricter checks and show its neck on one
    side, which says which hip it is. A scan without hips (chest, abdomen, knees, head) yields no head.
 5. QC per head: ``metal_near_head`` (HU >= 2800 within 15 mm of the head: prosthesis, screws), ``roi_truncated``
-   (the ROI box reaches past the scan), ``low_confidence``. A metal prosthesis with no bone head left is reported
+   (the ROI box reaches past the scan), ``head_truncated`` (the sphere itself is cut by the scan's edge: its centre
+   and radius come from the part in view and are less certain), ``low_confidence``. A metal prosthesis with no bone head left is reported
    at the metal ball when it pairs with the other head, flagged ``metal_near_head`` (never predicted by default).
 """
 
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sranet.config import PreprocessConfig
-from sranet.runtime.localise_grid import downsample, local_maxima, sphere_votes
+from sranet.runtime.localise_grid import WorkGrid, downsample, local_maxima, sample_grid, sphere_votes
 from sranet.runtime.localise_heads import HeadCandidate, analyse_candidate
 from sranet.runtime.roi import Roi
 from sranet.runtime.volume import Volume
@@ -50,7 +51,7 @@ class LocaliserSettings:
 
     grid_mm: float = 4.0
     radius_mm: tuple[float, float] = (17.0, 32.0)
-    candidates: int = 8
+    candidates: int = 12
     pair_sep_mm: tuple[float, float] = (120.0, 270.0)
     min_pair_score: float = 0.45
     min_single_score: float = 0.75
@@ -132,17 +133,19 @@ def locate_femoral_heads(volume: Volume, *, settings: LocaliserSettings | None =
         return out
     t1 = time.perf_counter()
     acc = sphere_votes(grid, np.arange(s.radius_mm[0], s.radius_mm[1] + 0.1, 2.5), edge_hu_per_mm=25.0)
-    peaks = local_maxima(acc, grid.spacing_mm, s.candidates, min_votes=15.0, min_separation_mm=15.0)
+    peaks = local_maxima(acc, grid.spacing_mm, 3 * s.candidates, min_votes=15.0, min_separation_mm=15.0)
+    centres = [(grid.affine[:3, :3] @ p + grid.affine[:3, 3], votes) for p, votes in peaks]
+    centres = _drop_columns(centres)[: s.candidates]
     t2 = time.perf_counter()
     cands = []
-    for p, votes in peaks:
-        c = analyse_candidate(volume, grid.affine[:3, :3] @ p + grid.affine[:3, 3], votes, s.radius_mm)
+    for centre, votes in centres:
+        c = analyse_candidate(volume, centre, votes, s.radius_mm)
         if c is not None:
             cands.append(c)
     t3 = time.perf_counter()
     out.candidates = [c.summary() for c in cands]
-    chosen, reason = _choose(cands, s)
-    metal = _metal_heads(volume, grid, chosen, s)
+    chosen, reason = _choose(cands, grid, s)
+    metal = _metal_heads(grid, chosen, [c for c in cands if c.is_metal], s)
     for side, (cand, conf) in {**chosen, **metal}.items():
         out.heads[side] = _finish(volume, side, cand, conf, s, cfg, prosthesis=side in metal)
     for side in SIDES:
@@ -153,6 +156,22 @@ def locate_femoral_heads(volume: Volume, *, settings: LocaliserSettings | None =
     out.timings_ms = {"downsample": (t1 - t0) * 1e3, "vote": (t2 - t1) * 1e3, "analyse": (t3 - t2) * 1e3,
                       "total": (time.perf_counter() - t0) * 1e3}
     return out
+
+
+def _drop_columns(centres: list) -> list:
+    """Without the peaks stacked along the body axis: a peak with three or more others of similar strength (votes
+    within a factor of 0.6 either way) within 10 mm of its vertical line, 20 mm or more away. That is a column of
+    vertebral bodies; a femoral head has at most its acetabulum above and its femur below, and outvotes the
+    ilium's bumps above it."""
+    pts = np.array([c for c, _ in centres]) if centres else np.zeros((0, 3))
+    votes = np.array([v for _, v in centres]) if centres else np.zeros(0)
+    keep = []
+    for i in range(len(pts)):
+        horizontal = np.linalg.norm(pts[:, :2] - pts[i, :2], axis=1) < 10.0
+        similar = (votes >= 0.6 * votes[i]) & (votes <= votes[i] / 0.6)
+        if (horizontal & similar & (np.abs(pts[:, 2] - pts[i, 2]) >= 20.0)).sum() < 3:
+            keep.append(centres[i])
+    return keep
 
 
 def _other(side: str) -> str:
@@ -171,45 +190,99 @@ def _unusable(volume: Volume, s: LocaliserSettings) -> str | None:
     return None
 
 
-def _choose(cands: list[HeadCandidate], s: LocaliserSettings) -> tuple[dict, str]:
+def _choose(cands: list[HeadCandidate], grid: WorkGrid, s: LocaliserSettings) -> tuple[dict, str]:
     """{side: (candidate, confidence)} for the best pair, or a single head; and the reason when none is found."""
+    bone = [c for c in cands if not c.is_metal]
     best, best_score = None, 0.0
-    for a in cands:
-        for b in cands:
+    for a in bone:
+        for b in bone:
             if a is b or a.centre_mm[0] <= b.centre_mm[0]:
                 continue  # a is the patient's left (+x) of the two
-            d = a.centre_mm - b.centre_mm
-            sep = float(np.linalg.norm(d))
-            if not s.pair_sep_mm[0] <= sep <= s.pair_sep_mm[1] or abs(d[2]) > 0.25 * sep or abs(d[1]) > 0.35 * sep:
-                continue
-            if max(a.radius_mm, b.radius_mm) > 1.3 * min(a.radius_mm, b.radius_mm):
+            if not _paired(a, b, s):
                 continue
             sa, sb = a.score(+1), b.score(-1)
             if min(sa, sb) >= s.min_pair_score and np.sqrt(sa * sb) > best_score:
                 best, best_score = {"L": (a, sa), "R": (b, sb)}, float(np.sqrt(sa * sb))
     if best:
         return best, ""
-    singles = []
-    for c in cands:
-        lateral = _lateral_from_neck(c)
+    singles = sorted(((max(c.score(1), c.score(-1)), c) for c in bone), key=lambda t: -t[0])
+    if singles and singles[0][0] >= s.min_single_score:
+        c = singles[0][1]
+        lateral = _single_side(c, grid) or _side_from_metal(c, grid, s)
         if lateral and c.score(lateral) >= s.min_single_score:
-            singles.append((c.score(lateral), lateral, c))
-    if singles:
-        score, lateral, c = max(singles, key=lambda t: t[0])
-        return {"L" if lateral > 0 else "R": (c, score)}, ""
-    if not cands:
+            return {"L" if lateral > 0 else "R": (c, c.score(lateral))}, ""
+        return {}, (f"no femoral head found: one femoral head (radius {c.radius_mm:.0f} mm at LPS {_fmt(c.centre_mm)}) "
+                    "but not which hip it is: no second head, and its neck and femoral shaft are not both in view")
+    if not bone:
         return {}, f"no femoral head found: no bone sphere of radius {s.radius_mm[0]:g}-{s.radius_mm[1]:g} mm in the scan"
-    top = max(cands, key=lambda c: max(c.score(1), c.score(-1)))
+    top = max(bone, key=lambda c: max(c.score(1), c.score(-1)))
     return {}, ("no femoral head found: no bone sphere looks like a femoral head (the best, radius "
                 f"{top.radius_mm:.0f} mm at LPS {_fmt(top.centre_mm)}, scored {max(top.score(1), top.score(-1)):.2f}: "
-                f"surface {top.edge_cover:.2f}, acetabulum {max(top.cup.values()):.2f}, free below "
-                f"{top.below_free:.2f}, neck {max(top.neck.values()):.2f}, air near {top.air_near:.2f})")
+                f"surface {top.edge_cover:.2f}, acetabulum {_best(top.cup)}, free below {top.below_free:.2f}, "
+                f"neck {_best(top.neck)}, air near {top.air_near:.2f})")
 
 
-def _lateral_from_neck(c: HeadCandidate) -> int:
-    """+1 / -1 when the neck clearly leaves towards +x / -x; 0 when it does not say."""
-    diff = c.neck.get(1, 0.0) - c.neck.get(-1, 0.0)
-    return 1 if diff >= 0.3 else -1 if diff <= -0.3 else 0
+def _paired(a: HeadCandidate, b: HeadCandidate, s: LocaliserSettings) -> bool:
+    """Could ``a`` (further +x) and ``b`` be the two femoral heads of one patient?"""
+    d = a.centre_mm - b.centre_mm
+    sep = float(np.linalg.norm(d))
+    return (s.pair_sep_mm[0] <= sep <= s.pair_sep_mm[1] and abs(d[2]) <= 0.25 * sep and abs(d[1]) <= 0.35 * sep
+            and max(a.radius_mm, b.radius_mm) <= 1.3 * min(a.radius_mm, b.radius_mm))
+
+
+def _best(values: dict) -> str:
+    finite = [v for v in values.values() if np.isfinite(v)]
+    return f"{max(finite):.2f}" if finite else "not in view"
+
+
+def _single_side(c: HeadCandidate, grid: WorkGrid) -> int:
+    """+1 (lateral is +x: a left hip) or -1 for a head found alone, from its neck and from the femoral shaft below
+    it; 0 when neither says or they disagree. Never guessed from array order or from where the head sits."""
+    n_pos, n_neg = c.neck.get(1, np.nan), c.neck.get(-1, np.nan)
+    by_neck = 0
+    if np.isfinite(n_pos) and np.isfinite(n_neg) and abs(n_pos - n_neg) >= 0.3:
+        by_neck = 1 if n_pos > n_neg else -1
+    by_shaft = _shaft_side(c, grid)
+    if by_neck and by_shaft and by_neck != by_shaft:
+        return 0
+    return by_neck or by_shaft
+
+
+def _side_from_metal(c: HeadCandidate, grid: WorkGrid, s: LocaliserSettings) -> int:
+    """+1 / -1 when metal (a prosthesis) sits where the other head would be on exactly one side, else 0."""
+    metal = np.argwhere(grid.hu >= s.metal_hu)
+    if len(metal) < 4:
+        return 0
+    d = metal @ grid.affine[:3, :3].T + grid.affine[:3, 3] - c.centre_mm
+    sep = np.linalg.norm(d, axis=1)
+    placed = (sep >= s.pair_sep_mm[0]) & (sep <= s.pair_sep_mm[1]) & (np.abs(d[:, 2]) <= 0.25 * sep)
+    towards_minus, towards_plus = int((placed & (d[:, 0] < 0)).sum()), int((placed & (d[:, 0] > 0)).sum())
+    if towards_minus >= 4 and towards_plus == 0:
+        return 1  # the prosthesis lies towards -x: this head is the left one
+    if towards_plus >= 4 and towards_minus == 0:
+        return -1
+    return 0
+
+
+def _shaft_side(c: HeadCandidate, grid: WorkGrid) -> int:
+    """The femoral shaft runs 85-160 mm below its head, 15-45 mm lateral of the head's centre; below the pelvis
+    nothing else is bone that close. +1 / -1 for the side holding the bone there, 0 when the scan does not show it."""
+    x, y, z = c.centre_mm
+    gx, gy, gz = np.meshgrid(np.arange(-80.0, 80.1, 4.0), np.arange(-50.0, 50.1, 4.0), np.arange(-160.0, -84.9, 4.0),
+                             indexing="ij")
+    pts = np.stack([gx.ravel() + x, gy.ravel() + y, gz.ravel() + z], axis=1)
+    hu = sample_grid(grid, pts)
+    seen = np.isfinite(hu)
+    if seen.mean() < 0.3:
+        return 0
+    bone = seen & (hu >= 250.0)
+    if bone.sum() < 8:
+        return 0
+    off = gx.ravel()[bone]
+    side = 1 if np.median(off) > 0 else -1
+    if abs(np.median(off)) < 12.0 or np.mean(np.sign(off) == side) < 0.75:
+        return 0
+    return side
 
 
 def _fmt(p) -> str:
@@ -227,29 +300,35 @@ def _metal_count(volume: Volume, centre: np.ndarray, reach_mm: float, metal_hu: 
     return int(np.count_nonzero(volume.hu[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] >= metal_hu))
 
 
-def _metal_heads(volume: Volume, grid, chosen: dict, s: LocaliserSettings) -> dict:
-    """A prosthesis where the other head of a pair should be: the densest metal blob at head distance and height
-    from the one head found. {side: (pseudo-candidate at the metal's centre, confidence)}."""
+def _metal_heads(grid: WorkGrid, chosen: dict, metal_spheres: list[HeadCandidate], s: LocaliserSettings) -> dict:
+    """A hip prosthesis where the other head of a pair should be: a metal ball at head distance and height from the
+    one head found, or else the densest metal there. {side: (candidate at the metal's centre, confidence)}."""
     if len(chosen) != 1:
         return {}
     side, (found, _) = next(iter(chosen.items()))
+    other = _other(side)
+    toward = -1.0 if side == "L" else 1.0  # the other hip lies towards -x from a left head
+
+    def placed(p: np.ndarray) -> bool:
+        d = p - found.centre_mm
+        sep = float(np.linalg.norm(d))
+        return s.pair_sep_mm[0] <= sep <= s.pair_sep_mm[1] and abs(d[2]) <= 0.25 * sep and d[0] * toward > 0
+
+    balls = [m for m in metal_spheres if placed(m.centre_mm)]
+    if balls:
+        return {other: (balls[0], 0.5)}
     metal = np.argwhere(grid.hu >= s.metal_hu)
     if len(metal) < 4:
         return {}
     pts = metal @ grid.affine[:3, :3].T + grid.affine[:3, 3]
-    d = pts - found.centre_mm
-    sep = np.linalg.norm(d, axis=1)
-    toward = -1.0 if side == "L" else 1.0  # the other hip lies towards -x from a left head
-    ok = (sep >= s.pair_sep_mm[0]) & (sep <= s.pair_sep_mm[1]) & (np.abs(d[:, 2]) < 0.25 * sep) & (d[:, 0] * toward > 0)
-    if ok.sum() < 4:
+    sel = pts[[placed(p) for p in pts]]
+    if len(sel) < 4:
         return {}
-    sel = pts[ok]
     centre = np.median(sel, axis=0)
     near = sel[np.linalg.norm(sel - centre, axis=1) < found.radius_mm + 10.0]
     if len(near) < 4:
         return {}
-    cand = HeadCandidate(near.mean(axis=0), found.radius_mm, 0.0)
-    return {_other(side): (cand, 0.5)}
+    return {other: (HeadCandidate(near.mean(axis=0), found.radius_mm, 0.0), 0.5)}
 
 
 def _finish(volume: Volume, side: str, cand: HeadCandidate, conf: float, s: LocaliserSettings,
@@ -261,6 +340,8 @@ def _finish(volume: Volume, side: str, cand: HeadCandidate, conf: float, s: Loca
     roi = head_roi(head, cfg)
     if roi_truncated(roi, volume):
         qc.append("roi_truncated")
+    if cand.visible < 0.9:
+        qc.append("head_truncated")
     if conf < 0.6:
         qc.append("low_confidence")
     return FemoralHead(side, head.centre_mm, head.radius_mm, round(float(conf), 4), tuple(qc), roi)

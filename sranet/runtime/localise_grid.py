@@ -54,7 +54,7 @@ def downsample(volume: Volume, grid_mm: float) -> WorkGrid:
     return WorkGrid(out, volume.affine @ scale)
 
 
-def sphere_votes(grid: WorkGrid, radii_mm: np.ndarray, edge_hu_per_mm: float, clip_hu=(0.0, 700.0)) -> np.ndarray:
+def sphere_votes(grid: WorkGrid, radii_mm: np.ndarray, edge_hu_per_mm: float, clip_hu=(0.0, 400.0)) -> np.ndarray:
     """Hough accumulator for bright spheres: every strong bone edge votes for the points ``radii_mm`` inside it,
     along its gradient. Returns the (d, h, w) float32 vote count, smoothed over one voxel.
 
@@ -156,6 +156,18 @@ def sample_hu(volume: Volume, points_mm: np.ndarray) -> np.ndarray:
         out += w * vals.astype(np.float32, copy=False)
     out[~inside] = np.nan
     return out.reshape(np.shape(points_mm)[:-1])
+
+
+def sample_grid(grid: WorkGrid, points_mm: np.ndarray) -> np.ndarray:
+    """Nearest-voxel HU of the working grid at LPS points (N, 3); NaN outside it."""
+    a = grid.affine
+    idx = np.rint((np.asarray(points_mm, dtype=np.float64) - a[:3, 3]) @ np.linalg.inv(a[:3, :3]).T).astype(np.int64)
+    shape = np.array(grid.hu.shape)
+    inside = np.all((idx >= 0) & (idx < shape), axis=1)
+    out = np.full(len(idx), np.nan, np.float32)
+    ii = idx[inside]
+    out[inside] = grid.hu[ii[:, 0], ii[:, 1], ii[:, 2]]
+    return out
 
 
 def fibonacci_directions(n: int) -> np.ndarray:

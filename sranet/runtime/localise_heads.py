@@ -1,8 +1,9 @@
 """Is this bone sphere a femoral head? Radial HU profiles around a candidate centre, read at full resolution.
 
 Along 128 directions, HU are sampled every millimetre from the candidate centre outwards (trilinear, in patient
-millimetres). On each direction the head's surface is the steepest fall of HU at a radius of 15-34 mm; a sphere
-fitted to those surface points gives the centre and radius (to about a millimetre). The same profiles then say what
+millimetres). Every clear fall of HU out of bone at 14-35 mm is a point that may lie on the head's surface; the
+sphere that most directions fall on (four-point samples, then a trimmed least-squares fit) gives the centre and
+radius to about a millimetre, also when a necrotic segment's sclerotic border or the acetabulum falls too. The same profiles then say what
 surrounds the sphere, per direction relative to the patient (superior is LPS +z, lateral is +x or -x):
 
 - ``edge_cover``   share of directions with a clear surface near the fitted radius (a ball, not a tube or a plate);
@@ -14,6 +15,7 @@ surrounds the sphere, per direction relative to the patient (superior is LPS +z,
 - ``air_near``     share of samples 5-30 mm beyond the surface below -500 HU (lungs, skin: a shoulder, not a hip).
 
 ``cup`` and ``neck`` are computed for both lateral hypotheses (+x and -x); a femoral head shows them on one side.
+A feature whose directions leave the scanned volume is NaN (unknown), not evidence either way.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ from sranet.runtime.volume import Volume
 DIRS = fibonacci_directions(128)
 RHO = np.arange(2.0, 48.0, 1.0)  # mm from the centre
 NECK_HU = 150.0
+EXIT_HU = 300.0  # beyond a bone surface: joint space, cartilage, muscle or fat
+METAL_FILL_HU = 1500.0  # a sphere this dense inside is metal
+MIN_SUPPORT = 0.4  # share of the directions in view falling on the first sphere: less is not a ball of bone
+MIN_DIRECTIONS = 4  # visible directions a directional feature needs; fewer: unknown (NaN)
 
 
 @dataclass
@@ -47,16 +53,26 @@ class HeadCandidate:
     visible: float = 1.0
 
     def score(self, lateral: int) -> float:
-        """0-1: how much this looks like a femoral head whose lateral side is ``lateral`` (+1: +x, -1: -x)."""
+        """0-1: how much this looks like a femoral head whose lateral side is ``lateral`` (+1: +x, -1: -x).
+
+        The geometric mean of one ramp per feature; a feature the scan does not show (its directions leave the
+        volume) counts 0.8, so a head cut by the scan's edge can still be found on what is visible."""
         parts = (
             _ramp(self.edge_cover, 0.25, 0.55),
             _ramp(self.fill_hu, 120.0, 220.0),
-            _ramp(self.cup.get(lateral, 0.0), 0.2, 0.55),
+            _ramp(self.cup.get(lateral, np.nan), 0.2, 0.55),
             _ramp(self.below_free, 0.3, 0.7),
-            _ramp(self.neck.get(lateral, 0.0), 0.15, 0.45),
-            1.0 - _ramp(self.air_near, 0.05, 0.2),
+            _ramp(self.neck.get(lateral, np.nan), 0.15, 0.45),
+            1.0 - _ramp(self.air_near, 0.05, 0.2, unknown=0.0),
         )
+        if self.fill_hu >= METAL_FILL_HU or self.visible < 0.2:
+            return 0.0
         return float(np.prod(parts) ** (1.0 / len(parts)))
+
+    @property
+    def is_metal(self) -> bool:
+        """A sphere of metal (a prosthetic ball), not bone."""
+        return bool(self.fill_hu >= METAL_FILL_HU)
 
     def summary(self) -> dict:
         return {"centre_mm": [round(float(v), 2) for v in self.centre_mm], "radius_mm": round(self.radius_mm, 2),
@@ -66,9 +82,9 @@ class HeadCandidate:
                 "air_near": round(self.air_near, 3), "visible": round(self.visible, 3)}
 
 
-def _ramp(x: float, lo: float, hi: float) -> float:
+def _ramp(x: float, lo: float, hi: float, unknown: float = 0.8) -> float:
     if not np.isfinite(x):
-        return 0.0
+        return unknown
     return float(np.clip((x - lo) / (hi - lo), 0.0, 1.0))
 
 
@@ -78,66 +94,133 @@ def _profiles(volume: Volume, centre: np.ndarray) -> np.ndarray:
     return sample_hu(volume, pts)
 
 
-def _edges(prof: np.ndarray, r_lo: float, r_hi: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per direction: radius of the innermost clear fall of HU within [r_lo, r_hi] (the head's own surface, not
-    the acetabulum's beyond it) and whether there is one (a fall of at least 150 HU over 2 mm and 40 % of the
-    direction's steepest, from bone inside)."""
+def _falls(prof: np.ndarray, r_lo: float, r_hi: float) -> tuple[np.ndarray, np.ndarray]:
+    """(directions, radii) radius in mm of every clear fall of HU within [r_lo, r_hi] (a local minimum of the
+    2 mm difference, at least 150 HU, from bone inside), sub-millimetre by a parabola, NaN elsewhere; and whether
+    the fall leaves bone (at most 300 HU within 3 mm beyond it).
+
+    A direction may fall several times: the head's surface, a sclerotic band inside a necrotic head, the
+    acetabulum's outer surface beyond the joint. ``_ransac_sphere`` finds the head's."""
     diff = prof[:, 2:] - prof[:, :-2]  # HU over 2 mm, centred on RHO[1:-1]
     rho = RHO[1:-1]
     window = (rho >= r_lo) & (rho <= r_hi)
     d = np.where(window[None, :] & np.isfinite(diff), diff, np.inf)
-    steepest = -d.min(axis=1)
     left = np.concatenate([np.full((len(d), 1), np.inf), d[:, :-1]], axis=1)
     right = np.concatenate([d[:, 1:], np.full((len(d), 1), np.inf)], axis=1)
-    minimum = (d <= left) & (d <= right) & (-d >= np.maximum(150.0, 0.4 * steepest)[:, None])
-    has = minimum.any(axis=1)
-    j = np.where(has, np.argmax(minimum, axis=1), 0)  # the first (innermost) qualifying minimum
-    rows = np.arange(len(d))
-    r = rho[j].astype(np.float64)
-    jl, jr = np.clip(j - 1, 0, diff.shape[1] - 1), np.clip(j + 1, 0, diff.shape[1] - 1)
-    a, b, c = diff[rows, jl], diff[rows, j], diff[rows, jr]
-    den = a - 2 * b + c
+    with np.errstate(invalid="ignore"):
+        before = np.nanmean(np.stack([prof[:, :-2], prof[:, 1:-1]], axis=0), axis=0)  # just inside the fall
+    fall = (d <= left) & (d <= right) & (d <= -150.0) & (before >= NECK_HU)
+    den = np.where(np.isfinite(left) & np.isfinite(right), left - 2 * d + right, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
-        shift = np.where(np.isfinite(den) & (den > 0), np.clip(0.5 * (a - c) / den, -0.5, 0.5), 0.0)
-        inside = np.nanmean(np.where(RHO[None, :] < r[:, None] - 2.0, prof, np.nan), axis=1)
-    ok = has & (inside > NECK_HU)
-    return r + shift, ok
+        shift = np.where(den > 0, np.clip(0.5 * (left - right) / den, -0.5, 0.5), 0.0)
+    # lowest HU 1-3 mm beyond each fall: out of bone (joint space, muscle, fat) or still in bone
+    after = np.full(d.shape, np.inf)
+    for k in (2, 3, 4):  # prof[:, j + k] lies k - 1 mm beyond RHO[j + 1], the centre of diff[:, j]
+        beyond = np.full(d.shape, np.inf)
+        beyond[:, : d.shape[1] - k + 2] = np.nan_to_num(prof[:, k:], nan=np.inf)
+        after = np.minimum(after, beyond)
+    r = np.where(fall, rho[None, :] + np.nan_to_num(shift), np.nan)
+    return r, fall & (after <= EXIT_HU)
+
+
+def _nearest_fall(falls: tuple[np.ndarray, np.ndarray], radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per direction the fall nearest to ``radius`` (within 2.5 mm) and whether there is one."""
+    r = falls[0]
+    dist = np.abs(np.where(np.isfinite(r), r, np.inf) - radius)
+    j = np.argmin(dist, axis=1)
+    rows = np.arange(len(r))
+    ok = dist[rows, j] <= 2.5
+    return np.where(ok, r[rows, j], np.nan), ok
+
+
+def _ransac_sphere(centre: np.ndarray, falls: tuple[np.ndarray, np.ndarray], r_lo: float, r_hi: float,
+                   seen: int, iterations: int = 400) -> tuple[np.ndarray, float, float] | None:
+    """The sphere that the most directions fall on: every fall seen from ``centre`` is a 3D point; spheres through
+    four random points (fixed seed) are scored by the directions with a fall within 1.5 mm of them (a fall that
+    leaves bone counts 1, one into bone 0.6), less the directions that leave bone more than 3 mm inside them (a
+    sphere is a ball of bone). The head's surface faces soft tissue almost all round; a sclerotic band inside a
+    necrotic head or the acetabulum's outer surface covers only part of the directions.
+    Returns (centre, radius, weighted share of the ``seen`` directions (those inside the scan) that support it)."""
+    r, exits = falls
+    d_idx, k_idx = np.nonzero(np.isfinite(r))
+    if len(d_idx) < 12:
+        return None
+    pts = centre + DIRS[d_idx] * r[d_idx, k_idx][:, None]
+    weight = np.where(exits[d_idx, k_idx], 1.0, 0.6)
+    rng = np.random.default_rng(0)
+    sample = pts[rng.integers(0, len(pts), size=(iterations, 4))]  # (I, 4, 3)
+    a = np.concatenate([2.0 * sample, np.ones((iterations, 4, 1))], axis=2)
+    b = (sample * sample).sum(axis=2)
+    good = np.abs(np.linalg.det(a)) > 1e-3
+    if not good.any():
+        return None
+    sol = np.linalg.solve(a[good], b[good][..., None])[..., 0]
+    c = sol[:, :3]
+    r2 = sol[:, 3] + (c * c).sum(axis=1)
+    rad = np.sqrt(np.maximum(r2, 0.0))
+    plausible = (r2 > 0) & (rad >= r_lo - 2.0) & (rad <= r_hi + 2.0) & (np.linalg.norm(c - centre, axis=1) < 12.0)
+    if not plausible.any():
+        return None
+    c, rad = c[plausible], rad[plausible]
+    signed = np.linalg.norm(pts[None, :, :] - c[:, None, :], axis=2) - rad[:, None]  # (I, points)
+    hit = np.where(np.abs(signed) <= 1.5, weight[None, :], 0.0)
+    inside = ((signed < -3.0) & exits[d_idx, k_idx][None, :]).astype(float)  # soft tissue inside the sphere
+    per_dir = np.zeros((len(c), len(DIRS)))
+    per_dir_inside = np.zeros((len(c), len(DIRS)))
+    for j in range(hit.shape[1]):  # a direction counts once, with its best fall
+        np.maximum(per_dir[:, d_idx[j]], hit[:, j], out=per_dir[:, d_idx[j]])
+        np.maximum(per_dir_inside[:, d_idx[j]], inside[:, j], out=per_dir_inside[:, d_idx[j]])
+    support = per_dir.sum(axis=1)
+    best = int(np.argmax(support - per_dir_inside.sum(axis=1)))
+    inliers = pts[np.abs(signed[best]) <= 1.5]
+    fit = _fit_sphere(inliers) or (c[best], float(rad[best]))
+    return fit[0], fit[1], float(support[best] / max(1, seen))
 
 
 def _fit_sphere(points: np.ndarray) -> tuple[np.ndarray, float] | None:
-    """Least-squares sphere through (N, 3) points; None when they are too few or degenerate."""
-    if len(points) < 12:
-        return None
-    a = np.hstack([2.0 * points, np.ones((len(points), 1))])
-    b = (points * points).sum(axis=1)
-    sol, *_ = np.linalg.lstsq(a, b, rcond=None)
-    c = sol[:3]
-    r2 = sol[3] + c @ c
-    return (c, float(np.sqrt(r2))) if r2 > 0 else None
+    """Least-squares sphere through (N, 3) points, refitted without the points more than 1.5 mm off the first fit;
+    None when they are too few or degenerate."""
+    for _ in range(2):
+        if len(points) < 12:
+            return None
+        a = np.hstack([2.0 * points, np.ones((len(points), 1))])
+        b = (points * points).sum(axis=1)
+        sol, *_ = np.linalg.lstsq(a, b, rcond=None)
+        c = sol[:3]
+        r2 = sol[3] + c @ c
+        if r2 <= 0:
+            return None
+        residual = np.abs(np.linalg.norm(points - c, axis=1) - np.sqrt(r2))
+        points = points[residual <= 1.5]
+    return c, float(np.sqrt(r2))
 
 
 def analyse_candidate(volume: Volume, centre_mm: np.ndarray, votes: float,
                       radius_range: tuple[float, float]) -> HeadCandidate | None:
-    """Refine a voted centre to the fitted sphere and measure its surroundings; None if no sphere is found."""
+    """Refine a voted centre to the fitted sphere and measure its surroundings; None if no sphere is found.
+
+    The sphere comes from the falls seen from the voted centre (``_ransac_sphere``), then is refined twice:
+    profiles from the new centre, the fall nearest the sphere per direction, a trimmed least-squares fit."""
     r_lo, r_hi = radius_range
     c = np.asarray(centre_mm, dtype=np.float64)
-    radius = 0.5 * (r_lo + r_hi)
+    prof = _profiles(volume, c)
+    seen = int(np.isfinite(prof[:, RHO <= r_hi]).all(axis=1).sum())
+    first = _ransac_sphere(c, _falls(prof, r_lo - 3.0, r_hi + 3.0), r_lo, r_hi, seen)
+    if first is None or first[2] < MIN_SUPPORT:
+        return None
+    c, hint, _ = first
     for _ in range(2):
-        prof = _profiles(volume, c)
-        r_dir, ok = _edges(prof, r_lo - 3.0, r_hi + 3.0)
-        if ok.sum() < 12:
-            return None
-        radius = float(np.median(r_dir[ok]))
-        keep = ok & (np.abs(r_dir - radius) < 4.0)
-        fit = _fit_sphere(c + DIRS[keep] * r_dir[keep, None])
+        r_dir, ok = _nearest_fall(_falls(_profiles(volume, c), r_lo - 3.0, r_hi + 3.0), hint)
+        fit = _fit_sphere(c + DIRS[ok] * r_dir[ok, None]) if ok.sum() >= 12 else None
         if fit is None or np.linalg.norm(fit[0] - c) > 10.0:
             break
-        c, radius = fit
+        c, hint = fit
+    radius = float(hint)
     if not r_lo - 2.0 <= radius <= r_hi + 2.0:
         return None
     prof = _profiles(volume, c)
-    r_dir, ok = _edges(prof, radius - 4.0, radius + 4.0)
-    valid = np.isfinite(prof[:, : int(radius + 10)]).all(axis=1)
+    r_dir, ok = _nearest_fall(_falls(prof, radius - 4.0, radius + 4.0), radius)
+    valid = np.isfinite(prof[:, RHO <= radius + 10.0]).all(axis=1)
     cand = HeadCandidate(c, radius, votes, visible=float(valid.mean()))
     if valid.sum() < 20:
         return cand
@@ -152,13 +235,16 @@ def analyse_candidate(volume: Volume, centre_mm: np.ndarray, votes: float,
     cand.air_near = float(np.mean(near[np.isfinite(near)] < -500.0)) if np.isfinite(near).any() else 0.0
     sup = np.array([0.0, 0.0, 1.0])
     below = (DIRS @ -sup > np.cos(np.deg2rad(35.0))) & valid
-    cand.below_free = float(1.0 - bone_beyond[below].mean()) if below.any() else 0.0
+    cand.below_free = _share(~bone_beyond, below)
     for lat in (1, -1):
         lateral = np.array([float(lat), 0.0, 0.0])
         u_cup = 0.85 * sup - 0.5 * lateral
         u_neck = -0.55 * sup + 0.8 * lateral
-        cup_dirs = (DIRS @ (u_cup / np.linalg.norm(u_cup)) > np.cos(np.deg2rad(40.0))) & valid
-        neck_dirs = (DIRS @ (u_neck / np.linalg.norm(u_neck)) > np.cos(np.deg2rad(25.0))) & valid
-        cand.cup[lat] = float(joint[cup_dirs].mean()) if cup_dirs.any() else 0.0
-        cand.neck[lat] = float(through[neck_dirs].mean()) if neck_dirs.any() else 0.0
+        cand.cup[lat] = _share(joint, (DIRS @ (u_cup / np.linalg.norm(u_cup)) > np.cos(np.deg2rad(40.0))) & valid)
+        cand.neck[lat] = _share(through, (DIRS @ (u_neck / np.linalg.norm(u_neck)) > np.cos(np.deg2rad(25.0))) & valid)
     return cand
+
+
+def _share(flags: np.ndarray, directions: np.ndarray) -> float:
+    """Share of ``directions`` where ``flags`` holds; NaN when too few of them are visible."""
+    return float(flags[directions].mean()) if directions.sum() >= MIN_DIRECTIONS else float("nan")
