@@ -112,7 +112,8 @@ def _check(kind, variant, position, preset, stages) -> None:
 
 def generate_pelvis_study(seed: int, *, kind: str = "pelvis", variant: str = "normal",
                           stages: dict[str, int] | None = None, patient_position: str | None = None,
-                          preset: str = "256", metal_side: str | None = None) -> PelvisStudy:
+                          preset: str = "256", metal_side: str | None = None, slices: int | None = None,
+                          slice_mm: float | None = None, pixel_mm: float | None = None) -> PelvisStudy:
     """Draw one whole study. Deterministic for the same arguments; the anatomy depends on ``seed`` (and kind,
     preset), so the same seed with other stages gives the same patient with other lesions.
 
@@ -121,6 +122,7 @@ def generate_pelvis_study(seed: int, *, kind: str = "pelvis", variant: str = "no
     preset            "256" (256 x 256, 150-170 slices of 1.5-3 mm) or "512" (512 x 512, 0.6-1.0 mm pixels,
                       150-400 slices of 1-3 mm).
     metal_side        side of the prosthesis or screws (variants "prosthesis" / "screws"); None draws one.
+    slices, slice_mm, pixel_mm   fix the grid instead of drawing it (tests, benchmarks: e.g. 512 x 512 x 300).
     """
     stages = dict(stages or {"L": 0, "R": 0})
     _check(kind, variant, patient_position, preset, stages)
@@ -128,8 +130,11 @@ def generate_pelvis_study(seed: int, *, kind: str = "pelvis", variant: str = "no
         raise InputError(f"seed={seed!r} must be a non-negative integer.")
     rng = np.random.default_rng([int(seed), 17])
     position = patient_position or str(rng.choice(POSITIONS, p=[0.45, 0.35, 0.1, 0.1]))
+    grid = {k: v for k, v in (("slices", slices), ("slice_mm", slice_mm), ("pixel_mm", pixel_mm)) if v is not None}
+    if any(not (isinstance(v, (int, float)) and v > 0) for v in grid.values()) or grid.get("slices", 1) < 1:
+        raise InputError(f"slices/slice_mm/pixel_mm must be positive numbers, got {grid}.")
     canon, origin, spacing, hips, info = render_study(rng, int(seed), kind, variant, stages, position,
-                                                      GRID_PRESETS[preset], metal_side)
+                                                      GRID_PRESETS[preset], metal_side, grid)
     return _store(canon, origin, spacing, hips, info, position, kind, variant, int(seed))
 
 

@@ -96,9 +96,10 @@ def _placement(rng, kind, variant, anat, preset: GridPreset, pixel: float, metal
 
 
 def render_study(rng: np.random.Generator, seed: int, kind: str, variant: str, stages: dict, position: str,
-                 preset: GridPreset, metal_side: str | None):
+                 preset: GridPreset, metal_side: str | None, grid: dict | None = None):
     """Draw a study on its canonical grid. Returns (hu (D, H, W) float32, origin LPS of voxel 0, spacing
-    (sD, sH, sW), {side: truth dict}, info)."""
+    (sD, sH, sW), {side: truth dict}, info). ``grid`` may fix "slices", "slice_mm" and "pixel_mm" (after the
+    random draws, so the patient stays the same)."""
     k = float(np.clip(rng.normal(1.0, 0.07), 0.85, 1.15))
     r = float(np.clip(23.0 * k * rng.uniform(0.93, 1.07), 19.5, 27.0))
     if kind in ("pelvis", "abdomen"):
@@ -114,6 +115,8 @@ def render_study(rng: np.random.Generator, seed: int, kind: str, variant: str, s
         ant = post = anat.leg_r
     t, n, pixel = _grid(rng, preset)
     pixel, x_off, z_lo, twist = _placement(rng, kind, variant, anat, preset, pixel, metal_side)
+    grid = grid or {}
+    n, t, pixel = int(grid.get("slices", n)), float(grid.get("slice_mm", t)), float(grid.get("pixel_mm", pixel))
     m = preset.matrix
     fov_xy = (float(rng.uniform(-30.0, 30.0)), float(rng.uniform(-20.0, 40.0)))
     centre = (fov_xy[0] + x_off, fov_xy[1] + float(rng.uniform(-25.0, 15.0)), float(rng.uniform(-900.0, -600.0)))

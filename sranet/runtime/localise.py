@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sranet.config import PreprocessConfig
-from sranet.runtime.localise_grid import WorkGrid, downsample, local_maxima, sample_grid, sphere_votes
+from sranet.runtime.localise_grid import DEFAULT_GRID_MM, WorkGrid, downsample, local_maxima, sample_grid, sphere_votes
 from sranet.runtime.localise_heads import HeadCandidate, analyse_candidate
-from sranet.runtime.roi import Roi
+from sranet.runtime.localise_roi import FemoralHead, head_roi, roi_truncated
 from sranet.runtime.volume import Volume
 
 SIDES = ("L", "R")
@@ -49,7 +49,7 @@ class LocaliserSettings:
     min_extent_mm    the volume must span this along every axis (a head is 36-60 mm across).
     """
 
-    grid_mm: float = 4.0
+    grid_mm: float = DEFAULT_GRID_MM
     radius_mm: tuple[float, float] = (17.0, 32.0)
     candidates: int = 12
     pair_sep_mm: tuple[float, float] = (120.0, 270.0)
@@ -58,23 +58,6 @@ class LocaliserSettings:
     metal_hu: float = 2800.0
     metal_reach_mm: float = 15.0
     min_extent_mm: float = 40.0
-
-
-@dataclass(frozen=True)
-class FemoralHead:
-    """One femoral head. centre_mm LPS; radius_mm; confidence 0-1; qc flags; roi the box the model crops."""
-
-    side: str
-    centre_mm: tuple[float, float, float]
-    radius_mm: float
-    confidence: float
-    qc: tuple[str, ...] = ()
-    roi: Roi | None = None
-
-    def to_dict(self) -> dict:
-        return {"side": self.side, "centre_mm": [round(v, 2) for v in self.centre_mm],
-                "radius_mm": round(self.radius_mm, 2), "confidence": round(self.confidence, 3), "qc": list(self.qc),
-                "roi": None if self.roi is None else self.roi.text()}
 
 
 @dataclass
@@ -90,24 +73,6 @@ class Localisation:
     def to_dict(self) -> dict:
         return {"heads": {s: h.to_dict() for s, h in self.heads.items()}, "reasons": dict(self.reasons),
                 "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()}}
-
-
-def head_roi(head: FemoralHead, cfg: PreprocessConfig | None = None, *, margin_mm: float | None = None) -> Roi:
-    """The ROI the artifact's preprocessing crops for ``head``: the head's bounding cube plus
-    ``cfg.roi_margin_mm`` (or ``margin_mm``) on every side, in LPS millimetres, labelled with the head's side."""
-    margin = margin_mm if margin_mm is not None else (cfg or PreprocessConfig()).roi_margin_mm
-    half = head.radius_mm + margin
-    c = np.asarray(head.centre_mm, dtype=float)
-    return Roi(tuple(float(v) for v in np.round(c - half, 2)), tuple(float(v) for v in np.round(c + half, 2)), "mm",
-               head.side)
-
-
-def roi_truncated(roi: Roi, volume: Volume) -> bool:
-    """True when the mm ROI reaches beyond the scanned volume (voxel faces of the outer voxels)."""
-    corners = np.array([[x, y, z] for x in (roi.lo[0], roi.hi[0]) for y in (roi.lo[1], roi.hi[1])
-                        for z in (roi.lo[2], roi.hi[2])])
-    idx = volume.patient_to_index(corners)
-    return bool(np.any(idx < -0.5 - 1e-6) or np.any(idx > np.asarray(volume.shape) - 0.5 + 1e-6))
 
 
 def locate_femoral_heads(volume: Volume, *, settings: LocaliserSettings | None = None,

@@ -12,6 +12,8 @@ import numpy as np
 
 from sranet.runtime.volume import Volume
 
+DEFAULT_GRID_MM = 4.0  # voxel size of the downsampled copy the sphere votes are counted on
+
 
 @dataclass
 class WorkGrid:
@@ -106,12 +108,15 @@ def local_maxima(acc: np.ndarray, spacing_mm: np.ndarray, count: int, min_votes:
     idx = np.nonzero((acc >= peak) & (acc >= min_votes))
     order = np.argsort(acc[idx])[::-1]
     out: list[tuple[np.ndarray, float]] = []
+    taken = np.zeros((0, 3))
     for i in order:
         p = np.array([idx[0][i], idx[1][i], idx[2][i]], dtype=float)
-        if all(np.linalg.norm((p - q) * spacing_mm) >= min_separation_mm for q, _ in out):
-            out.append((_subvoxel(acc, p), float(acc[tuple(p.astype(int))])))
-            if len(out) == count:
-                break
+        if len(taken) and np.min(np.linalg.norm((taken - p) * spacing_mm, axis=1)) < min_separation_mm:
+            continue
+        taken = np.vstack([taken, p])
+        out.append((_subvoxel(acc, p), float(acc[tuple(p.astype(int))])))
+        if len(out) == count:
+            break
     return out
 
 

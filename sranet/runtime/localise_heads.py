@@ -28,7 +28,7 @@ from sranet.runtime.localise_grid import fibonacci_directions, sample_hu
 from sranet.runtime.volume import Volume
 
 DIRS = fibonacci_directions(128)
-RHO = np.arange(2.0, 48.0, 1.0)  # mm from the centre
+RHO = np.arange(2.0, 48.0, 1.0)  # mm from the centre: the full profile, for the surroundings
 NECK_HU = 150.0
 EXIT_HU = 300.0  # beyond a bone surface: joint space, cartilage, muscle or fat
 METAL_FILL_HU = 1500.0  # a sphere this dense inside is metal
@@ -88,34 +88,33 @@ def _ramp(x: float, lo: float, hi: float, unknown: float = 0.8) -> float:
     return float(np.clip((x - lo) / (hi - lo), 0.0, 1.0))
 
 
-def _profiles(volume: Volume, centre: np.ndarray) -> np.ndarray:
-    """(directions, radii) HU along DIRS at RHO from ``centre`` (NaN outside the volume)."""
-    pts = centre[None, None, :] + DIRS[:, None, :] * RHO[None, :, None]
+def _profiles(volume: Volume, centre: np.ndarray, rho: np.ndarray = RHO) -> np.ndarray:
+    """(directions, radii) HU along DIRS at ``rho`` mm from ``centre`` (NaN outside the volume)."""
+    pts = centre[None, None, :] + DIRS[:, None, :] * rho[None, :, None]
     return sample_hu(volume, pts)
 
 
-def _falls(prof: np.ndarray, r_lo: float, r_hi: float) -> tuple[np.ndarray, np.ndarray]:
+def _falls(prof: np.ndarray, rho_all: np.ndarray, r_lo: float, r_hi: float) -> tuple[np.ndarray, np.ndarray]:
     """(directions, radii) radius in mm of every clear fall of HU within [r_lo, r_hi] (a local minimum of the
     2 mm difference, at least 150 HU, from bone inside), sub-millimetre by a parabola, NaN elsewhere; and whether
     the fall leaves bone (at most 300 HU within 3 mm beyond it).
 
     A direction may fall several times: the head's surface, a sclerotic band inside a necrotic head, the
     acetabulum's outer surface beyond the joint. ``_ransac_sphere`` finds the head's."""
-    diff = prof[:, 2:] - prof[:, :-2]  # HU over 2 mm, centred on RHO[1:-1]
-    rho = RHO[1:-1]
+    diff = prof[:, 2:] - prof[:, :-2]  # HU over 2 mm, centred on rho_all[1:-1] (1 mm steps)
+    rho = rho_all[1:-1]
     window = (rho >= r_lo) & (rho <= r_hi)
     d = np.where(window[None, :] & np.isfinite(diff), diff, np.inf)
     left = np.concatenate([np.full((len(d), 1), np.inf), d[:, :-1]], axis=1)
     right = np.concatenate([d[:, 1:], np.full((len(d), 1), np.inf)], axis=1)
-    with np.errstate(invalid="ignore"):
-        before = np.nanmean(np.stack([prof[:, :-2], prof[:, 1:-1]], axis=0), axis=0)  # just inside the fall
-    fall = (d <= left) & (d <= right) & (d <= -150.0) & (before >= NECK_HU)
-    den = np.where(np.isfinite(left) & np.isfinite(right), left - 2 * d + right, np.nan)
+    before = 0.5 * (prof[:, :-2] + prof[:, 1:-1])  # just inside the fall (NaN outside the volume)
     with np.errstate(invalid="ignore", divide="ignore"):
+        fall = (d <= left) & (d <= right) & (d <= -150.0) & (before >= NECK_HU)
+        den = np.where(np.isfinite(left) & np.isfinite(right), left - 2 * d + right, np.nan)
         shift = np.where(den > 0, np.clip(0.5 * (left - right) / den, -0.5, 0.5), 0.0)
     # lowest HU 1-3 mm beyond each fall: out of bone (joint space, muscle, fat) or still in bone
     after = np.full(d.shape, np.inf)
-    for k in (2, 3, 4):  # prof[:, j + k] lies k - 1 mm beyond RHO[j + 1], the centre of diff[:, j]
+    for k in (2, 3, 4):  # prof[:, j + k] lies k - 1 mm beyond rho_all[j + 1], the centre of diff[:, j]
         beyond = np.full(d.shape, np.inf)
         beyond[:, : d.shape[1] - k + 2] = np.nan_to_num(prof[:, k:], nan=np.inf)
         after = np.minimum(after, beyond)
@@ -134,7 +133,7 @@ def _nearest_fall(falls: tuple[np.ndarray, np.ndarray], radius: float) -> tuple[
 
 
 def _ransac_sphere(centre: np.ndarray, falls: tuple[np.ndarray, np.ndarray], r_lo: float, r_hi: float,
-                   seen: int, iterations: int = 400) -> tuple[np.ndarray, float, float] | None:
+                   seen: int, iterations: int = 256) -> tuple[np.ndarray, float, float] | None:
     """The sphere that the most directions fall on: every fall seen from ``centre`` is a 3D point; spheres through
     four random points (fixed seed) are scored by the directions with a fall within 1.5 mm of them (a fall that
     leaves bone counts 1, one into bone 0.6), less the directions that leave bone more than 3 mm inside them (a
@@ -162,16 +161,13 @@ def _ransac_sphere(centre: np.ndarray, falls: tuple[np.ndarray, np.ndarray], r_l
     if not plausible.any():
         return None
     c, rad = c[plausible], rad[plausible]
-    signed = np.linalg.norm(pts[None, :, :] - c[:, None, :], axis=2) - rad[:, None]  # (I, points)
+    diff = pts[None, :, :].astype(np.float32) - c[:, None, :].astype(np.float32)
+    signed = np.sqrt((diff * diff).sum(axis=2)) - rad[:, None].astype(np.float32)  # (I, points)
     hit = np.where(np.abs(signed) <= 1.5, weight[None, :], 0.0)
     inside = ((signed < -3.0) & exits[d_idx, k_idx][None, :]).astype(float)  # soft tissue inside the sphere
-    per_dir = np.zeros((len(c), len(DIRS)))
-    per_dir_inside = np.zeros((len(c), len(DIRS)))
-    for j in range(hit.shape[1]):  # a direction counts once, with its best fall
-        np.maximum(per_dir[:, d_idx[j]], hit[:, j], out=per_dir[:, d_idx[j]])
-        np.maximum(per_dir_inside[:, d_idx[j]], inside[:, j], out=per_dir_inside[:, d_idx[j]])
-    support = per_dir.sum(axis=1)
-    best = int(np.argmax(support - per_dir_inside.sum(axis=1)))
+    starts = np.flatnonzero(np.r_[True, d_idx[1:] != d_idx[:-1]])  # falls are grouped by direction
+    support = np.maximum.reduceat(hit, starts, axis=1).sum(axis=1)  # a direction counts once, its best fall
+    best = int(np.argmax(support - np.maximum.reduceat(inside, starts, axis=1).sum(axis=1)))
     inliers = pts[np.abs(signed[best]) <= 1.5]
     fit = _fit_sphere(inliers) or (c[best], float(rad[best]))
     return fit[0], fit[1], float(support[best] / max(1, seen))
@@ -203,14 +199,15 @@ def analyse_candidate(volume: Volume, centre_mm: np.ndarray, votes: float,
     profiles from the new centre, the fall nearest the sphere per direction, a trimmed least-squares fit."""
     r_lo, r_hi = radius_range
     c = np.asarray(centre_mm, dtype=np.float64)
-    prof = _profiles(volume, c)
-    seen = int(np.isfinite(prof[:, RHO <= r_hi]).all(axis=1).sum())
-    first = _ransac_sphere(c, _falls(prof, r_lo - 3.0, r_hi + 3.0), r_lo, r_hi, seen)
+    rho = np.arange(r_lo - 6.0, r_hi + 7.0, 1.0)  # the falls only: a short profile
+    prof = _profiles(volume, c, rho)
+    seen = int(np.isfinite(prof[:, rho <= r_hi]).all(axis=1).sum())
+    first = _ransac_sphere(c, _falls(prof, rho, r_lo - 3.0, r_hi + 3.0), r_lo, r_hi, seen)
     if first is None or first[2] < MIN_SUPPORT:
         return None
     c, hint, _ = first
     for _ in range(2):
-        r_dir, ok = _nearest_fall(_falls(_profiles(volume, c), r_lo - 3.0, r_hi + 3.0), hint)
+        r_dir, ok = _nearest_fall(_falls(_profiles(volume, c, rho), rho, r_lo - 3.0, r_hi + 3.0), hint)
         fit = _fit_sphere(c + DIRS[ok] * r_dir[ok, None]) if ok.sum() >= 12 else None
         if fit is None or np.linalg.norm(fit[0] - c) > 10.0:
             break
@@ -219,7 +216,7 @@ def analyse_candidate(volume: Volume, centre_mm: np.ndarray, votes: float,
     if not r_lo - 2.0 <= radius <= r_hi + 2.0:
         return None
     prof = _profiles(volume, c)
-    r_dir, ok = _nearest_fall(_falls(prof, radius - 4.0, radius + 4.0), radius)
+    r_dir, ok = _nearest_fall(_falls(prof, RHO, radius - 4.0, radius + 4.0), radius)
     valid = np.isfinite(prof[:, RHO <= radius + 10.0]).all(axis=1)
     cand = HeadCandidate(c, radius, votes, visible=float(valid.mean()))
     if valid.sum() < 20:
@@ -229,7 +226,7 @@ def analyse_candidate(volume: Volume, centre_mm: np.ndarray, votes: float,
     beyond = prof[:, (RHO >= radius + 2.0) & (RHO <= radius + 14.0)]
     with np.errstate(invalid="ignore"):
         bone_beyond = np.mean(beyond >= NECK_HU, axis=1) >= 0.35  # NaN compares False
-        through = np.nanmean(prof[:, (RHO >= radius + 2.0) & (RHO <= radius + 12.0)], axis=1) >= NECK_HU
+        through = _nanmean(prof[:, (RHO >= radius + 2.0) & (RHO <= radius + 12.0)]) >= NECK_HU
     joint = ok & bone_beyond  # a surface, then bone again: a joint
     near = prof[:, (RHO >= radius + 5.0) & (RHO <= radius + 30.0)]
     cand.air_near = float(np.mean(near[np.isfinite(near)] < -500.0)) if np.isfinite(near).any() else 0.0
@@ -243,6 +240,14 @@ def analyse_candidate(volume: Volume, centre_mm: np.ndarray, votes: float,
         cand.cup[lat] = _share(joint, (DIRS @ (u_cup / np.linalg.norm(u_cup)) > np.cos(np.deg2rad(40.0))) & valid)
         cand.neck[lat] = _share(through, (DIRS @ (u_neck / np.linalg.norm(u_neck)) > np.cos(np.deg2rad(25.0))) & valid)
     return cand
+
+
+def _nanmean(a: np.ndarray) -> np.ndarray:
+    """Row means over the finite values (NaN for a row without any), without numpy's empty-slice warning."""
+    finite = np.isfinite(a)
+    count = finite.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(finite, a, 0.0).sum(axis=1) / count
 
 
 def _share(flags: np.ndarray, directions: np.ndarray) -> float:
