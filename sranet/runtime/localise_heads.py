@@ -56,11 +56,12 @@ class HeadCandidate:
         """0-1: how much this looks like a femoral head whose lateral side is ``lateral`` (+1: +x, -1: -x).
 
         The geometric mean of one ramp per feature; a feature the scan does not show (its directions leave the
-        volume) counts 0.8, so a head cut by the scan's edge can still be found on what is visible."""
+        volume) counts 0.8, so a head cut by the scan's edge can still be found on what is visible, except the
+        acetabulum: without it in view nothing says this ball is a femoral head."""
         parts = (
             _ramp(self.edge_cover, 0.25, 0.55),
             _ramp(self.fill_hu, 120.0, 220.0),
-            _ramp(self.cup.get(lateral, np.nan), 0.2, 0.55),
+            _ramp(self.cup.get(lateral, np.nan), 0.2, 0.55, unknown=0.0),  # the acetabulum must be in view
             _ramp(self.below_free, 0.3, 0.7),
             _ramp(self.neck.get(lateral, np.nan), 0.15, 0.45),
             1.0 - _ramp(self.air_near, 0.05, 0.2, unknown=0.0),
