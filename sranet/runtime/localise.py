@@ -183,8 +183,8 @@ def _choose(cands: list[HeadCandidate], grid: WorkGrid, s: LocaliserSettings) ->
     top = max(bone, key=lambda c: max(c.score(1), c.score(-1)))
     return {}, ("no femoral head found: no bone sphere looks like a femoral head (the best, radius "
                 f"{top.radius_mm:.0f} mm at LPS {_fmt(top.centre_mm)}, scored {max(top.score(1), top.score(-1)):.2f}: "
-                f"surface {top.edge_cover:.2f}, acetabulum {_best(top.cup)}, free below {top.below_free:.2f}, "
-                f"neck {_best(top.neck)}, air near {top.air_near:.2f})")
+                f"surface {top.edge_cover:.2f}, acetabulum {_best(top.cup)}, free below {_best({0: top.below_free})}, "
+                f"neck {_best(top.neck)}, air near {_best({0: top.air_near})})")
 
 
 def _paired(a: HeadCandidate, b: HeadCandidate, s: LocaliserSettings) -> bool:
@@ -274,19 +274,20 @@ def _metal_heads(grid: WorkGrid, chosen: dict, metal_spheres: list[HeadCandidate
     other = _other(side)
     toward = -1.0 if side == "L" else 1.0  # the other hip lies towards -x from a left head
 
-    def placed(p: np.ndarray) -> bool:
+    def placed(p: np.ndarray) -> bool:  # where the other head would be: across, at the same height and depth
         d = p - found.centre_mm
         sep = float(np.linalg.norm(d))
-        return s.pair_sep_mm[0] <= sep <= s.pair_sep_mm[1] and abs(d[2]) <= 0.25 * sep and d[0] * toward > 0
+        return (s.pair_sep_mm[0] <= sep <= s.pair_sep_mm[1] and d[0] * toward > 0 and abs(d[2]) <= 40.0
+                and abs(d[1]) <= 40.0)
 
     balls = [m for m in metal_spheres if placed(m.centre_mm)]
-    if balls:
-        return {other: (balls[0], 0.5)}
+    if balls:  # the ball is smaller than the head it replaced: the ROI takes the other head's size
+        return {other: (HeadCandidate(balls[0].centre_mm, found.radius_mm, 0.0, visible=balls[0].visible), 0.5)}
     metal = np.argwhere(grid.hu >= s.metal_hu)
     if len(metal) < 4:
         return {}
     pts = metal @ grid.affine[:3, :3].T + grid.affine[:3, 3]
-    sel = pts[[placed(p) for p in pts]]
+    sel = pts[[placed(p) for p in pts]]  # the ball and the cup, not the stem below them
     if len(sel) < 4:
         return {}
     centre = np.median(sel, axis=0)

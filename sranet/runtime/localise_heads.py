@@ -197,7 +197,8 @@ def analyse_candidate(volume: Volume, centre_mm: np.ndarray, votes: float,
     """Refine a voted centre to the fitted sphere and measure its surroundings; None if no sphere is found.
 
     The sphere comes from the falls seen from the voted centre (``_ransac_sphere``), then is refined twice:
-    profiles from the new centre, the fall nearest the sphere per direction, a trimmed least-squares fit."""
+    profiles from the new centre, the fall nearest the sphere per direction, a trimmed least-squares fit on the
+    directions below the dome where enough of them are in view (collapse flattens the weight-bearing dome)."""
     r_lo, r_hi = radius_range
     c = np.asarray(centre_mm, dtype=np.float64)
     rho = np.arange(r_lo - 6.0, r_hi + 7.0, 1.0)  # the falls only: a short profile
@@ -209,7 +210,9 @@ def analyse_candidate(volume: Volume, centre_mm: np.ndarray, votes: float,
     c, hint, _ = first
     for _ in range(2):
         r_dir, ok = _nearest_fall(_falls(_profiles(volume, c, rho), rho, r_lo - 3.0, r_hi + 3.0), hint)
-        fit = _fit_sphere(c + DIRS[ok] * r_dir[ok, None]) if ok.sum() >= 12 else None
+        low = ok & (DIRS[:, 2] < 0.35)  # below the dome: a collapsed (ARCO III-IV) head keeps its shape there
+        use = low if low.sum() >= 30 else ok
+        fit = _fit_sphere(c + DIRS[use] * r_dir[use, None]) if use.sum() >= 12 else None
         if fit is None or np.linalg.norm(fit[0] - c) > 10.0:
             break
         c, hint = fit
