@@ -53,8 +53,8 @@ class LocaliserSettings:
     radius_mm: tuple[float, float] = (17.0, 32.0)
     candidates: int = 12
     pair_sep_mm: tuple[float, float] = (120.0, 270.0)
-    min_pair_score: float = 0.45
-    min_single_score: float = 0.75
+    min_pair_score: float = 0.65
+    min_single_score: float = 0.8
     metal_hu: float = 2800.0
     metal_reach_mm: float = 15.0
     min_extent_mm: float = 40.0
@@ -308,6 +308,6 @@ def _finish(volume: Volume, side: str, cand: HeadCandidate, conf: float, s: Loca
         qc.append("roi_truncated")
     if cand.visible < 0.9:
         qc.append("head_truncated")
-    if conf < 0.6:
+    if conf < 0.8:
         qc.append("low_confidence")
     return FemoralHead(side, head.centre_mm, head.radius_mm, round(float(conf), 4), tuple(qc), roi)
