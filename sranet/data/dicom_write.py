@@ -50,9 +50,7 @@ def write_dicom_series(
     body_part   BodyPartExamined.
     Stored values are round((hu - intercept) / slope) as int16; values that do not fit raise InputError.
     """
-    import pydicom
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import generate_uid
 
     hu = np.asarray(hu)
     if hu.ndim != 3:
@@ -75,41 +73,13 @@ def write_dicom_series(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    now = datetime.datetime(2000, 1, 1, 12, 0, 0)
-    study_uid = study_uid or generate_uid()
-    series_uid, frame_uid = generate_uid(), generate_uid()
     # instance UIDs of one length (root + "." + 6 digits), so every slice's header has the same layout
     root = generate_uid()[:57].rstrip(".")
-    sd, sh, sw = (float(s) for s in spacing_mm)
+    sd = float(spacing_mm[0])
     origin = np.asarray(origin_mm, dtype=float)
-    iop = [*direction[:, 2].tolist(), *direction[:, 1].tolist()]  # row direction (along W), column direction (along H)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = pydicom.Dataset()  # the series-constant tags; the per-slice ones are placeholders patched per slice
-    ds.file_meta = meta
-    ds.SOPClassUID = CT_IMAGE_STORAGE
-    ds.SpecificCharacterSet = "ISO_IR 100"
-    ds.PatientName, ds.PatientID = patient_name, patient_id
-    ds.PatientBirthDate, ds.PatientSex = "", "O"
-    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
-    ds.StudyDate = ds.SeriesDate = ds.ContentDate = now.strftime("%Y%m%d")
-    ds.StudyTime = ds.SeriesTime = ds.ContentTime = now.strftime("%H%M%S")
-    ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = "1", "", ""
-    ds.Modality, ds.SeriesNumber, ds.AcquisitionNumber = "CT", 1, 1
-    ds.SeriesDescription = series_description
-    ds.Manufacturer, ds.ManufacturerModelName = "sranet", "synthetic phantom"
-    ds.BodyPartExamined, ds.PositionReferenceIndicator, ds.PatientPosition = body_part, "", patient_position
-    ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
-    ds.KVP, ds.ConvolutionKernel = 120, "STANDARD"
-    ds.ImageOrientationPatient = [round(float(v), 6) for v in iop]
-    ds.PixelSpacing = [round(sh, 6), round(sw, 6)]
-    ds.SliceThickness = ds.SpacingBetweenSlices = round(sd, 6)
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.Rows, ds.Columns = int(hu.shape[1]), int(hu.shape[2])
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-    ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = rescale_intercept, rescale_slope, "HU"
-    ds.WindowCenter, ds.WindowWidth = 400, 1800
+    ds = _series_dataset(hu.shape, spacing_mm, direction, study_uid=study_uid or generate_uid(),
+                         patient=(patient_name, patient_id), description=series_description,
+                         rescale=(rescale_slope, rescale_intercept), position=patient_position, body_part=body_part)
     template = _SliceTemplate(ds, f"{root}.{100000:06d}", 2 * int(hu.shape[1]) * int(hu.shape[2]))
     paths = []
     for d in range(hu.shape[0]):
@@ -119,6 +89,47 @@ def write_dicom_series(
                        location=float(position @ direction[:, 0]), pixels=stored(d))
         paths.append(path)
     return paths
+
+
+def _series_dataset(shape, spacing_mm, direction: np.ndarray, *, study_uid: str, patient: tuple[str, str],
+                    description: str, rescale: tuple[float, float], position: str, body_part: str):
+    """The tags every slice of the series shares (CT Image IOD modules), file meta included."""
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    now = datetime.datetime(2000, 1, 1, 12, 0, 0)
+    sd, sh, sw = (float(s) for s in spacing_mm)
+    iop = [*direction[:, 2].tolist(), *direction[:, 1].tolist()]  # row direction (along W), column direction (along H)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = CT_IMAGE_STORAGE
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.PatientName, ds.PatientID = patient
+    ds.PatientBirthDate, ds.PatientSex = "", "O"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, generate_uid(), generate_uid()
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = now.strftime("%Y%m%d")
+    ds.StudyTime = ds.SeriesTime = ds.ContentTime = now.strftime("%H%M%S")
+    ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = "1", "", ""
+    ds.Modality, ds.SeriesNumber, ds.AcquisitionNumber = "CT", 1, 1
+    ds.SeriesDescription = description
+    ds.Manufacturer, ds.ManufacturerModelName = "sranet", "synthetic phantom"
+    ds.BodyPartExamined, ds.PositionReferenceIndicator, ds.PatientPosition = body_part, "", position
+    ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
+    ds.KVP, ds.ConvolutionKernel = 120, "STANDARD"
+    ds.ImageOrientationPatient = [round(float(v), 6) for v in iop]
+    ds.PixelSpacing = [round(sh, 6), round(sw, 6)]
+    ds.SliceThickness = ds.SpacingBetweenSlices = round(sd, 6)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.Rows, ds.Columns = int(shape[1]), int(shape[2])
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    ds.RescaleSlope, ds.RescaleIntercept = rescale
+    ds.RescaleType = "HU"
+    ds.WindowCenter, ds.WindowWidth = 400, 1800
+    return ds
 
 
 class _SliceTemplate:

@@ -100,19 +100,7 @@ def render_study(rng: np.random.Generator, seed: int, kind: str, variant: str, s
     """Draw a study on its canonical grid. Returns (hu (D, H, W) float32, origin LPS of voxel 0, spacing
     (sD, sH, sW), {side: truth dict}, info). ``grid`` may fix "slices", "slice_mm" and "pixel_mm" (after the
     random draws, so the patient stays the same)."""
-    k = float(np.clip(rng.normal(1.0, 0.07), 0.85, 1.15))
-    r = float(np.clip(23.0 * k * rng.uniform(0.93, 1.07), 19.5, 27.0))
-    if kind in ("pelvis", "abdomen"):
-        anat = draw_pelvis_anatomy(rng, k, r)
-        if kind == "abdomen":
-            add_abdominal_organs(anat, rng)
-        ant, post = anat.trunk[1], anat.trunk[2] * 1.07
-    elif kind == "chest":
-        anat = draw_chest_anatomy(rng, k)
-        ant, post = anat.trunk[1], anat.trunk[2]
-    else:
-        anat = draw_knee_anatomy(rng, k)
-        ant = post = anat.leg_r
+    k, r, anat, (ant, post) = _patient(rng, kind)
     t, n, pixel = _grid(rng, preset)
     pixel, x_off, z_lo, twist = _placement(rng, kind, variant, anat, preset, pixel, metal_side)
     grid = grid or {}
@@ -135,20 +123,8 @@ def render_study(rng: np.random.Generator, seed: int, kind: str, variant: str, s
     prosthesis = variant == "prosthesis"
     coarse = rng.standard_normal((int(n * t / _COARSE_MM) + 3, int(m * pixel / _COARSE_MM) + 3,
                                   int(m * pixel / _COARSE_MM) + 3)).astype(np.float32)
-    vol = np.empty((n, m, m), dtype=np.float32)
-    for d in range(n):
-        za = pose.slice_za(d)
-        cv = Canvas(vol[d], pose.slice_affine(za), pose.roll_deg, pixel)
-        if kind in ("pelvis", "abdomen"):
-            draw_pelvis_slice(cv, za, anat, _fat_field(coarse, d * t / _COARSE_MM, m))
-            if prosthesis:
-                top, bottom = femoral_shaft_axis(anat, metal_side)
-                cv.bar(top, top + 0.5 * (bottom - top), 7.5, 4.5, za, metal_hu)  # the stem in the femoral canal
-        elif kind == "chest":
-            draw_chest_slice(cv, za, anat)
-        else:
-            draw_knee_slice(cv, za, anat)
-        apply_table(vol[d], table)
+    stem = (femoral_shaft_axis(anat, metal_side), metal_hu) if prosthesis else None
+    vol = _draw_slices(np.empty((n, m, m), dtype=np.float32), pose, kind, anat, coarse, table, stem)
     spacing = (t, pixel, pixel)
     hips, metal_boxes = {}, []
     if kind == "pelvis":
@@ -161,6 +137,42 @@ def render_study(rng: np.random.Generator, seed: int, kind: str, variant: str, s
             "roll_deg": round(pose.roll_deg, 3), "tilt": [round(v, 4) for v in pose.tilt],
             "fov_offset_mm": round(x_off, 2), "metal_hu": round(metal_hu, 1), "extended_hu": extended, **twist}
     return vol, origin, spacing, hips, info
+
+
+def _patient(rng: np.random.Generator, kind: str):
+    """(body scale k, femoral head radius, anatomy, (anterior, posterior) depth for the table) of one patient."""
+    k = float(np.clip(rng.normal(1.0, 0.07), 0.85, 1.15))
+    r = float(np.clip(23.0 * k * rng.uniform(0.93, 1.07), 19.5, 27.0))
+    if kind in ("pelvis", "abdomen"):
+        anat = draw_pelvis_anatomy(rng, k, r)
+        if kind == "abdomen":
+            add_abdominal_organs(anat, rng)
+        return k, r, anat, (anat.trunk[1], anat.trunk[2] * 1.07)
+    if kind == "chest":
+        anat = draw_chest_anatomy(rng, k)
+        return k, r, anat, (anat.trunk[1], anat.trunk[2])
+    anat = draw_knee_anatomy(rng, k)
+    return k, r, anat, (anat.leg_r, anat.leg_r)
+
+
+def _draw_slices(vol: np.ndarray, pose: Pose, kind: str, anat, coarse: np.ndarray, table, stem) -> np.ndarray:
+    """Every slice of ``vol`` ((D, H, W), canonical) in 2D: the body for ``kind``, a prosthesis stem if ``stem``
+    ((shaft top, bottom), HU), then the table."""
+    m = vol.shape[1]
+    for d in range(vol.shape[0]):
+        za = pose.slice_za(d)
+        cv = Canvas(vol[d], pose.slice_affine(za), pose.roll_deg, pose.pixel_mm)
+        if kind in ("pelvis", "abdomen"):
+            draw_pelvis_slice(cv, za, anat, _fat_field(coarse, d * pose.slice_mm / _COARSE_MM, m))
+            if stem is not None:
+                (top, bottom), metal_hu = stem
+                cv.bar(top, top + 0.5 * (bottom - top), 7.5, 4.5, za, metal_hu)  # the stem in the femoral canal
+        elif kind == "chest":
+            draw_chest_slice(cv, za, anat)
+        else:
+            draw_knee_slice(cv, za, anat)
+        apply_table(vol[d], table)
+    return vol
 
 
 def _fat_field(coarse: np.ndarray, zc: float, m: int) -> np.ndarray:

@@ -183,3 +183,13 @@ def test_accuracy_sweep_on_held_out_phantoms():
     for seed, kind in enumerate(["abdomen", "chest", "knee"] * 4):
         false_heads += len(locate_femoral_heads(generate_pelvis_study(2000 + seed, kind=kind).to_volume()).heads)
     assert max(errors) <= 5.0 and false_heads == 0
+
+
+def test_localiser_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, sranet.runtime.localise, sranet.runtime.localise_roi; "
+            "print([m for m in ('torch', 'onnxruntime', 'scipy') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
