@@ -43,7 +43,7 @@ def main() -> None:
     from sranet.data.synthetic_pelvis import generate_pelvis_study
     from sranet.runtime.localise import locate_femoral_heads
     from sranet.runtime.localise_grid import downsample, sphere_votes
-    from sranet.runtime.localise_heads import DIRS, RHO, _falls, _nearest_fall, _profiles
+    from sranet.runtime.localise_heads import surface_points
 
     study = generate_pelvis_study(args.seed, stages={"L": 3, "R": 0}, patient_position="HFS", slice_mm=1.5,
                                   slices=180)
@@ -93,10 +93,8 @@ def main() -> None:
     ax = cv2.cvtColor(_gray(vol.hu[d]), cv2.COLOR_GRAY2BGR)
     ax = cv2.resize(ax, (int(vol.shape[2] * sw * scale), int(vol.shape[1] * sh * scale)))
     c = np.asarray(head.centre_mm)
-    r_dir, ok = _nearest_fall(_falls(_profiles(vol, c), RHO, head.radius_mm - 4.0, head.radius_mm + 4.0),
-                              head.radius_mm)
-    for u, r in zip(DIRS[ok], r_dir[ok], strict=True):
-        p = vol.patient_to_index(c + u * r)
+    for point in surface_points(vol, c, head.radius_mm):
+        p = vol.patient_to_index(point)
         if abs(p[0] - d) < 4:  # the points near this slice
             cv2.circle(ax, (int(p[2] * sw * scale), int(p[1] * sh * scale)), 3, (60, 220, 60), -1, cv2.LINE_AA)
     pc = vol.patient_to_index(c)

@@ -246,6 +246,14 @@ def analyse_candidate(volume: Volume, centre_mm: np.ndarray, votes: float,
     return cand
 
 
+def surface_points(volume: Volume, centre_mm, radius_mm: float) -> np.ndarray:
+    """(N, 3) LPS points where the radial profiles from ``centre_mm`` fall out of bone within 2.5 mm of the sphere
+    of ``radius_mm``: the surface a head's sphere is fitted to (figures, diagnosis)."""
+    c = np.asarray(centre_mm, dtype=np.float64)
+    r_dir, ok = _nearest_fall(_falls(_profiles(volume, c), RHO, radius_mm - 4.0, radius_mm + 4.0), radius_mm)
+    return c + DIRS[ok] * r_dir[ok, None]
+
+
 def _nanmean(a: np.ndarray) -> np.ndarray:
     """Row means over the finite values (NaN for a row without any), without numpy's empty-slice warning."""
     finite = np.isfinite(a)
