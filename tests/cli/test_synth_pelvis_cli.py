@@ -4,7 +4,7 @@ import pydicom
 from typer.testing import CliRunner
 
 from sranet.cli.main import app
-from sranet.data.manifest import read_manifest
+from sranet.runtime.manifest import read_manifest
 from sranet.data.synthetic_pelvis_dataset import read_truth
 
 runner = CliRunner()

@@ -4,7 +4,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from sranet.data.manifest import read_manifest
+from sranet.runtime.manifest import read_manifest
 from sranet.data.synthetic_pelvis import POSITIONS, generate_pelvis_study, storage_direction
 from sranet.data.synthetic_pelvis_dataset import plan_studies, read_truth, write_pelvis_dataset
 from sranet.data.synthetic_pelvis_hips import METAL_MIN_HU
