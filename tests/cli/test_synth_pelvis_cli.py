@@ -4,8 +4,8 @@ import pydicom
 from typer.testing import CliRunner
 
 from sranet.cli.main import app
-from sranet.runtime.manifest import read_manifest
 from sranet.data.synthetic_pelvis_dataset import read_truth
+from sranet.runtime.manifest import read_manifest
 
 runner = CliRunner()
 

@@ -4,12 +4,12 @@ import numpy as np
 import pydicom
 import pytest
 
-from sranet.runtime.manifest import read_manifest
 from sranet.data.synthetic_pelvis import POSITIONS, generate_pelvis_study, storage_direction
 from sranet.data.synthetic_pelvis_dataset import plan_studies, read_truth, write_pelvis_dataset
 from sranet.data.synthetic_pelvis_hips import METAL_MIN_HU
 from sranet.errors import InputError
 from sranet.runtime.io import load_volume
+from sranet.runtime.manifest import read_manifest
 
 # a small grid for fast tests: 256 x 256 x 80 slices of 3 mm (the presets draw 150-400 slices)
 SMALL = {"slices": 80, "slice_mm": 3.0}
