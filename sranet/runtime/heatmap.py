@@ -263,6 +263,16 @@ def overview_image(overview: Overview, labels: dict[str, str], *, refused: tuple
     return _title_band(image, title) if title else image
 
 
+def write_overview_png(volume: Volume, localisation: Any, path: str | os.PathLike, *, title: str = "",
+                       refused: tuple[str, ...] = ()) -> Path:
+    """The overview of a located study (``study_overview``) with each head's box, sphere and confidence, as PNG."""
+    overview = study_overview(volume, localisation)
+    labels = {side: f"{side} {h.confidence:.2f}" for side, h in overview.heads.items()}
+    if not overview.heads:
+        title = f"{title}  no femoral head found".strip()
+    return _write_png(overview_image(overview, labels, refused=refused, title=title, width_px=640), Path(path))
+
+
 def write_study_heatmaps(study: Any, out_dir: str | os.PathLike, input_size: int) -> dict[str, dict[str, str]]:
     """One PNG for a whole study (``sranet.runtime.study.StudyPrediction``): the overview with each hip's box, then
     each predicted hip's attention panels; and each predicted hip's attention NIfTI on its crop's grid. Returns

@@ -281,8 +281,14 @@ class Predictor:
 
     def prepare_volume(self, case: CaseInput, volume: Volume, roi: Any, timings_ms: dict[str, float]) -> PreparedCase:
         """Preprocess ``volume`` (already read) inside ``roi`` (a parsed Roi, or None for the whole volume) for
-        ``case``; ``timings_ms`` (the read's stages) is extended with "preprocess"."""
+        ``case``; ``timings_ms`` (the read's stages) is extended with "preprocess". A ROI in millimetres is cut
+        out first (``sranet.runtime.roi_crop.crop_roi``): padded, and flagged ``roi_truncated``, where it reaches
+        past the scan, so the head keeps its place and scale in the network input."""
         t1 = time.perf_counter()
+        if roi is not None and roi.units == "mm":
+            from sranet.runtime.roi_crop import crop_roi
+
+            volume, _ = crop_roi(volume, roi, self.info.preprocess.pad_value_hu)
         if self.preprocess_on == "gpu":
             from sranet.runtime.preprocess_gpu import preprocess_gpu
 

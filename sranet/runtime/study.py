@@ -9,12 +9,13 @@ Per whole study (a ``CaseInput`` with ``roi_source="auto"`` and no ROI):
 1. **read**: ``load_volume`` once. Every slice is decoded once: the localiser reads most of a series (every k-th
    slice for its coarse copy, then full-resolution neighbourhoods of a dozen candidate spheres spread over the
    pelvis), so a second, ROI-limited read would decode most slices twice; each hip is cut out of the study in
-   memory instead (``hip_volume``).
+   memory instead.
 2. **locate**: ``locate_femoral_heads`` with the artifact's ``PreprocessConfig`` (its ``roi_margin_mm`` sizes each
    hip's ROI as training cropped it).
 3. **per side** (both, or the one a manifest row names): no head -> a ``NoFemoralHeadError`` refusal carrying the
    localiser's reason; metal near the head -> a ``MetalNearHeadError`` refusal unless ``predict_metal``; otherwise
-   the hip's ROI is cut out (padded where it reaches past the scan, flagged ``roi_truncated``) and preprocessed.
+   the hip's ROI is cut out of the study in memory (``sranet.runtime.roi_crop``: padded where it reaches past the
+   scan, flagged ``roi_truncated``) and preprocessed.
 4. **infer** the hips, with other inputs' hips up to ``batch`` per backend call, and post-process.
 
 Each side gives one record (``study_records``): a success record (``roi_source`` "auto", ``roi`` in mm, the
@@ -32,19 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from sranet.config import PreprocessConfig
-from sranet.errors import EmptyRoiError, InputError, MetalNearHeadError, NoFemoralHeadError, SranetError
+from sranet.errors import InputError, MetalNearHeadError, NoFemoralHeadError, SranetError
 from sranet.runtime.localise import SIDE_NAMES, SIDES, Localisation, LocaliserSettings, locate_femoral_heads
 from sranet.runtime.localise_roi import FemoralHead
 from sranet.runtime.predictor import CaseInput, Prediction, Predictor, PreparedCase, display_source
-from sranet.runtime.roi import Roi
 from sranet.runtime.volume import Volume
 
-# QC flags ``sranet.runtime.qc.qc_flags`` derives from a volume's values: recomputed on each hip's crop, so metal in
-# one hip is not reported on the other
-VALUE_FLAGS = ("too_few_slices", "hu_out_of_range", "metal_present")
 REFUSALS = (NoFemoralHeadError.__name__, MetalNearHeadError.__name__)
 
 
@@ -107,46 +102,22 @@ def choose_hips(loc: Localisation, sides: Iterable[str] = SIDES, *, predict_meta
     return out
 
 
-def hip_volume(volume: Volume, roi: Roi, pad_hu: float) -> tuple[Volume, bool]:
-    """The voxels of ``volume`` that the mm ``roi`` touches, as their own Volume (a copy), and whether the ROI
-    reaches past the scan. There the crop is padded with ``pad_hu``, so it always has the ROI's full extent and
-    the head keeps its place and scale in it, as in an uncut ROI. ``index_offset`` is in full-series indices (it
-    may be negative where the crop starts outside the scan).
-
-    For a ROI inside the scan this is what ``load_volume(path, roi=roi)`` returns, so ``preprocess`` gives the
-    same network input either way. QC: the loader's flags, and the value flags recomputed on the part in the scan.
-    """
-    from sranet.runtime.qc import qc_flags
-
-    if roi.units != "mm":
-        raise InputError(f"hip_volume takes a ROI in millimetres, got {roi.text()!r}.")
-    corners = np.array([[x, y, z] for x in (roi.lo[0], roi.hi[0]) for y in (roi.lo[1], roi.hi[1])
-                        for z in (roi.lo[2], roi.hi[2])])
-    idx = volume.patient_to_index(corners)
-    # the voxels the box touches (as sranet.runtime.roi.roi_box), not clipped to the scan
-    lo = np.floor(np.round(idx.min(axis=0) + 0.5, 6)).astype(int)
-    hi = np.ceil(np.round(idx.max(axis=0) + 0.5, 6)).astype(int)
-    shape = np.asarray(volume.shape)
-    clo, chi = np.clip(lo, 0, shape), np.clip(hi, 0, shape)
-    if np.any(chi <= clo):
-        raise EmptyRoiError(f"ROI {roi.text()!r} does not overlap the volume of shape {tuple(volume.shape)}.",
-                            path=volume.source or None)
-    inside = volume.hu[clo[0]:chi[0], clo[1]:chi[1], clo[2]:chi[2]]
-    truncated = bool(np.any(lo < 0) or np.any(hi > shape))
-    if truncated:
-        hu = np.full(tuple(hi - lo), pad_hu, np.float32)
-        a, b = clo - lo, chi - lo
-        hu[a[0]:b[0], a[1]:b[1], a[2]:b[2]] = inside
-    else:
-        hu = np.array(inside, dtype=np.float32, order="C", copy=True)
-    part = Volume(inside, volume.spacing_mm)
-    qc = [f for f in volume.qc if f not in VALUE_FLAGS] + qc_flags(part)
-    out = Volume(hu=hu, spacing_mm=volume.spacing_mm,
-                 origin_mm=tuple(float(v) for v in volume.index_to_patient(lo.astype(float))),
-                 direction=np.asarray(volume.direction, dtype=float), meta=dict(volume.meta),
-                 qc=list(dict.fromkeys(qc)), source=volume.source,
-                 index_offset=tuple(int(v) for v in np.asarray(volume.index_offset) + lo))
-    return out, truncated
+def locate_rows(case: CaseInput, located: LocatedStudy, *, include_metal: bool = False,
+                base: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """What ``sranet locate`` writes for one study: manifest rows (``sranet.runtime.manifest.COLUMNS``) for the
+    heads found, each with ``case_id`` (``hip_key``), ``side``, ``roi`` (mm), ``confidence`` and ``qc``; and
+    {side: why there is no row} for the others (no head; metal near it unless ``include_metal``). ``base``: the
+    other columns of each row (path, and a manifest row's own columns)."""
+    rows, notes = [], {}
+    for choice in choose_hips(located.localisation, (case.side,) if case.side else SIDES,
+                              predict_metal=include_metal):
+        if choice.refusal is not None:
+            notes[choice.side] = choice.refusal.message
+            continue
+        head = choice.head
+        rows.append({**(base or {}), "case_id": hip_key(case, choice.side), "side": choice.side,
+                     "roi": head.roi.text(), "confidence": round(head.confidence, 3), "qc": ";".join(head.qc)})
+    return rows, notes
 
 
 def hip_key(case: CaseInput, side: str) -> str:
@@ -199,17 +170,13 @@ def read_study(predictor: Predictor, case: CaseInput, *, predict_metal: bool = F
         head = choice.head
         hip_case = CaseInput(case.source, case_id=hip_key(case, choice.side), roi=head.roi, series=case.series,
                              spacing_mm=case.spacing_mm, roi_source="auto", side=choice.side)
-        try:
-            t0 = time.perf_counter()
-            crop, _ = hip_volume(volume, head.roi, cfg.pad_value_hu)
-            crop_ms = (time.perf_counter() - t0) * 1e3
-            prepared = predictor.prepare_volume(hip_case, crop, head.roi, dict(located.timings_ms))
+        try:  # the hip is cut out of the study in memory (sranet.runtime.roi_crop), padded past the scan's edge
+            prepared = predictor.prepare_volume(hip_case, volume, head.roi, dict(located.timings_ms))
         except ImportError:
             raise
         except Exception as exc:  # noqa: BLE001 - recorded against this side; the other hip goes on
             study.sides[choice.side] = exc
             continue
-        prepared.timings_ms["preprocess"] += crop_ms  # cutting the hip out of the study is part of preprocessing
         prepared.extra_qc = list(head.qc)
         prepared.localiser = localiser_fields(head)
         prepared.input = case.key
@@ -337,5 +304,5 @@ def predict_study(predictor: Predictor, source: str | os.PathLike | Volume, *, c
     return records
 
 
-__all__ = ["REFUSALS", "HipChoice", "LocatedStudy", "StudyPrediction", "choose_hips", "hip_key", "hip_volume",
+__all__ = ["REFUSALS", "HipChoice", "LocatedStudy", "StudyPrediction", "choose_hips", "hip_key", "locate_rows",
            "locate_study", "predict_cases", "predict_study", "read_study", "side_failure_record", "study_records"]
