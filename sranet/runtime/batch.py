@@ -172,6 +172,7 @@ def predict_batch(predictor: Predictor, cases: list[CaseInput], out: str | os.Pa
     """
     from sranet.runtime.study import predict_cases
 
+    heatmaps = Path(heatmaps) if heatmaps is not None else None
     check_heatmaps_dir(heatmaps)
     with ResultsWriter(out, retry_failed=retry_failed) as writer:
         todo = [c for c in cases if c.key not in writer.done]

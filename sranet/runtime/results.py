@@ -73,7 +73,9 @@ def read_results(path: str | os.PathLike) -> tuple[list[dict[str, Any]], int]:
 
 class ResultsWriter:
     """Append-only JSONL writer. ``done`` holds the keys of the inputs already recorded (successes and failures):
-    a record's ``input`` where it has one (an input that yields several records), else its ``case``.
+    a record's ``input`` where it has one (an input that yields several records), else its ``case``. An input whose
+    records carry ``input_records`` (how many it wrote) is done only when that many are there: a crash in the
+    middle of its write leaves it to be done again.
 
     With ``retry_failed=True`` inputs recorded with an error are not in ``done``, so a rerun tries them again; their
     new lines supersede the old ones (readers keep the last record per key).
@@ -93,8 +95,12 @@ class ResultsWriter:
         for r in records:
             if "case" in r:
                 latest[str(r["case"])] = r
-        failed = {input_key(r) for r in latest.values() if r.get("error")}
-        self.done = {input_key(r) for r in latest.values()} - (failed if retry_failed else set())
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for r in latest.values():
+            groups.setdefault(input_key(r), []).append(r)
+        complete = {k for k, rs in groups.items() if all(len(rs) >= _expected(r) for r in rs)}
+        failed = {k for k, rs in groups.items() if any(r.get("error") for r in rs)}
+        self.done = complete - (failed if retry_failed else set())
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def write(self, records: dict[str, Any] | list[dict[str, Any]]) -> None:
@@ -120,6 +126,13 @@ class ResultsWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _expected(record: dict[str, Any]) -> int:
+    try:
+        return int(record.get("input_records", 1))
+    except (TypeError, ValueError):
+        return 1
 
 
 def input_key(record: dict[str, Any]) -> str:

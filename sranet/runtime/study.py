@@ -259,7 +259,9 @@ def study_records(study: StudyPrediction | Exception, case: CaseInput, predictor
     fails is a QC note on the predictions."""
     sha = predictor.model_sha256
     if isinstance(study, Exception):
-        return [side_failure_record(case, side, study, model_sha256=sha) for side in ((case.side,) if case.side else SIDES)]
+        records = [side_failure_record(case, side, study, model_sha256=sha)
+                   for side in ((case.side,) if case.side else SIDES)]
+        return [{**r, "input_records": len(records)} for r in records]
     maps: dict[str, dict[str, str]] = {}
     note = None
     if heatmaps is not None:
@@ -280,6 +282,8 @@ def study_records(study: StudyPrediction | Exception, case: CaseInput, predictor
         if side in maps:
             record["heatmaps"] = maps[side]
         records.append(record)
+    for record in records:  # resume: the study is done when all of them are in the file
+        record["input_records"] = len(records)
     return records
 
 
