@@ -192,7 +192,10 @@ class Predictor:
     # -- one case -----------------------------------------------------------------------------------------------
     def predict(self, source: str | os.PathLike | Volume, roi: Any = None, *, series: str | None = None,
                 case_id: str | None = None) -> Prediction:
-        """Predict one case. ``source``: a path or a Volume ((D, H, W) HU with geometry). Raises SranetError."""
+        """Predict one case. ``source``: a path or a Volume ((D, H, W) HU with geometry). Raises SranetError.
+
+        Without ``roi`` the whole volume is the crop (flagged ``no_roi``); a whole study, whose femoral heads are to
+        be found first, goes through ``sranet.runtime.study.predict_study``."""
         prepared = self.prepare(CaseInput(source, case_id=case_id, roi=roi, series=series))
         return self.run([prepared])[0]
 

@@ -144,6 +144,7 @@ class StudyPrediction:
     timings_ms: dict[str, float]
     overview: Any = None
     pending: dict[str, PreparedCase] = field(default_factory=dict, repr=False)  # hips read, not yet inferred
+    located: LocatedStudy | None = field(default=None, repr=False)  # until inferred, for the study's next row
 
     @property
     def heads(self) -> dict[str, FemoralHead]:
@@ -151,14 +152,17 @@ class StudyPrediction:
 
 
 def read_study(predictor: Predictor, case: CaseInput, *, predict_metal: bool = False,
-               settings: LocaliserSettings | None = None, overview: bool = False) -> StudyPrediction:
+               settings: LocaliserSettings | None = None, overview: bool = False,
+               located: LocatedStudy | None = None) -> StudyPrediction:
     """Steps 1-3 of the module docstring for one whole study: the hips to infer are in ``pending``, the refusals
-    already in ``sides``. Raises what reading the study raises."""
+    already in ``sides``. ``located``: the study already read and located (another row of it). Raises what reading
+    the study raises."""
     cfg = predictor.info.preprocess
-    located = locate_study(case.source, series=case.series, spacing_mm=case.spacing_mm, preprocess=cfg,
-                           settings=settings)
+    if located is None:
+        located = locate_study(case.source, series=case.series, spacing_mm=case.spacing_mm, preprocess=cfg,
+                               settings=settings)
     loc, volume = located.localisation, located.volume
-    study = StudyPrediction(case, loc, {}, dict(located.timings_ms))
+    study = StudyPrediction(case, loc, {}, dict(located.timings_ms), located=located)
     if overview:
         from sranet.runtime.heatmap import study_overview
 
@@ -190,18 +194,23 @@ def predict_cases(predictor: Predictor, cases: Iterable[CaseInput], *, batch: in
     """Yield ``(case, outcome)`` in input order; up to ``batch`` hips or cases per backend call.
 
     A case with a ROI, or "whole", gives a ``Prediction`` or the exception it raised (as ``predict_many``); a whole
-    study (``roi_source="auto"``, no ROI) a ``StudyPrediction`` (or the exception reading it raised). A missing
-    package (ImportError) stops the run. ``overview``: keep a coronal slice of each study for its heatmap.
+    study (``roi_source="auto"``, no ROI) a ``StudyPrediction`` (or the exception reading it raised). Consecutive
+    cases of the same study (manifest rows of its two hips) share one read. A missing package (ImportError) stops
+    the run. ``overview``: keep a coronal slice of each study for its heatmap.
     """
     if not isinstance(batch, int) or batch < 1:
         raise InputError(f"batch={batch!r} must be a positive integer.")
     units: list[tuple[CaseInput, Any]] = []
     items: list[PreparedCase] = []
+    last: tuple[Any, LocatedStudy] | None = None  # the study read last: its next row reuses it
     for case in cases:
         try:
             if case.roi_source == "auto" and case.roi is None:
+                same = _study_id(case)
+                located = last[1] if last is not None and same is not None and last[0] == same else None
                 unit: Any = read_study(predictor, case, predict_metal=predict_metal, settings=settings,
-                                       overview=overview)
+                                       overview=overview, located=located)
+                last = (same, unit.located) if same is not None else None
                 items.extend(unit.pending.values())
             else:
                 unit = predictor.prepare(case)
@@ -217,6 +226,13 @@ def predict_cases(predictor: Predictor, cases: Iterable[CaseInput], *, batch: in
     yield from _finish(predictor, units, items, batch)
 
 
+def _study_id(case: CaseInput) -> tuple | None:
+    """What identifies a study on disk (path, series, spacing); None for a Volume in memory."""
+    if isinstance(case.source, Volume):
+        return None
+    return (os.path.abspath(os.fspath(case.source)), case.series, case.spacing_mm)
+
+
 def _finish(predictor: Predictor, units: list, items: list[PreparedCase], batch: int) -> Iterator[tuple]:
     """Infer ``items`` and hand each unit its outcome, in order."""
     done: dict[int, Prediction | Exception] = {}
@@ -227,7 +243,7 @@ def _finish(predictor: Predictor, units: list, items: list[PreparedCase], batch:
         if isinstance(unit, StudyPrediction):
             outcomes = {**unit.sides, **{side: done[id(p)] for side, p in unit.pending.items()}}
             unit.sides = {side: outcomes[side] for side in SIDES if side in outcomes}
-            unit.pending = {}
+            unit.pending, unit.located = {}, None
             yield case, unit
         elif isinstance(unit, PreparedCase):
             yield case, done[id(unit)]

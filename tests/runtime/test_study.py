@@ -149,3 +149,16 @@ def test_a_crop_inside_the_scan_is_what_a_roi_limited_read_gives(studies, predic
     past = parse_roi(f"mm:{top[0] - 20}:{top[0] + 40},{top[1] - 20}:{top[1] + 40},{top[2] - 30}:{top[2] + 30}")
     padded, truncated = crop_roi(whole, past, -1000.0)
     assert truncated and "roi_truncated" in padded.qc and min(padded.index_offset) < 0
+
+
+def test_manifest_rows_of_one_study_share_its_read(predictor, studies, monkeypatch):
+    import sranet.runtime.io as io
+
+    path, _ = studies["normal"]
+    reads = []
+    real = io.load_volume
+    monkeypatch.setattr(io, "load_volume", lambda p, **kw: (reads.append(p), real(p, **kw))[1])
+    rows = [CaseInput(path, case_id=f"hip_{side}", roi_source="auto", side=side) for side in ("L", "R")]
+    records = [r for c, o in predict_cases(predictor, rows, batch=2) for r in study_records(o, c, predictor)]
+    assert [(r["case"], r["side"]) for r in records] == [("hip_L", "L"), ("hip_R", "R")]
+    assert len(reads) == 1 and all("probability" in r for r in records)
