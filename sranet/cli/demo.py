@@ -200,7 +200,8 @@ def _score(records: list[dict], truth: list[dict], cache: Path, threshold: float
                   localiser on the same study; checked per hip, mismatches are counted and left out).
     localisation  per truth visibility: hips, heads reported, centre error (median, p95, max, share <= 5 mm);
                   heads reported on studies without hips; sides swapped.
-    refusals      the refused and failed sides by error.
+    refusals      the refused and failed sides of hips by error; sides refused on studies without hips.
+    prepare       the hips of every split that ``prepare`` could not crop, by error (cache/failures.jsonl).
     """
     import numpy as np
 
@@ -213,13 +214,16 @@ def _score(records: list[dict], truth: list[dict], cache: Path, threshold: float
     index, grid = {c.case_id: c for c in cached_index.cases}, cached_index.grid
     labels, probs, hits, mismatched = [], [], [], 0
     vis: dict[str, dict] = {}
-    negatives_reported, swapped = 0, 0
+    negatives_reported, swapped, negative_studies, negative_refused = 0, 0, 0, 0
     refusals: dict[str, int] = {}
     for t in truth:
         if t["split"] != "test":
             continue
         if t["visibility"] == "none" and not t["case_id"]:  # a study without hips: one truth row
-            negatives_reported += sum("localiser" in by_case.get(f"{t['study_id']}_{s}", {}) for s in ("L", "R"))
+            sides = [by_case.get(f"{t['study_id']}_{s}", {}) for s in ("L", "R")]
+            negative_studies += 1
+            negatives_reported += sum("localiser" in r for r in sides)
+            negative_refused += sum(r.get("error") == "NoFemoralHeadError" for r in sides)
             continue
         r = by_case.get(t["case_id"])
         if r is None:
@@ -261,7 +265,12 @@ def _score(records: list[dict], truth: list[dict], cache: Path, threshold: float
     full = table.get("full", {})
     line = (f"{full.get('found', 0)}/{full.get('hips', 0)} fully visible heads found, median error "
             f"{full.get('median_mm')} mm, max {full.get('max_mm')} mm; {negatives_reported} heads reported on "
-            f"studies without hips; {swapped} sides swapped")
+            f"{negative_studies} studies without hips; {swapped} sides swapped")
+    prepare_failed: dict[str, int] = {}
+    failures = cache / "failures.jsonl"
+    for text in (failures.read_text().splitlines() if failures.is_file() else []):
+        error = json.loads(text)["error"]
+        prepare_failed[error] = prepare_failed.get(error, 0) + 1
     return {
         "prediction": {"n_hips": len(labels), "positives": int(sum(labels)), "threshold": threshold,
                        "auc": _r(roc_auc(np.array(labels), np.array(probs))) if both else None,
@@ -269,9 +278,10 @@ def _score(records: list[dict], truth: list[dict], cache: Path, threshold: float
                        "specificity": _r(conf.specificity) if conf else None,
                        "top_patch_hit_rate": _r(float(np.mean(hits))) if hits else None, "hit_cases": len(hits),
                        "roi_mismatch_with_cache": mismatched},
-        "localisation": {"by_visibility": table, "heads_on_studies_without_hips": negatives_reported,
-                         "sides_swapped": swapped, "line": line},
-        "refusals": refusals,
+        "localisation": {"by_visibility": table, "studies_without_hips": negative_studies,
+                         "heads_on_studies_without_hips": negatives_reported, "sides_swapped": swapped, "line": line},
+        "refusals": {"hips": refusals, "studies_without_hips": negative_refused},
+        "prepare_not_cropped": prepare_failed,
     }
 
 
@@ -283,20 +293,27 @@ def _r(x) -> float | None:
 
 
 def _summary_md(summary: dict) -> str:
-    p, loc = summary["prediction"], summary["localisation"]
-    lines = ["| per hip, from whole studies | value |", "|---|---|",
-             f"| hips predicted with a label | {p['n_hips']} ({p['positives']} positive) |",
-             f"| AUC | {p['auc']} |", f"| sensitivity / specificity at {p['threshold']:.3f} | "
-             f"{p['sensitivity']} / {p['specificity']} |",
-             f"| top-attention patch on the lesion | {p['top_patch_hit_rate']} of {p['hit_cases']} positive hips |",
-             f"| refused or failed sides | {summary['refusals'] or 'none'} |", "",
-             "| truth visibility | hips | heads found | median error mm | p95 mm | max mm | <= 5 mm |",
+    def f(x, digits=3):
+        return "-" if x is None else f"{x:.{digits}f}"
+
+    p, loc, ref = summary["prediction"], summary["localisation"], summary["refusals"]
+    refused = ", ".join(f"{n} {k}" for k, n in sorted(ref["hips"].items())) or "none"
+    lines = ["| per hip, from whole studies (test split) | value |", "|---|---|",
+             f"| hips predicted that have a label | {p['n_hips']} ({p['positives']} positive) |",
+             f"| AUC | {f(p['auc'])} |",
+             f"| sensitivity / specificity at the artifact's threshold {p['threshold']:.3f} | "
+             f"{f(p['sensitivity'])} / {f(p['specificity'])} |",
+             f"| top-attention patch on the lesion | {f(p['top_patch_hit_rate'], 2)} of {p['hit_cases']} positive hips |",
+             f"| hips refused | {refused} |",
+             f"| studies without hips | {loc['studies_without_hips']}: {ref['studies_without_hips']} sides refused "
+             f"(NoFemoralHeadError), {loc['heads_on_studies_without_hips']} heads reported |", "",
+             "| truth visibility of the hip | hips | heads found | median error mm | p95 mm | max mm | share <= 5 mm |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for name, row in loc["by_visibility"].items():
-        lines.append(f"| {name} | {row['hips']} | {row['found']} | {row['median_mm']} | {row['p95_mm']} | "
-                     f"{row['max_mm']} | {row['within_5mm']} |")
-    lines += ["", f"Heads reported on studies without hips: {loc['heads_on_studies_without_hips']}; sides swapped: "
-              f"{loc['sides_swapped']}.", ""]
+        lines.append(f"| {name} | {row['hips']} | {row['found']} | {f(row['median_mm'], 2)} | {f(row['p95_mm'], 2)} | "
+                     f"{f(row['max_mm'], 2)} | {f(row['within_5mm'], 2)} |")
+    prep = ", ".join(f"{n} {k}" for k, n in sorted(summary["prepare_not_cropped"].items())) or "none"
+    lines += ["", f"Sides swapped: {loc['sides_swapped']}. Hips of all splits that `prepare` did not crop: {prep}.", ""]
     return "\n".join(lines)
 
 

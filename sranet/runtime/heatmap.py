@@ -293,9 +293,10 @@ def write_study_heatmaps(study: Any, out_dir: str | os.PathLike, input_size: int
     width = max([p.shape[1] for p in panels] or [800])
     rows = []
     if study.overview is not None:
-        found = ", ".join(f"{s} {h.confidence:.2f}" for s, h in study.heads.items()) or "no femoral head found"
+        found = ", ".join(f"{s} {h.confidence:.2f}" for s, h in study.heads.items())
+        found = f"femoral heads found (confidence) {found}" if found else "no femoral head found"
         rows.append(overview_image(study.overview, labels, refused=tuple(refused), width_px=min(width, 640),
-                                   title=f"{study.case.key}: coronal, heads (confidence) {found}"))
+                                   title=f"{study.case.key}: coronal; {found}"))
     rows.extend(panels)
     if not rows:
         return {}
