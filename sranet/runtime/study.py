@@ -73,8 +73,8 @@ def locate_study(source: str | os.PathLike | Volume, *, series: str | None = Non
 
 @dataclass(frozen=True)
 class HipChoice:
-    """One side of a located study: its head, or why it is not predicted (``refusal``). A metal head predicted on
-    request has both."""
+    """One side of a located study: its head, and why it is not predicted (``refusal``) where it is not; a side
+    refused for metal near its head has both."""
 
     side: str
     head: FemoralHead | None
@@ -95,8 +95,8 @@ def choose_hips(loc: Localisation, sides: Iterable[str] = SIDES, *, predict_meta
             out.append(HipChoice(side, head, MetalNearHeadError(
                 f"metal (a prosthesis or screws) in or next to the {SIDE_NAMES[side]} femoral head: not predicted, "
                 "since HU near metal are unreliable.",
-                hint="Predict it anyway with --predict-metal (predict_metal=True); the result keeps the "
-                     "metal_near_head flag.")))
+                hint="Use it anyway with sranet predict --predict-metal (sranet prepare and sranet locate: "
+                     "--include-metal); the result keeps the metal_near_head flag.")))
         else:
             out.append(HipChoice(side, head, None))
     return out
