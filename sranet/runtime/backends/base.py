@@ -24,6 +24,7 @@ BACKENDS: dict[str, str] = {
     ".pt": "sranet.runtime.backends.torch:TorchBackend",
     ".engine": "sranet.runtime.backends.tensorrt:TensorRTBackend",
     ".plan": "sranet.runtime.backends.tensorrt:TensorRTBackend",
+    ".xml": "sranet.runtime.backends.openvino:OpenVinoBackend",  # OpenVINO IR (+ .bin), `sranet export --openvino`
 }
 
 
