@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from sranet.cli._common import cli_errors
-from sranet.errors import InputError, check_choice
+from sranet.errors import InputError
 
 _ENGINE_ONLY = ("--workspace-gib", "--timing-cache", "--version-compatible", "--hardware-compatibility", "--dla-core",
                 "--verbose")
@@ -30,10 +30,19 @@ def export(
     calib_limit: Annotated[int, typer.Option("--calib-limit", help="Most calibration volumes to read.")] = 32,
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset (18-24; TensorRT 10.0 parses up to 20).")] = 18,
     parity_cases: Annotated[int, typer.Option("--parity-cases", help="Phantom volumes in the parity gate.")] = 4,
-    conv_impl: Annotated[str, typer.Option("--conv-impl", help="direct: Conv nodes (for TensorRT and any runtime). "
-                                           "spectral: fp32 only; the Conv3d layers whose DFT form halves the "
-                                           "arithmetic become MatMuls (paper config: conv2, about 1.7x faster in ONNX "
-                                           "Runtime on a CPU).")] = "direct",
+    conv_impl: Annotated[str | None, typer.Option("--conv-impl", help="direct: Conv nodes (for TensorRT and any "
+                                                  "runtime; the default without --target). spectral: fp32 only; the "
+                                                  "Conv3d layers whose DFT form halves the arithmetic become MatMuls. "
+                                                  "s2d, s2d-spectral: OpenVINO IR only; conv1+pool as an 8-channel "
+                                                  "convolution. Default with --target: the target's choice."
+                                                  )] = None,
+    target: Annotated[str | None, typer.Option("--target", help="onnxruntime-cpu | openvino-cpu | tensorrt: export "
+                                               "the graph (and artifact) that runs fastest on that runtime "
+                                               "(docs/export.md).")] = None,
+    openvino: Annotated[bool, typer.Option("--openvino", help="Write an OpenVINO IR (--out model.xml, weights in "
+                                           "model.bin), gated on OpenVINO.")] = False,
+    bf16: Annotated[bool, typer.Option("--bf16", help="OpenVINO IR computed in bf16 (needs AVX512_BF16 or AMX, "
+                                       "here and where it runs).")] = False,
     engine: Annotated[bool, typer.Option("--engine", help="Also build a TensorRT plan (<out>.engine + .json sidecar); "
                                          "needs TensorRT and an NVIDIA GPU.")] = False,
     batch: Annotated[str | None, typer.Option("--batch", help="Engine profile / Triton batch range MIN:OPT:MAX "
@@ -53,9 +62,13 @@ def export(
                                                 "plan (with --engine) or the ONNX.")] = None,
 ) -> None:
     """Export CHECKPOINT to ONNX (input ct (B,1,S,S,S), outputs prob (B,) and attention (B,64)), gated against PyTorch."""
-    if fp16 and int8:
-        raise InputError("--fp16 and --int8 were both given; choose one precision.")
-    precision = "fp16" if fp16 else "int8" if int8 else "fp32"
+    if fp16 + int8 + bf16 > 1:
+        raise InputError("more than one of --fp16, --int8 and --bf16 was given; choose one precision.")
+    precision = "fp16" if fp16 else "int8" if int8 else "bf16" if bf16 else "fp32"
+    from sranet.export.targets import route_export
+
+    route = route_export(target, openvino=openvino, precision=precision, conv_impl=conv_impl, engine=engine,
+                         triton=triton is not None)
     if int8 and calib is None:
         raise InputError("--int8 needs calibration volumes.",
                          hint="Add --calib MANIFEST (a manifest CSV of typical crops; 16-64 cases is plenty).")
@@ -70,9 +83,8 @@ def export(
     if batch is not None and not (engine or triton):
         raise InputError("--batch sets the engine profile or the Triton batch range.",
                          hint="Add --engine and/or --triton REPO, or drop --batch.")
-    from sranet.export.onnx import CONV_IMPLS, export_onnx
+    from sranet.export.onnx import export_onnx
 
-    check_choice("--conv-impl", conv_impl, CONV_IMPLS, InputError)
     if conv_impl == "spectral" and engine:
         raise InputError("--conv-impl spectral is an ONNX Runtime (CPU) graph; a TensorRT plan is built from the "
                          "direct graph, where TensorRT picks its own convolution kernels.",
@@ -98,6 +110,16 @@ def export(
 
     from sranet.errors import ParityGateError
 
+    if route.conv_impl is None and route.target is not None:
+        from sranet.export.targets import choose_graph
+        from sranet.train.checkpoint import load_checkpoint
+
+        conv_impl, why = choose_graph(route.target, precision, load_checkpoint(checkpoint).model_config)
+        typer.echo(f"--target {route.target.name}: graph {conv_impl}. {why}")
+    conv_impl = conv_impl or "direct"
+    if route.openvino:
+        _export_openvino(checkpoint, out, precision, conv_impl, opset, parity_cases)
+        return
     try:
         result = export_onnx(checkpoint, out, opset=opset, precision=precision, calib_manifest=calib,
                              calib_limit=calib_limit, parity_cases=parity_cases, conv_impl=conv_impl,
@@ -133,3 +155,21 @@ def export(
 
         folder = write_triton_repo(artifact, triton, max_batch=max_batch)
         typer.echo(f"wrote Triton model {folder} (max_batch_size {max_batch})")
+
+
+def _export_openvino(checkpoint: Path, out: Path, precision: str, conv_impl: str, opset: int, parity_cases: int):
+    from sranet.errors import ParityGateError
+    from sranet.export.openvino import export_openvino
+
+    try:
+        result = export_openvino(checkpoint, out, precision=precision, conv_impl=conv_impl, opset=opset,
+                                 parity_cases=parity_cases, log=typer.echo)
+    except ParityGateError as exc:
+        report = getattr(exc, "report", None)
+        if report is not None:
+            typer.echo(report.summary(), err=True)
+        raise
+    typer.echo(result.parity.summary())
+    typer.echo(f"wrote {result.path} and {result.path.with_suffix('.bin').name} (OpenVINO IR, {precision}, graph "
+               f"{conv_impl}, sha256 {result.sha256['xml'][:12]}... / {result.sha256['bin'][:12]}...)")
+    typer.echo(f"wrote {result.parity_path}")
