@@ -96,8 +96,9 @@ class ExportRoute:
 
 
 def route_export(target: str | None, *, openvino: bool, precision: str, conv_impl: str | None, engine: bool,
-                 triton: bool) -> ExportRoute:
-    """Check the export options against each other (no model needed) and say which exporter runs."""
+                 triton: bool, out: str | None = None) -> ExportRoute:
+    """Check the export options against each other and the output path's suffix (no model needed) and say which
+    exporter runs."""
     from sranet.export.graphs import GRAPHS
 
     chosen = get_target(target) if target is not None else None
@@ -120,6 +121,11 @@ def route_export(target: str | None, *, openvino: bool, precision: str, conv_imp
     elif chosen is not None and chosen.runtime == "onnxruntime" and engine:
         raise InputError("--engine builds a TensorRT plan, but --target onnxruntime-cpu picks a CPU graph.",
                          hint="Use --target tensorrt --engine.")
+    suffix = ".xml" if ir else ".onnx"
+    if out is not None and not str(out).lower().endswith(suffix):
+        what = "an OpenVINO IR (its weights go to the .bin beside it)" if ir else "an ONNX model"
+        raise InputError(f"output path {str(out)!r} must end in {suffix} for {what}.",
+                         hint=f"Use e.g. --out model{suffix}.")
     if conv_impl is not None:
         from sranet.export.onnx import CONV_IMPLS
 

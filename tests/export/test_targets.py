@@ -47,6 +47,8 @@ def test_every_preferred_graph_is_a_known_form():
     ("openvino-cpu", {"precision": "fp16"}, "not fp16"),
     ("openvino-cpu", {"triton": True}, "--engine and --triton build from an ONNX"),
     ("tensorrt", {"precision": "bf16"}, "--bf16"),
+    ("openvino-cpu", {"out": "m.onnx"}, "must end in .xml"),
+    ("tensorrt", {"out": "m.xml"}, "must end in .onnx"),
 ])
 def test_route_refuses(target, kwargs, match):
     args = {"openvino": False, "precision": "fp32", "conv_impl": None, "engine": False, "triton": False, **kwargs}
