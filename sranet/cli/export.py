@@ -68,7 +68,7 @@ def export(
     from sranet.export.targets import route_export
 
     route = route_export(target, openvino=openvino, precision=precision, conv_impl=conv_impl, engine=engine,
-                         triton=triton is not None)
+                         triton=triton is not None, out=out)
     if int8 and calib is None:
         raise InputError("--int8 needs calibration volumes.",
                          hint="Add --calib MANIFEST (a manifest CSV of typical crops; 16-64 cases is plenty).")

@@ -23,17 +23,19 @@ def _run(*args):
     return runner.invoke(app, ["export", *map(str, args)])
 
 
-@pytest.mark.parametrize(("extra", "needle"), [
-    (["--target", "gpu"], "--target"),
-    (["--bf16"], "--bf16 is an OpenVINO inference precision"),
-    (["--bf16", "--fp16"], "choose one precision"),
-    (["--target", "tensorrt", "--conv-impl", "spectral"], "TensorRT builds from the direct graph"),
-    (["--target", "openvino-cpu", "--int8", "--calib", "x.csv"], "not int8"),
-    (["--openvino", "--engine"], "--engine and --triton build from an ONNX"),
-    (["--target", "onnxruntime-cpu", "--engine"], "--target tensorrt --engine"),
+@pytest.mark.parametrize(("out", "extra", "needle"), [
+    ("m.onnx", ["--target", "gpu"], "--target"),
+    ("m.onnx", ["--bf16"], "--bf16 is an OpenVINO inference precision"),
+    ("m.xml", ["--bf16", "--fp16"], "choose one precision"),
+    ("m.onnx", ["--target", "tensorrt", "--conv-impl", "spectral"], "TensorRT builds from the direct graph"),
+    ("m.xml", ["--target", "openvino-cpu", "--int8", "--calib", "x.csv"], "not int8"),
+    ("m.xml", ["--openvino", "--engine"], "--engine and --triton build from an ONNX"),
+    ("m.onnx", ["--target", "onnxruntime-cpu", "--engine"], "--target tensorrt --engine"),
+    ("m.onnx", ["--openvino"], "must end in .xml"),
+    ("m.xml", ["--target", "tensorrt"], "must end in .onnx"),
 ])
-def test_refused_before_any_work(tmp_path, ckpt, extra, needle):
-    r = _run(ckpt, "--out", tmp_path / "m.xml", *extra)
+def test_refused_before_any_work(tmp_path, ckpt, out, extra, needle):
+    r = _run(ckpt, "--out", tmp_path / out, *extra)
     assert r.exit_code == 1 and needle in r.output, r.output
     assert list(tmp_path.iterdir()) == []
 
@@ -52,5 +54,3 @@ def test_target_openvino_writes_a_gated_ir(tmp_path, ckpt):
     assert "graph spectral" not in r.output and "--target openvino-cpu: graph direct" in r.output
     assert "Parity gate (fp32" in r.output and "PASSED" in r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin", "m.xml", "m.xml.parity.json"]
-    r = _run(ckpt, "--out", tmp_path / "m.onnx", "--openvino")
-    assert r.exit_code == 1 and "must end in .xml" in r.output
