@@ -79,13 +79,18 @@ def test_fp32_artifact_runs_in_f32_whatever_openvino_defaults_to(tiny_ir):
     ({"device": "cuda:0"}, "CPU only"),
     ({"device": "gpu"}, "CPU only"),
     ({"cuda_graphs": True}, "CUDA graphs"),
-    ({"threads": 0}, "positive integer"),
+    ({"threads": -1}, "positive integer"),
     ({"threads": True}, "positive integer"),
     ({"max_batch": 0}, "positive integer"),
 ])
 def test_refuses_options_it_cannot_honour(tiny_artifacts, options, match):
     with pytest.raises(InputError, match=match):
         OpenVinoBackend(tiny_artifacts[0], **options)
+
+
+def test_threads_zero_means_the_library_default(tiny_artifacts):
+    with OpenVinoBackend(tiny_artifacts[0], threads=0) as b:
+        assert "INFERENCE_NUM_THREADS" not in b.describe()["config_requested"]
 
 
 def test_max_batch_is_enforced(tiny_artifacts):

@@ -6,7 +6,7 @@ What it sets, never leaving it to OpenVINO's defaults:
                              on CPUs with AVX512_BF16 or AMX is bf16, so an fp32 model left alone would run in bf16
                              without anyone having checked it.
   PERFORMANCE_HINT           LATENCY (one stream: one inference uses all its threads).
-  INFERENCE_NUM_THREADS      ``threads`` (None: OpenVINO's default, one per core).
+  INFERENCE_NUM_THREADS      ``threads`` (None or 0: OpenVINO's default, one per core).
 The model is compiled for a static batch, once per batch size met (a compile takes well under a second); a static
 shape lets OpenVINO pick its kernels ahead of time.
 
@@ -83,7 +83,7 @@ class OpenVinoBackend(Backend):
     """Runs an OpenVINO IR (``.xml`` with its ``.bin``) or an fp32 ``.onnx`` on the CPU with OpenVINO.
 
     device       "cpu" only (an NVIDIA GPU is TensorRT's or ONNX Runtime's).
-    threads      INFERENCE_NUM_THREADS; None = OpenVINO's default (one per core).
+    threads      INFERENCE_NUM_THREADS; None or 0 = OpenVINO's default (one per core).
     cuda_graphs  not available (refused when True).
     max_batch    largest batch accepted; None = any.
     """
@@ -98,8 +98,8 @@ class OpenVinoBackend(Backend):
         if cuda_graphs:
             raise InputError("cuda_graphs=True: CUDA graphs are a GPU feature; the OpenVINO backend runs on the CPU.",
                              hint="Drop cuda_graphs (or --cuda-graphs) for .xml artifacts.")
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise InputError(f"threads={threads!r} must be a positive integer, or None for OpenVINO's default.")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
+            raise InputError(f"threads={threads!r} must be a positive integer, or None (or 0) for OpenVINO's default.")
         if max_batch is not None and (isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1):
             raise InputError(f"max_batch={max_batch!r} must be a positive integer, or None for any batch size.")
         self.path = Path(path)
@@ -127,7 +127,7 @@ class OpenVinoBackend(Backend):
                 hint="Run the fp32 export on this machine (`sranet export ... --target openvino-cpu` without --bf16).")
         self.config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY",
                                        "INFERENCE_PRECISION_HINT": PRECISION_HINTS[self.info.precision]}
-        if threads is not None:
+        if threads:
             self.config["INFERENCE_NUM_THREADS"] = threads
         try:
             self.model = self.core.read_model(str(self.path))
