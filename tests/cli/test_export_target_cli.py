@@ -54,3 +54,17 @@ def test_target_openvino_writes_a_gated_ir(tmp_path, ckpt):
     assert "graph spectral" not in r.output and "--target openvino-cpu: graph direct" in r.output
     assert "Parity gate (fp32" in r.output and "PASSED" in r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin", "m.xml", "m.xml.parity.json"]
+    # the IR runs through `sranet predict` like any artifact, with the answers of the ONNX of the same checkpoint
+    import json
+
+    from tests.helpers import phantom_hu, write_dicom_series
+
+    series = write_dicom_series(tmp_path / "cases" / "s0", phantom_hu(seed=0))
+    assert _run(ckpt, "--out", tmp_path / "m.onnx", "--parity-cases", "2").exit_code == 0
+    lines = {}
+    for artifact in ("m.xml", "m.onnx"):
+        out = tmp_path / f"{artifact}.jsonl"
+        r = runner.invoke(app, ["predict", str(tmp_path / artifact), str(series), "--out", str(out)])
+        assert r.exit_code == 0, r.output
+        lines[artifact] = json.loads(out.read_text().splitlines()[0])
+    assert lines["m.xml"]["probability"] == pytest.approx(lines["m.onnx"]["probability"], abs=1e-5)
