@@ -33,7 +33,7 @@ TARGETS: dict[str, Target] = {
         "onnxruntime-cpu", "onnxruntime", ".onnx",
         {"fp32": ("spectral", "direct"), "fp16": ("direct",), "int8": ("direct",)},
         "ONNX Runtime's CPU MatMul runs the spectral conv2 at close to its peak rate; its Conv3d is im2col + SGEMM, "
-        "so conv1 stays direct (the s2d form computes 1.73x the multiply-adds at the same net speed)."),
+        "so conv1 stays direct (the s2d form computes 1.73x the multiply-adds in a better shape and is no faster)."),
     "openvino-cpu": Target(
         "openvino-cpu", "openvino", ".xml",
         {"fp32": ("spectral", "direct"), "bf16": ("s2d-spectral", "s2d", "direct")},
