@@ -9,6 +9,7 @@ import pytest
 
 from sranet.errors import InputError
 from sranet.runtime.artifact import DEFAULT_MAX_BATCH
+from sranet.runtime.backends.base import open_backend
 from sranet.runtime.backends.onnxruntime import (
     CPU_EP,
     CUDA_EP,
@@ -17,7 +18,6 @@ from sranet.runtime.backends.onnxruntime import (
     effective_max_batch,
     graph_run_config,
 )
-from sranet.runtime.backends.base import open_backend
 
 
 def test_cuda_provider_graphs_are_one_per_batch_size():
