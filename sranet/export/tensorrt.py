@@ -39,10 +39,10 @@ from sranet.runtime.devices import TRT_INSTALL_HINT, TRT_RTX_INSTALL_HINT, impor
 from sranet.runtime.files import atomic_write
 
 
-def make_logger(trt, *, verbose: bool = False):
+def make_logger(trt, *, verbose: bool = False, echo: bool = True):
     """A ``trt.ILogger`` that keeps every error message (``.errors``) and the builder's listing of the engine's layers
     (``.engine_layers``, logged with DETAILED profiling verbosity), and prints warnings and errors (everything with
-    ``verbose``) to stderr as TensorRT's own logger would."""
+    ``verbose``) to stderr as TensorRT's own logger would (nothing with ``echo=False``: the caller reports)."""
 
     class RecordingLogger(trt.ILogger):
         def __init__(self):
@@ -55,8 +55,8 @@ def make_logger(trt, *, verbose: bool = False):
                 self.errors.append(str(msg))
             if str(msg).startswith("Layers:\n"):
                 self.engine_layers = str(msg)
-            if verbose or severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR,
-                                       trt.ILogger.Severity.WARNING):
+            if echo and (verbose or severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR,
+                                                 trt.ILogger.Severity.WARNING)):
                 print(f"[{flavour_of(trt)}] {severity.name}: {msg}", file=sys.stderr)
 
     return RecordingLogger()
@@ -163,16 +163,17 @@ def resolve_targets(options: EngineOptions, offered: list[str], version: str) ->
 
 
 def compile_network(onnx_path: str | os.PathLike, options: EngineOptions, *, facts: OnnxFacts | None = None,
-                    trt=None) -> CompiledPlan:
+                    trt=None, echo: bool = True) -> CompiledPlan:
     """Parse ``onnx_path`` and build the plan in memory with the builder of ``options.flavour``; nothing is written.
 
     Parser errors and a build that returns no plan are ArtifactErrors naming the ONNX node and quoting the builder.
+    ``echo=False`` keeps the builder's log off stderr (its errors still go into the exception).
     """
     facts = facts or inspect_onnx(onnx_path)
     trt = trt or import_tensorrt(options.flavour)
     rtx = options.flavour == "tensorrt-rtx"
     plan = plan_build(trt.__version__, options, facts.precision, onnx_has_qdq=facts.has_qdq)
-    logger = make_logger(trt, verbose=options.verbose)
+    logger = make_logger(trt, verbose=options.verbose, echo=echo)
     builder = trt.Builder(logger)
     if options.dla_core is not None and options.dla_core >= int(getattr(builder, "num_DLA_cores", 0)):
         raise InputError(f"--dla-core {options.dla_core}: this machine has {builder.num_DLA_cores} DLA core(s).",
