@@ -26,45 +26,67 @@ VARIANTS = {
 }
 
 
-def write_variant(name: str, folder: str | Path, *, seed: int = 0) -> Path:
-    """``folder/<name>.onnx``: the VARIANTS entry ``name`` of an SRANet with random weights (torch seed ``seed``)."""
+def write_variants(names, folder: str | Path, *, seed: int = 0, graphs: dict | None = None) -> dict[str, Path]:
+    """``folder/<name>.onnx`` for each VARIANTS entry in ``names``, from SRANets with random weights (torch seed
+    ``seed``): one fp32 graph per (preset, spectral layers), from which the fp16 and int8 variants are made.
+    ``graphs`` may hold fp32 ModelProtos already exported, by (preset, spectral layers), e.g. {("tiny", ()): proto}."""
+    graphs = dict(graphs or {})
+    return {name: _write_variant(name, Path(folder), seed, graphs) for name in names}
+
+
+def _write_variant(name: str, folder: Path, seed: int, graphs: dict) -> Path:
     import onnx
-    import torch
 
     from sranet.config import ModelConfig, PreprocessConfig
-    from sranet.export.onnx import DEFAULT_OPSET, EXPORTER, check_graph, quiet, to_onnx_proto
+    from sranet.export.onnx import DEFAULT_OPSET, EXPORTER
     from sranet.export.precision import convert_fp16, quantize_int8
-    from sranet.model.sranet import SRANet
     from sranet.runtime.artifact import ArtifactInfo
 
     precision, layers, preset = VARIANTS[name]
-    torch.manual_seed(seed)
     cfg = ModelConfig.preset(preset)
-    model = SRANet(cfg).eval()
-    graph_model = model
-    if layers:
-        from sranet.model.spectral import spectral_copy
-
-        graph_model = spectral_copy(model, layers)
-    with quiet():
-        proto = to_onnx_proto(graph_model)
-    check_graph(proto)
+    key = (preset, layers)
+    if key not in graphs:
+        graphs[key] = _fp32_graph(cfg, layers, seed)
+    proto = graphs[key]
     if precision == "fp16":
         proto = convert_fp16(proto)
     elif precision == "int8":
+        from sranet.export.onnx import quiet
+
         rng = np.random.default_rng(seed)
         calibration = [rng.standard_normal((cfg.input_size,) * 3).astype(np.float32) for _ in range(4)]
         with quiet():
             proto, _ = quantize_int8(proto, calibration)
+    else:
+        proto = type(proto).FromString(proto.SerializeToString())  # a copy: the cached graph stays unlabelled
     extra = {"sranet.exporter": EXPORTER, "sranet.opset": str(DEFAULT_OPSET)}
     if layers:
         extra.update({"sranet.conv_impl": "spectral", "sranet.spectral_layers": ",".join(map(str, layers))})
     info = ArtifactInfo(cfg, PreprocessConfig.for_model(cfg), 0.5, precision=precision, extra=extra)
     onnx.helper.set_model_props(proto, info.to_metadata())
-    path = Path(folder) / f"{name}.onnx"
+    path = folder / f"{name}.onnx"
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(proto, str(path))
     return path
+
+
+def _fp32_graph(cfg, layers: tuple[int, ...], seed: int):
+    """The exporter's checked fp32 graph of an SRANet(cfg) with random weights, Conv3d ``layers`` spectral."""
+    import torch
+
+    from sranet.export.onnx import check_graph, quiet, to_onnx_proto
+    from sranet.model.sranet import SRANet
+
+    torch.manual_seed(seed)
+    model = SRANet(cfg).eval()
+    if layers:
+        from sranet.model.spectral import spectral_copy
+
+        model = spectral_copy(model, layers)
+    with quiet():
+        proto = to_onnx_proto(model)
+    check_graph(proto)
+    return proto
 
 
 def build_variant(onnx_path: str | Path, precision: str, targets: list[str] | None, *, profile: str = "1:2:4"):
@@ -96,4 +118,4 @@ def build_variant(onnx_path: str | Path, precision: str, targets: list[str] | No
     return compiled, summary
 
 
-__all__ = ["VARIANTS", "build_variant", "write_variant"]
+__all__ = ["VARIANTS", "build_variant", "write_variants"]

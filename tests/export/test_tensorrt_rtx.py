@@ -17,13 +17,20 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("tensorrt_rtx") is None
                                 reason="tensorrt-rtx-cu12 is not installed (the dev extra installs it on x86-64 Linux)")
 
 
-@pytest.fixture(scope="module")
-def variants(tmp_path_factory):
-    """name -> ONNX path of every VARIANTS entry (sranet.bench.trt_rtx.write_variant: the exporter's functions)."""
-    from sranet.bench.trt_rtx import VARIANTS, write_variant
+# the variants built here (benchmarks/trt_rtx_builds.py builds the small preset too)
+NAMES = ("fp32", "fp16", "int8_qdq", "spectral", "paper_fp16")
 
-    folder = tmp_path_factory.mktemp("variants")
-    return {name: write_variant(name, folder) for name in VARIANTS}
+
+@pytest.fixture(scope="module")
+def variants(tmp_path_factory, tiny_artifacts):
+    """name -> ONNX path of the NAMES variants (sranet.bench.trt_rtx.write_variants: the exporter's functions); the
+    tiny fp32 graph is the session's tiny ONNX (same exporter), so two graphs are exported here: spectral and paper."""
+    import onnx
+
+    from sranet.bench.trt_rtx import write_variants
+
+    tiny = onnx.load(str(tiny_artifacts[0]))
+    return write_variants(NAMES, tmp_path_factory.mktemp("variants"), graphs={("tiny", ()): tiny})
 
 
 # what TensorRT-RTX compiles each variant's Conv3d layers into, on 8.9: (input type, weight type) per convolution
@@ -32,7 +39,6 @@ CONVOLUTIONS = {
     "fp16": [("Half", "Half")] * 2,  # half-precision convolutions
     "int8_qdq": [("Int8", "Int8")] * 2,  # DequantizeLinear -> Conv fused into int8 convolutions (float output)
     "spectral": [("Float", "Float")],  # conv1 stays a convolution; conv2 is DFT matrix products (gemm)
-    "small_fp16": [("Half", "Half")] * 2,
     "paper_fp16": [("Half", "Half")] * 2,
 }
 
