@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-# name -> (precision, spectral layers forced, preset) of the variants; "paper_fp16" is the paper-size build
+# name -> (precision, spectral layers, preset) of the variants (the paper's spectral layer is conv2, the one
+# choose_spectral_layers picks; for tiny it is forced, as the Python API allows)
 VARIANTS = {
     "fp32": ("fp32", (), "tiny"),
     "fp16": ("fp16", (), "tiny"),
@@ -23,6 +24,9 @@ VARIANTS = {
     "spectral": ("fp32", (2,), "tiny"),
     "small_fp16": ("fp16", (), "small"),
     "paper_fp16": ("fp16", (), "paper"),
+    "paper_fp32": ("fp32", (), "paper"),
+    "paper_int8_qdq": ("int8", (), "paper"),
+    "paper_spectral": ("fp32", (2,), "paper"),
 }
 
 

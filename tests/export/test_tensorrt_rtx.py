@@ -67,9 +67,10 @@ def test_every_export_variant_is_built_by_tensorrt_rtx(variants, name):
 
 
 def test_default_targets_are_every_target_the_precision_builds_for(variants):
+    import tensorrt_rtx
+
     from sranet.bench.trt_rtx import build_variant
     from sranet.export.tensorrt import offered_targets
-    import tensorrt_rtx
 
     offered = offered_targets(tensorrt_rtx)
     assert {"7.5", "8.6", "8.9", "12.0"} <= set(offered) and "9.0" not in offered
