@@ -343,9 +343,10 @@ def plan_build(trt_version: str, options: EngineOptions, onnx_precision: str, *,
                 "fp16 must come from the ONNX. Pass the fp16 variant: `sranet export CHECKPOINT --fp16 --engine "
                 "--engine-flavour tensorrt-rtx` writes and uses model.fp16.onnx.")
         plan.compute_capabilities = list(options.compute_capabilities)
+        targets = (f"compute capabilities {', '.join(options.compute_capabilities)}" if options.compute_capabilities
+                   else "every target the installed version offers")
         plan.decisions.append(f"TensorRT-RTX: strongly typed network; precision {want} comes from the "
-                              f"{onnx_precision} ONNX; built ahead of time for compute capabilities "
-                              f"{', '.join(options.compute_capabilities) or 'every target the installed version offers'}"
+                              f"{onnx_precision} ONNX; built ahead of time for {targets}"
                               + ("" if options.compute_capabilities or not RTX_DEFAULT_SKIP[want] else
                                  f" except {', '.join(RTX_DEFAULT_SKIP[want])} (no {want} 3D convolution there)") + ".")
         if want == "int8":
