@@ -16,7 +16,6 @@ import importlib
 import os
 import platform
 import re
-from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
@@ -181,12 +180,6 @@ def build_env(trt_version: str, *, flavour: str) -> DeviceEnv:
     return device_env(trt_version, current_cuda_device(), flavour=flavour)
 
 
-def visible_devices(environ: Mapping[str, str] = os.environ) -> list[str] | None:
-    """CUDA_VISIBLE_DEVICES as a list (indices, ``GPU-...`` or ``MIG-...`` UUIDs); None when it is not set."""
-    visible = environ.get("CUDA_VISIBLE_DEVICES")
-    return None if visible is None else [part.strip() for part in visible.split(",") if part.strip()]
-
-
 __all__ = ["DEVICE_FORMS", "DRIVER_HINT", "TRT_INSTALL_HINT", "TRT_RTX_INSTALL_HINT", "Device", "DriverGpu",
            "build_env", "current_cuda_device", "device_env", "driver_gpu", "import_tensorrt", "is_jetson",
-           "parse_device", "tensorrt_cuda", "visible_devices"]
+           "parse_device", "tensorrt_cuda"]

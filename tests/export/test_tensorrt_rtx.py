@@ -182,3 +182,14 @@ def test_sranet_export_builds_a_tensorrt_rtx_engine_and_its_triton_model(tmp_pat
                                        "--engine-flavour", "tensorrt-rtx", "--triton", str(tmp_path / "r2")])
     assert refused.exit_code == 1 and "--triton-backend python" in refused.output
     assert not (tmp_path / "x.onnx").exists()  # refused before the export
+
+
+def test_a_dla_core_the_builder_does_not_have_is_refused_before_parsing(tmp_path):
+    """The check runs against the real builder's ``num_DLA_cores`` (0 here), before anything is parsed. The options
+    are made directly: ``EngineOptions.from_cli`` already refuses --dla-core with TensorRT-RTX."""
+    from sranet.export.tensorrt import EngineOptions, compile_network
+    from tests.helpers import small_graph_onnx
+
+    options = EngineOptions(precision="fp16", dla_core=1, flavour="tensorrt-rtx", compute_capabilities=("8.9",))
+    with pytest.raises(InputError, match=r"--dla-core 1: this machine has 0 DLA core\(s\)"):
+        compile_network(small_graph_onnx(tmp_path / "m.onnx", variant="fp16"), options, echo=False)
