@@ -91,9 +91,9 @@ class TensorRTBackend(Backend):
         # TensorRT deserialises onto the current CUDA device: make it this GPU first, so that the engine, its
         # context and the buffers all live on the same GPU
         import_cupy().cuda.Device(self.device.index).use()
+        self.cuda_graphs = cuda_graphs
         self._deserialise(trt, env)
         self._allocate(trt, max_batch)
-        self.cuda_graphs = cuda_graphs
         self._shape_batch: int | None = None
         self._per_batch = ContextPerBatch(self._context_for) if cuda_graphs else None
 
@@ -107,7 +107,7 @@ class TensorRTBackend(Backend):
         except DependencyMissingError as exc:
             other = "tensorrt" if self.flavour == "tensorrt-rtx" else "tensorrt-rtx"
             raise DependencyMissingError(
-                f"{exc.args[0]} This plan was built by {'TensorRT-RTX' if self.flavour == 'tensorrt-rtx' else 'TensorRT'}"
+                f"{exc.message} This plan was built by {'TensorRT-RTX' if self.flavour == 'tensorrt-rtx' else 'TensorRT'}"
                 " and loads only there.", path=self.path,
                 hint=f"{exc.hint} Or rebuild the plan for the runtime installed here: "
                      f"{rebuild_command(sidecar, self.path, flavour=other)}") from exc
@@ -140,9 +140,12 @@ class TensorRTBackend(Backend):
         if self.engine is None:
             raise ArtifactError("TensorRT could not deserialise the plan (deserialize_cuda_engine returned None).",
                                 path=self.path, hint="Rebuild it on this machine with `sranet export ... --engine`.")
-        self.context = self.engine.create_execution_context()
-        if self.context is None:
-            raise BackendError("TensorRT could not create an execution context (out of GPU memory?).", path=self.path)
+        self.context = None  # with CUDA graphs every batch size has its own context (_context_for) instead
+        if not self.cuda_graphs:
+            self.context = self.engine.create_execution_context()
+            if self.context is None:
+                raise BackendError("TensorRT could not create an execution context (out of GPU memory?).",
+                                   path=self.path)
 
     def _allocate(self, trt, max_batch: int | None) -> None:
         """Check the I/O names, settle the batch range, allocate buffers once for the max batch, bind addresses."""
@@ -166,7 +169,7 @@ class TensorRTBackend(Backend):
             shapes[n], dtypes[n] = tuple(shape), np.dtype(trt.nptype(self.engine.get_tensor_dtype(n)))
         self.buffers = CudaBuffers(shapes, dtypes, device=self.device.index)
         self._names = names
-        for n in names:  # addresses never change: buffers are allocated once for the max batch
+        for n in names if self.context is not None else ():  # addresses never change: allocated once for the max
             self.context.set_tensor_address(n, self.buffers[n].device_ptr)
         self._shared_memory = None
 
