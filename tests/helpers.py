@@ -138,9 +138,15 @@ H100 = DeviceEnv(tensorrt="10.7.0", gpu_name="NVIDIA H100 80GB HBM3", compute_ca
                  cuda_runtime="12.6", cuda_driver="12.8")  # the machine write_engine records by default
 
 
-def write_engine(folder: Path, *, env: DeviceEnv = H100, **cli) -> Path:
+RTX_BUILDER = DeviceEnv(tensorrt="1.7.1.116", gpu_name="", compute_capability="", flavour="tensorrt-rtx",
+                        cuda_runtime="12", machine="x86_64", system="Linux")  # an ahead-of-time TensorRT-RTX build
+RTX_OFFERED = ["7.5", "8.0", "8.6", "8.9", "12.0", "12.1"]  # TensorRT-RTX 1.7's targets
+
+
+def write_engine(folder: Path, *, env: DeviceEnv = H100, targets: list[str] | None = None, **cli) -> Path:
     """``folder/model.engine`` (arbitrary bytes: the sidecar only hashes it) and its sidecar, built with `cli`
-    options of EngineOptions.from_cli (precision defaults to fp16) on ``env``."""
+    options of EngineOptions.from_cli (precision defaults to fp16) on ``env``; ``targets`` (with a TensorRT-RTX
+    ``env``, e.g. RTX_BUILDER) are the compute capabilities the plan was built for."""
     from sranet.config import ModelConfig, PreprocessConfig
     from sranet.export.sidecar import make_sidecar, write_sidecar
     from sranet.export.tensorrt import EngineOptions
@@ -152,10 +158,12 @@ def write_engine(folder: Path, *, env: DeviceEnv = H100, **cli) -> Path:
     onnx_path.write_bytes(b"onnx bytes")
     cfg = ModelConfig.preset("tiny")
     info = ArtifactInfo(model=cfg, preprocess=PreprocessConfig.for_model(cfg), threshold=0.42)
-    options = EngineOptions.from_cli(cli.pop("precision", "fp16"), **cli)
+    options = EngineOptions.from_cli(cli.pop("precision", "fp16"), flavour=env.flavour, **cli)
     sidecar = make_sidecar(plan_path=engine, onnx_path=onnx_path, info=info, env=env,
                            options=options.to_dict(), profile={"ct": options.profile_shapes(cfg.input_size)},
-                           build={"path": "trt10-fp16-builder-flag", "decisions": []}, source="runs/a/best.pt")
+                           build={"path": "trt10-fp16-builder-flag", "decisions": []}, source="runs/a/best.pt",
+                           targets=None if targets is None else {"compute_capabilities": targets,
+                                                                 "offered": RTX_OFFERED})
     write_sidecar(engine, sidecar)
     return engine
 

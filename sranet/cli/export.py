@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from sranet.cli._common import cli_errors
-from sranet.errors import InputError
+from sranet.errors import InputError, check_choice
 from sranet.runtime.artifact import DEFAULT_PROFILE
 
 _DEFAULT_PROFILE = ":".join(map(str, DEFAULT_PROFILE))
@@ -44,7 +44,14 @@ def export(
     bf16: Annotated[bool, typer.Option("--bf16", help="OpenVINO IR computed in bf16 (needs AVX512_BF16 or AMX, "
                                        "here and where it runs).")] = False,
     engine: Annotated[bool, typer.Option("--engine", help="Also build a TensorRT plan (<out>.engine + .json sidecar); "
-                                         "needs TensorRT and an NVIDIA GPU.")] = False,
+                                         "needs TensorRT and an NVIDIA GPU, or TensorRT-RTX (no GPU needed).")] = False,
+    engine_flavour: Annotated[str, typer.Option("--engine-flavour", help="tensorrt: TensorRT 10/11, built on the GPU "
+                                                "it runs on (data-centre GPUs, Jetson). tensorrt-rtx: TensorRT-RTX, "
+                                                "built ahead of time for --compute-capability targets (RTX and "
+                                                "Ampere/Ada/Blackwell cards, DGX Spark).")] = "tensorrt",
+    compute_capability: Annotated[list[str] | None, typer.Option(
+        "--compute-capability", help="TensorRT-RTX targets, e.g. 8.9 or 8.6,8.9,12.0 (repeatable; default: every "
+        "target the installed TensorRT-RTX offers for the precision).")] = None,
     profile: Annotated[str | None, typer.Option("--profile", help="Engine optimisation profile / Triton batch "
                                                 f"range MIN:OPT:MAX (default {_DEFAULT_PROFILE}).")] = None,
     workspace_gib: Annotated[float | None, typer.Option("--workspace-gib", help="TensorRT tactic workspace limit in "
@@ -60,6 +67,11 @@ def export(
     verbose: Annotated[bool, typer.Option("--verbose", help="Verbose TensorRT log and the layer report.")] = False,
     triton: Annotated[Path | None, typer.Option("--triton", help="Write a Triton model repository here for the "
                                                 "plan (with --engine) or the ONNX.")] = None,
+    triton_backend: Annotated[str, typer.Option("--triton-backend", help="native: Triton's onnxruntime/tensorrt "
+                                                "backend. python: a Python-backend model that runs the artifact "
+                                                "through sranet.runtime (needed for TensorRT-RTX plans).")] = "native",
+    triton_device: Annotated[str, typer.Option("--triton-device", help="gpu (KIND_GPU) or cpu (KIND_CPU; ONNX "
+                                               "only).")] = "gpu",
 ) -> None:
     """Export CHECKPOINT to ONNX (input ct (B,1,S,S,S), outputs prob (B,) and attention (B,64)), gated against PyTorch."""
     if fp16 + int8 + bf16 > 1:
@@ -75,11 +87,16 @@ def export(
                                 "--timing-cache": timing_cache is not None,
                                 "--version-compatible": version_compatible,
                                 "--hardware-compatibility": hardware_compatibility is not None,
-                                "--dla-core": dla_core is not None, "--verbose": verbose})
+                                "--dla-core": dla_core is not None, "--verbose": verbose,
+                                "--engine-flavour": engine_flavour != "tensorrt",
+                                "--compute-capability": bool(compute_capability)})
+    _check_triton(triton, triton_backend=triton_backend, triton_device=triton_device, engine=engine,
+                  engine_flavour=engine_flavour)
     options, max_batch = _engine_options(
         precision, engine=engine, profile=profile, triton=triton, workspace_gib=workspace_gib,
         timing_cache=timing_cache, version_compatible=version_compatible,
-        hardware_compatibility=hardware_compatibility, dla_core=dla_core, verbose=verbose)
+        hardware_compatibility=hardware_compatibility, dla_core=dla_core, verbose=verbose,
+        flavour=engine_flavour, compute_capabilities=compute_capability)
     conv_impl = _graph_for(route, checkpoint, precision)
     if route.openvino:
         _export_openvino(checkpoint, out, precision, conv_impl, opset, parity_cases)
@@ -90,8 +107,11 @@ def export(
     if triton is not None:
         from sranet.export.triton import write_triton_repo
 
-        folder = write_triton_repo(artifact, triton, max_batch=max_batch)
-        typer.echo(f"wrote Triton model {folder} (max_batch_size {max_batch})")
+        folder = write_triton_repo(artifact, triton, max_batch=max_batch, device=triton_device,
+                                   backend=triton_backend)
+        typer.echo(f"wrote Triton model {folder} ({triton_backend} backend, max_batch_size {max_batch})")
+        if triton_backend == "python":
+            typer.echo(f"  start Triton with the packages of this environment importable: see {folder / 'README.md'}")
 
 
 def _check_options(checkpoint: Path, *, int8: bool, calib: Path | None, conv_impl: str | None, engine: bool,
@@ -130,8 +150,27 @@ def _graph_for(route, checkpoint: Path, precision: str) -> str:
     return conv_impl
 
 
+def _check_triton(triton: Path | None, *, triton_backend: str, triton_device: str, engine: bool,
+                  engine_flavour: str) -> None:
+    """The Triton options, before any work: a TensorRT-RTX plan has no native Triton backend."""
+    from sranet.export.triton import TRITON_BACKENDS
+
+    check_choice("--triton-backend", triton_backend, TRITON_BACKENDS, InputError)
+    check_choice("--triton-device", triton_device, ("gpu", "cpu"), InputError)
+    if triton is None and (triton_backend != "native" or triton_device != "gpu"):
+        raise InputError("--triton-backend and --triton-device describe the Triton repository.",
+                         hint="Add --triton REPO, or drop them.")
+    if triton is not None and engine and engine_flavour == "tensorrt-rtx" and triton_backend == "native":
+        raise InputError("Triton has no backend for TensorRT-RTX plans (its tensorrt_plan backend is TensorRT's).",
+                         hint="Add --triton-backend python: the model then runs the plan through sranet.runtime.")
+    if triton is not None and engine and triton_device == "cpu":
+        raise InputError("a TensorRT plan runs on a GPU only; --triton-device cpu serves the ONNX.",
+                         hint="Drop --engine for a CPU Triton server, or use --triton-device gpu.")
+
+
 def _engine_options(precision: str, *, engine: bool, profile: str | None, triton: Path | None, workspace_gib,
-                    timing_cache, version_compatible, hardware_compatibility, dla_core, verbose):
+                    timing_cache, version_compatible, hardware_compatibility, dla_core, verbose, flavour,
+                    compute_capabilities):
     """(EngineOptions or None, Triton max batch), validated without TensorRT."""
     from sranet.runtime.artifact import DEFAULT_MAX_BATCH
 
@@ -149,7 +188,8 @@ def _engine_options(precision: str, *, engine: bool, profile: str | None, triton
     options = EngineOptions.from_cli(
         precision, profile=profile, workspace_gib=4.0 if workspace_gib is None else workspace_gib,
         timing_cache=timing_cache, version_compatible=version_compatible,
-        hardware_compatibility=hardware_compatibility, dla_core=dla_core, verbose=verbose)
+        hardware_compatibility=hardware_compatibility, dla_core=dla_core, verbose=verbose, flavour=flavour,
+        compute_capabilities=compute_capabilities)
     return options, max_batch
 
 
@@ -179,16 +219,21 @@ def _build_engine(result, options, checkpoint: Path) -> Path:
 
     from sranet.errors import DependencyMissingError
     from sranet.export.tensorrt import build_engine
-    from sranet.runtime.devices import TRT_INSTALL_HINT
+    from sranet.runtime.devices import TRT_INSTALL_HINT, TRT_RTX_INSTALL_HINT
+    from sranet.runtime.sidecar import FLAVOUR_MODULES
 
     engine_path = result.path.with_suffix(".engine")
-    if importlib.util.find_spec("tensorrt") is None:
+    if importlib.util.find_spec(FLAVOUR_MODULES[options.flavour]) is None:
+        rtx = options.flavour == "tensorrt-rtx"
         raise DependencyMissingError(
-            f"--engine needs TensorRT, which is not installed here. The ONNX is written ({result.path}); build "
-            f"the plan on the GPU machine with the same command, or with trtexec --onnx={result.path.name}.",
-            hint=TRT_INSTALL_HINT)
-    build_engine(result.path, engine_path, options, source=str(checkpoint))
-    typer.echo(f"wrote {engine_path} and {engine_path.name}.json")
+            f"--engine needs {'TensorRT-RTX' if rtx else 'TensorRT'}, which is not installed here. The ONNX is written "
+            f"({result.path}); build the plan where it is installed with the same command"
+            + ("." if rtx else f", or with trtexec --onnx={result.path.name}."),
+            hint=TRT_RTX_INSTALL_HINT if rtx else TRT_INSTALL_HINT)
+    sidecar = build_engine(result.path, engine_path, options, source=str(checkpoint))
+    targets = (sidecar.get("targets") or {}).get("compute_capabilities")
+    typer.echo(f"wrote {engine_path} and {engine_path.name}.json ({sidecar['flavour']} {sidecar['tensorrt']}"
+               + (f", compute capabilities {', '.join(targets)}" if targets else "") + ")")
     return engine_path
 
 

@@ -1,5 +1,6 @@
 """The benchmark scripts run and the table generator renders what they write (very short settings)."""
 
+import ctypes.util
 import importlib.util
 import json
 from pathlib import Path
@@ -83,6 +84,9 @@ def test_gpu_check_dry_run_on_the_package_harness(tmp_path):
     roi = doc["preprocessing"]["femoral_head_roi"]
     assert roi["max_abs_d_input"] == 0 and roi["cpu"]["n"] >= 5
     assert doc["torch_parity"]["cpu_bf16"]["repeat_identical"] is True
+    rtx = doc["tensorrt_rtx"]  # built for real without a GPU; opening it is refused before deserialising
+    if "skipped" not in rtx and ctypes.util.find_library("cuda") is None:
+        assert rtx["batches"] == [3, 1, 3] and rtx["refused_plain"].startswith("BackendError: no NVIDIA GPU driver")
 
 
 def test_preprocess_stages_quick(tmp_path):

@@ -47,6 +47,13 @@ def test_missing_checkpoint(tmp_path):
     (["--conv-impl", "spectral", "--engine"], "a TensorRT plan is built from the direct graph"),
     (["--conv-impl", "spectral", "--fp16"], "spectral is fp32 only"),
     (["--conv-impl", "spectral"], "would not cut this model's arithmetic"),  # tiny: 3^3 kernels on 12^3 patches
+    (["--compute-capability", "8.9"], "only apply to a TensorRT engine"),
+    (["--engine", "--compute-capability", "8.9"], "--compute-capability chooses TensorRT-RTX targets"),
+    (["--engine", "--engine-flavour", "tensorrt-rtx", "--timing-cache", "t.cache"], "does not apply to TensorRT-RTX"),
+    (["--engine", "--engine-flavour", "rtx"], "--engine-flavour='rtx' is not one of"),
+    (["--triton-backend", "python"], "describe the Triton repository"),
+    (["--triton", "repo", "--triton-backend", "onnx"], "--triton-backend='onnx' is not one of"),
+    (["--engine", "--triton", "repo", "--triton-device", "cpu"], "a TensorRT plan runs on a GPU only"),
 ])
 def test_bad_options_exit_1_before_export(ckpt, tmp_path, extra, needle):
     r = _run(ckpt, "--out", tmp_path / "m.onnx", *extra)
@@ -82,5 +89,5 @@ def test_engine_without_tensorrt_writes_onnx_then_fails(ckpt, tmp_path):
     out = tmp_path / "m.onnx"
     r = _run(ckpt, "--out", out, "--parity-cases", "2", "--engine", "--profile", "1:2:4")
     assert r.exit_code == 1
-    assert "needs TensorRT" in r.output and "pip install 'sranet[trt]'" in r.output
+    assert "needs TensorRT" in r.output and "pip install 'sranet[gpu-cu12]'" in r.output
     assert out.is_file() and not (tmp_path / "m.engine").exists()
