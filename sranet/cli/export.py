@@ -1,8 +1,10 @@
 """``sranet export``: checkpoint -> gated ONNX (fp32 | fp16 | int8 QDQ) -> optional TensorRT plan and Triton repository.
 
-Order: every option is validated first (engine options with ``EngineOptions.from_cli``, no TensorRT needed), then
-the ONNX is exported and gated against PyTorch, then the plan is built and the Triton repository written. A failed
-gate prints the parity numbers and exits 1 without writing a model.
+Order: every option is validated first (engine options with ``EngineOptions.from_cli``, no TensorRT needed; the
+signing key is read), then the ONNX is exported and gated against PyTorch, then the plan is built and the Triton
+repository written. A failed gate prints the parity numbers and exits 1 without writing a model. Every artifact
+carries a content digest; ``--sign KEY`` adds an Ed25519 signature to the ONNX and the plan's sidecar
+(``sranet.runtime.integrity``), which ``sranet predict --trusted-key`` requires.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from sranet.cli._common import cli_errors
+from sranet.cli._common import check_output_folder, cli_errors
 from sranet.errors import InputError, check_choice
 from sranet.runtime.artifact import DEFAULT_PROFILE
 
@@ -51,6 +53,9 @@ def export(
     verbose: Annotated[bool, typer.Option("--verbose", help="Verbose TensorRT log and the layer report.")] = False,
     triton: Annotated[Path | None, typer.Option("--triton", help="Write a Triton model repository here for the "
                                                 "plan (with --engine) or the ONNX.")] = None,
+    sign: Annotated[Path | None, typer.Option("--sign", help="Ed25519 private key (PEM, unencrypted) to sign the "
+                                              "ONNX and the plan's sidecar with; `sranet predict --trusted-key PUB` "
+                                              "then accepts only what this key signed.")] = None,
 ) -> None:
     """Export CHECKPOINT to ONNX (input ct (B,1,S,S,S), outputs prob (B,) and attention (B,64)), gated against PyTorch."""
     precision = _check_options(checkpoint, fp16=fp16, int8=int8, calib=calib, conv_impl=conv_impl, engine=engine,
@@ -64,9 +69,14 @@ def export(
         precision, engine=engine, profile=profile, triton=triton, workspace_gib=workspace_gib,
         timing_cache=timing_cache, version_compatible=version_compatible,
         hardware_compatibility=hardware_compatibility, dla_core=dla_core, verbose=verbose)
+    signing_key = None
+    if sign is not None:
+        from sranet.runtime.integrity import load_signing_key
+
+        signing_key = load_signing_key(sign)  # a bad key stops the command before any work
     result = _export_onnx(checkpoint, out, opset=opset, precision=precision, calib=calib, calib_limit=calib_limit,
-                          parity_cases=parity_cases, conv_impl=conv_impl)
-    artifact = _build_engine(result, options, checkpoint) if engine else result.path
+                          parity_cases=parity_cases, conv_impl=conv_impl, signing_key=signing_key)
+    artifact = _build_engine(result, options, checkpoint, signing_key) if engine else result.path
     if triton is not None:
         from sranet.export.triton import write_triton_repo
 
@@ -100,6 +110,8 @@ def _check_options(checkpoint: Path, *, fp16: bool, int8: bool, calib: Path | No
     if not checkpoint.is_file():
         raise InputError(f"checkpoint {str(checkpoint)!r} does not exist.",
                          hint="Pass a best.pt or last.pt written by `sranet train`.")
+    if triton is not None:
+        check_output_folder(triton, "--triton")
     return "fp16" if fp16 else "int8" if int8 else "fp32"
 
 
@@ -141,12 +153,14 @@ def _export_onnx(checkpoint: Path, out: Path, **kwargs):
         raise
     typer.echo(result.parity.summary())
     typer.echo(result.trt_ops.summary())
-    typer.echo(f"wrote {result.path} ({result.info.precision}, opset {result.opset}, sha256 {result.sha256[:12]}...)")
+    signed = ", signed" if kwargs.get("signing_key") is not None else ""
+    typer.echo(f"wrote {result.path} ({result.info.precision}, opset {result.opset}, sha256 {result.sha256[:12]}..."
+               f"{signed})")
     typer.echo(f"wrote {result.parity_path}")
     return result
 
 
-def _build_engine(result, options, checkpoint: Path) -> Path:
+def _build_engine(result, options, checkpoint: Path, signing_key=None) -> Path:
     """The TensorRT plan next to the ONNX; where TensorRT is missing, say so (the ONNX is already written)."""
     import importlib.util
 
@@ -161,5 +175,9 @@ def _build_engine(result, options, checkpoint: Path) -> Path:
             f"the plan on the GPU machine with the same command, or with trtexec --onnx={result.path.name}.",
             hint=TRT_INSTALL_HINT)
     build_engine(result.path, engine_path, options, source=str(checkpoint))
-    typer.echo(f"wrote {engine_path} and {engine_path.name}.json")
+    if signing_key is not None:
+        from sranet.runtime.integrity import sign_engine
+
+        sign_engine(engine_path, signing_key)
+    typer.echo(f"wrote {engine_path} and {engine_path.name}.json{' (signed)' if signing_key is not None else ''}")
     return engine_path

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sranet.cli.main import app
-from tests.helpers import PATIENT_ID, phantom_hu, write_dicom_series
+from tests.helpers import PATIENT_ID, phantom_hu, write_dicom_series, write_engine
 
 pytest.importorskip("torch")  # the shared tiny_artifacts are exported from PyTorch
 
@@ -155,15 +155,18 @@ def test_spacing_applies_to_npy_inputs_only(tmp_path, tiny_artifacts, inputs):
 
 
 def test_engine_artifact_refuses_what_it_cannot_honour(tmp_path, inputs):
-    """A .engine reaches TensorRTBackend: the CPU and CPU threads are refused by name, then the missing sidecar."""
-    engine = tmp_path / "m.engine"
-    engine.write_bytes(b"not a plan")
+    """A plan without its sidecar is refused before anything else (nothing vouches for it); a sealed one reaches
+    TensorRTBackend, which refuses the CPU and CPU threads by name."""
+    bare = tmp_path / "bare" / "m.engine"
+    bare.parent.mkdir()
+    bare.write_bytes(b"not a plan")
     out = tmp_path / "r.jsonl"
+    r = runner.invoke(app, ["predict", str(bare), str(inputs[1]), "--out", str(out), "--device", "cuda:0"])
+    assert r.exit_code == 1 and "Error:" in r.output and "has no sidecar m.engine.json" in r.output
+    engine = write_engine(tmp_path)
     r = runner.invoke(app, ["predict", str(engine), str(inputs[1]), "--out", str(out)])
     assert r.exit_code == 1 and not isinstance(r.exception, TypeError), r.exception
     assert "device='cpu': a TensorRT plan runs on NVIDIA GPUs only" in r.output and "--device cuda:N" in r.output
-    r = runner.invoke(app, ["predict", str(engine), str(inputs[1]), "--out", str(out), "--device", "cuda:0"])
-    assert r.exit_code == 1 and "Error:" in r.output and "has no sidecar m.engine.json" in r.output
     r = runner.invoke(app, ["predict", str(engine), str(inputs[1]), "--out", str(out), "--device", "cuda:0",
                             "--threads", "2"])
     assert r.exit_code == 1 and "threads=2: a TensorRT plan runs on the GPU" in r.output

@@ -28,8 +28,7 @@ def test_a_plan_without_sidecar_is_refused_before_anything_loads(tmp_path):
 
 
 def test_the_cpu_and_cpu_threads_are_refused(tmp_path):
-    plan = tmp_path / "m.engine"
-    plan.write_bytes(b"plan")
+    plan = write_engine(tmp_path)  # a sealed sidecar: the integrity check passes, the options are refused
     with pytest.raises(InputError, match="device='cpu': a TensorRT plan runs on NVIDIA GPUs only") as info:
         open_backend(plan)
     assert "--device cuda:N" in str(info.value) and str(plan) in str(info.value)
