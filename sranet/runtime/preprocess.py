@@ -16,8 +16,8 @@ by a separable sampler, so a GPU port (CuPy) runs the same plan. Choices, all re
 What the model is never given (``preprocess_qc``, shared with the GPU path): a volume whose geometry is not finite
 (GeometryError) or an input with a NaN or infinite sample (CorruptPixelDataError: non-finite voxels are refused,
 never replaced). QC flags raised here: ``few_slices_in_roi`` (fewer than 8 slices in the box), ``roi_clipped`` (the
-ROI reaches past the volume and was cut to it) and ``uniform_input`` (the resampled box holds one value only: no
-anatomy for the model to see, e.g. all air or all padding).
+ROI reaches past the volume and was cut to it) and ``uniform_input`` (the box read holds one value only: no anatomy
+for the model to see, e.g. all air or all zeros).
 """
 
 from __future__ import annotations
@@ -203,7 +203,9 @@ def preprocess_qc(volume: Volume, plan: ResamplePlan, roi: Roi | None, hu_resamp
         qc.append("few_slices_in_roi")
     if roi is not None and roi_clipped(roi, volume.shape, volume.affine, volume.index_offset):
         qc.append("roi_clipped")
-    if high - low <= 1e-3:
+    (d0, d1), (h0, h1), (w0, w1) = plan.box
+    box = np.asarray(volume.hu[d0:d1, h0:h1, w0:w1])  # the voxels sampled, without the padding around them
+    if float(box.max()) - float(box.min()) <= 1e-3:
         qc.append("uniform_input")
     return list(dict.fromkeys(qc))
 

@@ -75,8 +75,9 @@ class Backend(ABC):
             self.refuse("threads", threads, "must be a positive integer, or None for the library's default.",
                         "Pass --threads N with N >= 1, or leave it out.")
         if threads is not None and threads > max_threads():
-            self.refuse("threads", threads, f"more than {THREADS_PER_CPU} per CPU on this machine ({os.cpu_count()} "
-                        "CPUs) only wait for the same cores.", f"Pass --threads {max_threads()} or fewer.")
+            self.refuse("threads", threads, f"that is more than {THREADS_PER_CPU} per CPU on this machine "
+                        f"({os.cpu_count()} CPUs, so at most {max_threads()}); more threads only wait for the same "
+                        "cores.", f"Pass --threads {max_threads()} or fewer.")
         if max_batch is not None and (isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1):
             self.refuse("max_batch", max_batch, "must be a positive integer, or None for any batch.",
                         "Pass a batch size of 1 or more.")
