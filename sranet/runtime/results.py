@@ -224,24 +224,19 @@ def _lock(fd: int, path: Path) -> None:
         return
 
 
-def _bad_field(record: dict[str, Any], prefix: str = "") -> str:
-    """The first field of a record that strict JSON cannot hold (a NaN or infinite number), in words."""
+def _bad_field(value: Any, where: str = "") -> str:
+    """The first field of a record that strict JSON cannot hold (a NaN or infinite number), in words: nested fields
+    and list items are named with dots (``top_patches.0.patient_mm.1``)."""
     import math
     import numbers
 
-    for key, value in record.items():
-        where = f"{prefix}{key}"
-        if isinstance(value, numbers.Real) and not math.isfinite(value):
-            return f"field {where!r} is {value}"
-        if isinstance(value, dict):
-            found = _bad_field(value, f"{where}.")
-            if found:
-                return found
-        if isinstance(value, (list, tuple)):
-            for n, item in enumerate(value):
-                found = _bad_field(item if isinstance(item, dict) else {str(n): item}, f"{where}.")
-                if found:
-                    return found
+    if isinstance(value, numbers.Real) and not math.isfinite(value):
+        return f"field {where!r} is {value}"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    for key, item in items:
+        found = _bad_field(item, f"{where}.{key}" if where else str(key))
+        if found:
+            return found
     return ""
 
 

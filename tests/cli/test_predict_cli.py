@@ -191,3 +191,23 @@ def test_series_applies_to_folders_only(tmp_path, tiny_artifacts, inputs):
     r = runner.invoke(app, ["predict", str(tiny_artifacts[0]), str(inputs[1]), str(inputs[3]), "--out", str(out),
                             "--series", uid[-10:]])
     assert "0 failed" in r.output, (r.output, [line.get("message") for line in _lines(out)])
+
+
+def test_nothing_is_written_outside_the_named_folders(tmp_path, tiny_artifacts, inputs):
+    """A separate process with its own home, working and temporary folders: after a run with heatmaps, only --out
+    and --heatmaps hold files (ONNX Runtime's telemetry database under ~/.cache stays off)."""
+    import os
+    import subprocess
+    import sys
+
+    home, cwd, tmp, out = (tmp_path / name for name in ("home", "cwd", "tmp", "out"))
+    for folder in (home, cwd, tmp):
+        folder.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "ORT_", "SRANET_"))}
+    env.update(HOME=str(home), TMPDIR=str(tmp), PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.run([sys.executable, "-m", "sranet.cli.main", "predict", str(tiny_artifacts[0]), str(inputs[1]),
+                           "--out", str(out / "r.jsonl"), "--heatmaps", str(out / "maps"), "--threads", "1"],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    written = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()}
+    assert written and all(name.startswith("out") for name in written), sorted(written)
