@@ -94,26 +94,6 @@ def parse_spacing(text: str | None) -> tuple[float, float, float] | None:
     return values  # type: ignore[return-value]
 
 
-def check_output_file(path: Path, option: str, what: str) -> None:
-    """An output file the command will (re)write: it may not exist yet; when it does, a regular file, not a folder,
-    device, FIFO or socket (InputError naming ``option``)."""
-    import stat
-
-    from sranet.errors import InputError
-
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise InputError(f"{option} {path}: cannot be used ({exc.strerror}).") from exc
-    if stat.S_ISDIR(mode):
-        raise InputError(f"{option} {path} is a folder; it names the {what} to write.", hint="Give a file path.")
-    if not stat.S_ISREG(mode):
-        raise InputError(f"{option} {path} is not a regular file (a device, FIFO or socket); it names the {what} to "
-                         "write.", hint="Give a file path.")
-
-
 def check_output_folder(path: Path, option: str) -> None:
     """An output folder: it may not exist yet; when it does, a folder (InputError naming ``option``)."""
     from sranet.errors import InputError

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import fcntl
+import importlib.util
 import json
 import os
 import shutil
@@ -15,6 +16,9 @@ import numpy as np
 from tests.robustness.harness import Case
 from tests.robustness.inputs import good_hu, write_manifest, write_npy
 from tests.robustness.matrix_inputs import predict
+
+
+HAS_TRT = importlib.util.find_spec("tensorrt") is not None  # with TensorRT, the sidecar's H100 is not this GPU
 
 
 # -- artifacts ------------------------------------------------------------------------------------------------------
@@ -241,6 +245,8 @@ CASES = [
          "has no sidecar m.engine.json"),
     Case("artifact_engine_cpu_refused", lambda e: predict(e, e.base.npy, artifact=_engine(e)), "error",
          "a TensorRT plan runs on NVIDIA GPUs only"),
+    Case("artifact_engine_here", lambda e: ["predict", _engine(e), e.base.npy, "--out", e.out, "--device", "cuda:0"],
+         "error", "cannot run here" if HAS_TRT else "needed to build or run a TensorRT plan"),
     # -- artifacts: integrity and signatures -------------------------------------------------------------------------
     Case("tamper_onnx_weight_byte", lambda e: predict(e, e.base.npy, artifact=_flip_weight_byte(e)), "error",
          "does not match the digest recorded at export"),

@@ -32,3 +32,40 @@ def test_bad_input(case, base, tmp_path):
         assert "\n" not in detail and len(detail) < 1000, detail  # one line
     if case.check is not None:
         case.check(env, run)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(40))
+def test_randomly_damaged_inputs_never_crash_or_hang(seed, base, tmp_path):
+    """Random bytes of a DICOM slice, a NIfTI header or a .npy header overwritten: whatever the damage, the run ends
+    as a clean error, a failure record, a flagged or a plain prediction (a flipped pixel may still be a CT)."""
+    import shutil
+
+    import numpy as np
+
+    from tests.robustness.inputs import slices
+
+    rng = np.random.default_rng(seed)
+    kind = ("dicom", "nifti", "npy")[seed % 3]
+    if kind == "dicom":
+        target = shutil.copytree(base.series, tmp_path / "s")
+        victim = slices(target)[int(rng.integers(20))]
+    elif kind == "nifti":
+        target = victim = tmp_path / "v.nii.gz"
+        import gzip
+
+        victim.write_bytes(gzip.decompress(base.nifti.read_bytes()))
+        target = victim = victim.rename(tmp_path / "v.nii")
+    else:
+        target = victim = tmp_path / "v.npy"
+        shutil.copy(base.npy, victim)
+        shutil.copy(base.npy.with_suffix(".json"), tmp_path / "v.json")
+    data = bytearray(victim.read_bytes())
+    span = 400 if kind != "dicom" else len(data)  # headers for NIfTI and .npy; anywhere in a DICOM file
+    for at in rng.integers(0, min(span, len(data)), size=int(rng.integers(1, 12))):
+        data[int(at)] = int(rng.integers(256))
+    victim.write_bytes(bytes(data))
+    env = Env(tmp_path, base)
+    run = invoke(["predict", base.onnx, target, "--out", env.out, "--threads", "1"])
+    outcome, detail = classify(run, env)
+    assert outcome in ("error", "failure", "flagged", "ok"), f"{kind} seed {seed}: {outcome}: {detail}"
