@@ -17,7 +17,6 @@ from tests.robustness.harness import Case
 from tests.robustness.inputs import good_hu, write_manifest, write_npy
 from tests.robustness.matrix_inputs import predict
 
-
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None  # with TensorRT, the sidecar's H100 is not this GPU
 
 
