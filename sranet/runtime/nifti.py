@@ -53,8 +53,9 @@ def load_nifti(path: Path, roi=None, *, max_gib: float | None = None) -> Volume:
     units = str(img.header.get_xyzt_units()[0])
     affine = np.array(img.affine, dtype=float)  # a copy: scaled below
     affine[:3, :] *= _MM_PER_UNIT.get(units, 1.0)  # header says metres or microns: the affine is in those units
-    m = _RAS_TO_LPS @ affine[:3, :3][:, [2, 1, 0]]  # columns for array axes (k, j, i)
-    spacing = np.linalg.norm(m, axis=0)
+    with np.errstate(invalid="ignore", over="ignore"):  # a non-finite affine is refused just below
+        m = _RAS_TO_LPS @ affine[:3, :3][:, [2, 1, 0]]  # columns for array axes (k, j, i)
+        spacing = np.linalg.norm(m, axis=0)
     if not np.all(np.isfinite(affine)):
         raise GeometryError(f"affine {affine.tolist()} has a NaN or infinite entry.", path=path,
                             hint="Fix the qform/sform in the header.")

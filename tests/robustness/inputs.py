@@ -131,15 +131,19 @@ def slices(folder: Path) -> list[Path]:
 
 def edit_series(base: Base, dest: Path, edit, which=None) -> Path:
     """A copy of the base series with ``edit(ds, index)`` applied to the slices ``which`` (indices; None: all)."""
+    import warnings
+
     import pydicom
 
     copy_series(base, dest)
     files = slices(dest)
-    for i, f in enumerate(files):
-        if which is None or i in which:
-            ds = pydicom.dcmread(f)
-            edit(ds, i)
-            ds.save_as(f)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about the invalid values these edits write on purpose
+        for i, f in enumerate(files):
+            if which is None or i in which:
+                ds = pydicom.dcmread(f)
+                edit(ds, i)
+                ds.save_as(f)
     return dest
 
 
