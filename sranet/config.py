@@ -144,9 +144,13 @@ class PreprocessConfig(_ConfigMixin):
     canonical       True: flip output axes to point along the nearest positive LPS axis (D superior, H posterior,
                     W patient left for axial scans), so scanners that store rows posterior-to-anterior or slices
                     head-to-feet give the same picture. Axes are never permuted. See sranet/runtime/preprocess.py.
+    roi_margin_mm   an automatic ROI (``sranet.runtime.localise.head_roi``) is the femoral head's bounding cube
+                    (centre +- radius) plus this margin on every side, so training and inference crop alike.
 
     Defaults: the window -1000..2000 HU keeps air, fat, soft tissue, cancellous and cortical bone (the femoral head
-    and its sclerotic rim) and clips metal; padding is air (-1000 HU); keep_aspect avoids distorting the head.
+    and its sclerotic rim) and clips metal; padding is air (-1000 HU); keep_aspect avoids distorting the head; a
+    5 mm ROI margin keeps the head filling most of the input (the crop phantoms' ROI is drawn the same way).
+    A stored config without ``roi_margin_mm`` loads with its default.
     """
 
     output_size: int = 128
@@ -156,6 +160,7 @@ class PreprocessConfig(_ConfigMixin):
     normalize: str = "zscore"
     interpolation: str = "linear"
     canonical: bool = True
+    roi_margin_mm: float = 5.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.output_size, int) or self.output_size < 8:
@@ -164,6 +169,9 @@ class PreprocessConfig(_ConfigMixin):
             raise ConfigError(f"PreprocessConfig.window_hu must be (low, high) with low < high, got {self.window_hu!r}.")
         check_choice("PreprocessConfig.normalize", self.normalize, ("zscore", "window"))
         check_choice("PreprocessConfig.interpolation", self.interpolation, ("linear", "nearest"))
+        margin = self.roi_margin_mm
+        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0.0 <= margin <= 100.0:
+            raise ConfigError(f"PreprocessConfig.roi_margin_mm must be a number of millimetres in [0, 100], got {margin!r}.")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PreprocessConfig:

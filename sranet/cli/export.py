@@ -3,7 +3,7 @@
 Order: every option is validated first (engine options with ``EngineOptions.from_cli``, no TensorRT needed; the
 signing key is read), then the ONNX is exported and gated against PyTorch, then the plan is built and the Triton
 repository written. A failed gate prints the parity numbers and exits 1 without writing a model. Every artifact
-carries a content digest; ``--sign KEY`` adds an Ed25519 signature to the ONNX and the plan's sidecar
+carries a content digest; ``--sign KEY`` adds an Ed25519 signature to the ONNX, the plan's sidecar or the OpenVINO IR
 (``sranet.runtime.integrity``), which ``sranet predict --trusted-key`` requires.
 """
 
@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from sranet.cli._common import check_output_folder, cli_errors
-from sranet.errors import InputError, check_choice
+from sranet.errors import InputError
 from sranet.runtime.artifact import DEFAULT_PROFILE
 
 _DEFAULT_PROFILE = ":".join(map(str, DEFAULT_PROFILE))
@@ -32,10 +32,19 @@ def export(
     calib_limit: Annotated[int, typer.Option("--calib-limit", help="Most calibration volumes to read.")] = 32,
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset (18-24; TensorRT 10.0 parses up to 20).")] = 18,
     parity_cases: Annotated[int, typer.Option("--parity-cases", help="Phantom volumes in the parity gate.")] = 4,
-    conv_impl: Annotated[str, typer.Option("--conv-impl", help="direct: Conv nodes (for TensorRT and any runtime). "
-                                           "spectral: fp32 only; the Conv3d layers whose DFT form halves the "
-                                           "arithmetic become MatMuls (paper config: conv2, about 1.7x faster in ONNX "
-                                           "Runtime on a CPU).")] = "direct",
+    conv_impl: Annotated[str | None, typer.Option("--conv-impl", help="direct: Conv nodes (for TensorRT and any "
+                                                  "runtime; the default without --target). spectral: fp32 only; the "
+                                                  "Conv3d layers whose DFT form halves the arithmetic become MatMuls. "
+                                                  "s2d, s2d-spectral: OpenVINO IR only; conv1+pool as an 8-channel "
+                                                  "convolution. Default with --target: the target's choice."
+                                                  )] = None,
+    target: Annotated[str | None, typer.Option("--target", help="onnxruntime-cpu | openvino-cpu | tensorrt: export "
+                                               "the graph (and artifact) that runs fastest on that runtime "
+                                               "(docs/export.md).")] = None,
+    openvino: Annotated[bool, typer.Option("--openvino", help="Write an OpenVINO IR (--out model.xml, weights in "
+                                           "model.bin), gated on OpenVINO.")] = False,
+    bf16: Annotated[bool, typer.Option("--bf16", help="OpenVINO IR computed in bf16 (needs AVX512_BF16 or AMX, "
+                                       "here and where it runs).")] = False,
     engine: Annotated[bool, typer.Option("--engine", help="Also build a TensorRT plan (<out>.engine + .json sidecar); "
                                          "needs TensorRT and an NVIDIA GPU.")] = False,
     profile: Annotated[str | None, typer.Option("--profile", help="Engine optimisation profile / Triton batch "
@@ -53,18 +62,25 @@ def export(
     verbose: Annotated[bool, typer.Option("--verbose", help="Verbose TensorRT log and the layer report.")] = False,
     triton: Annotated[Path | None, typer.Option("--triton", help="Write a Triton model repository here for the "
                                                 "plan (with --engine) or the ONNX.")] = None,
-    sign: Annotated[Path | None, typer.Option("--sign", help="Ed25519 private key (PEM, unencrypted) to sign the "
-                                              "ONNX and the plan's sidecar with; `sranet predict --trusted-key PUB` "
-                                              "then accepts only what this key signed.")] = None,
+    sign: Annotated[Path | None, typer.Option("--sign", help="Ed25519 private key (PEM, unencrypted) to sign what "
+                                              "is written (ONNX, the plan's sidecar, OpenVINO IR); `sranet predict "
+                                              "--trusted-key PUB` then accepts only what this key signed.")] = None,
 ) -> None:
     """Export CHECKPOINT to ONNX (input ct (B,1,S,S,S), outputs prob (B,) and attention (B,64)), gated against PyTorch."""
-    precision = _check_options(checkpoint, fp16=fp16, int8=int8, calib=calib, conv_impl=conv_impl, engine=engine,
-                               profile=profile, triton=triton,
-                               engine_only={"--workspace-gib": workspace_gib is not None,
-                                            "--timing-cache": timing_cache is not None,
-                                            "--version-compatible": version_compatible,
-                                            "--hardware-compatibility": hardware_compatibility is not None,
-                                            "--dla-core": dla_core is not None, "--verbose": verbose})
+    if fp16 + int8 + bf16 > 1:
+        raise InputError("more than one of --fp16, --int8 and --bf16 was given; choose one precision.")
+    precision = "fp16" if fp16 else "int8" if int8 else "bf16" if bf16 else "fp32"
+    from sranet.export.targets import route_export
+
+    route = route_export(target, openvino=openvino, precision=precision, conv_impl=conv_impl, engine=engine,
+                         triton=triton is not None, out=out)
+    _check_options(checkpoint, int8=int8, calib=calib, conv_impl=conv_impl, engine=engine, profile=profile,
+                   triton=triton,
+                   engine_only={"--workspace-gib": workspace_gib is not None,
+                                "--timing-cache": timing_cache is not None,
+                                "--version-compatible": version_compatible,
+                                "--hardware-compatibility": hardware_compatibility is not None,
+                                "--dla-core": dla_core is not None, "--verbose": verbose})
     options, max_batch = _engine_options(
         precision, engine=engine, profile=profile, triton=triton, workspace_gib=workspace_gib,
         timing_cache=timing_cache, version_compatible=version_compatible,
@@ -74,6 +90,10 @@ def export(
         from sranet.runtime.integrity import load_signing_key
 
         signing_key = load_signing_key(sign)  # a bad key stops the command before any work
+    conv_impl = _graph_for(route, checkpoint, precision)
+    if route.openvino:
+        _export_openvino(checkpoint, out, precision, conv_impl, opset, parity_cases, signing_key)
+        return
     result = _export_onnx(checkpoint, out, opset=opset, precision=precision, calib=calib, calib_limit=calib_limit,
                           parity_cases=parity_cases, conv_impl=conv_impl, signing_key=signing_key)
     artifact = _build_engine(result, options, checkpoint, signing_key) if engine else result.path
@@ -84,13 +104,10 @@ def export(
         typer.echo(f"wrote Triton model {folder} (max_batch_size {max_batch})")
 
 
-def _check_options(checkpoint: Path, *, fp16: bool, int8: bool, calib: Path | None, conv_impl: str, engine: bool,
-                   profile: str | None, triton: Path | None, engine_only: dict[str, bool]) -> str:
-    """Refuse contradictory options before any work; return the precision ("fp32", "fp16" or "int8")."""
-    from sranet.export.onnx import CONV_IMPLS
-
-    if fp16 and int8:
-        raise InputError("--fp16 and --int8 were both given; choose one precision.")
+def _check_options(checkpoint: Path, *, int8: bool, calib: Path | None, conv_impl: str | None, engine: bool,
+                   profile: str | None, triton: Path | None, engine_only: dict[str, bool]) -> None:
+    """Refuse contradictory options before any work (the precision/target/graph combination is checked by
+    ``route_export``)."""
     if int8 and calib is None:
         raise InputError("--int8 needs calibration volumes.",
                          hint="Add --calib MANIFEST (a manifest CSV of typical crops; 16-64 cases is plenty).")
@@ -102,7 +119,6 @@ def _check_options(checkpoint: Path, *, fp16: bool, int8: bool, calib: Path | No
     if profile is not None and not (engine or triton):
         raise InputError("--profile sets the engine profile or the Triton batch range.",
                          hint="Add --engine and/or --triton REPO, or drop --profile.")
-    check_choice("--conv-impl", conv_impl, CONV_IMPLS, InputError)
     if conv_impl == "spectral" and engine:
         raise InputError("--conv-impl spectral is an ONNX Runtime (CPU) graph; a TensorRT plan is built from the "
                          "direct graph, where TensorRT picks its own convolution kernels.",
@@ -112,7 +128,18 @@ def _check_options(checkpoint: Path, *, fp16: bool, int8: bool, calib: Path | No
                          hint="Pass a best.pt or last.pt written by `sranet train`.")
     if triton is not None:
         check_output_folder(triton, "--triton")
-    return "fp16" if fp16 else "int8" if int8 else "fp32"
+
+
+def _graph_for(route, checkpoint: Path, precision: str) -> str:
+    """The graph form: the one asked for, else the target's choice (printed with its reason), else direct."""
+    if route.conv_impl is not None or route.target is None:
+        return route.conv_impl or "direct"
+    from sranet.export.targets import choose_graph
+    from sranet.model.checkpoint import load_checkpoint
+
+    conv_impl, why = choose_graph(route.target, precision, load_checkpoint(checkpoint).model_config)
+    typer.echo(f"--target {route.target.name}: graph {conv_impl}. {why}")
+    return conv_impl
 
 
 def _engine_options(precision: str, *, engine: bool, profile: str | None, triton: Path | None, workspace_gib,
@@ -181,3 +208,22 @@ def _build_engine(result, options, checkpoint: Path, signing_key=None) -> Path:
         sign_engine(engine_path, signing_key)
     typer.echo(f"wrote {engine_path} and {engine_path.name}.json{' (signed)' if signing_key is not None else ''}")
     return engine_path
+
+
+def _export_openvino(checkpoint: Path, out: Path, precision: str, conv_impl: str, opset: int, parity_cases: int,
+                     signing_key=None):
+    from sranet.errors import ParityGateError
+    from sranet.export.openvino import export_openvino
+
+    try:
+        result = export_openvino(checkpoint, out, precision=precision, conv_impl=conv_impl, opset=opset,
+                                 parity_cases=parity_cases, log=typer.echo, signing_key=signing_key)
+    except ParityGateError as exc:
+        report = getattr(exc, "report", None)
+        if report is not None:
+            typer.echo(report.summary(), err=True)
+        raise
+    typer.echo(result.parity.summary())
+    typer.echo(f"wrote {result.path} and {result.path.with_suffix('.bin').name} (OpenVINO IR, {precision}, graph "
+               f"{conv_impl}, sha256 {result.sha256['xml'][:12]}... / {result.sha256['bin'][:12]}...)")
+    typer.echo(f"wrote {result.parity_path}")

@@ -35,6 +35,11 @@ a sphere centred on the antero-superior (weight-bearing) surface; it is the grou
 - IV: II-III plus 3.5-6 mm irregular collapse (flattened head), joint-space narrowing, acetabular sclerosis and
   osteophytes at the head-neck junction.
 Collapse depths are quoted for a 23 mm head; they scale with the head radius (small test crops shrink the head).
+
+Code: this module draws the crop; the grid helpers live in ``sranet.data.synthetic_geometry``, the hip joint (head,
+neck, trochanter, acetabulum; ``HipParams``) in ``sranet.data.synthetic_hip``, the lesions in
+``sranet.data.synthetic_lesions``. The whole-pelvis studies (``sranet.data.synthetic_pelvis``) draw their hips with
+the same hip and lesion code.
 """
 
 from __future__ import annotations
@@ -43,12 +48,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sranet.data.synthetic_geometry import (
+    AXIAL_DIRECTION,
+    HU_MAX,
+    HU_MIN,
+    Field,
+    blur3d,
+    random_rotation,
+    smooth_noise,
+)
+from sranet.data.synthetic_hip import HipParams, draw_hip_bones, draw_hip_params
+from sranet.data.synthetic_lesions import draw_lesion
 from sranet.errors import InputError
 
 DEFAULT_SHAPE: tuple[int, int, int] = (96, 128, 128)
-HU_MIN, HU_MAX = -1024.0, 3071.0
-# column a = LPS direction of array axis a: axial slices, D along +z (feet to head), H along +y, W along +x
-AXIAL_DIRECTION = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
 STAGES = (0, 1, 2, 3, 4)
 # ROI = head sphere + this margin on every side: a tight crop, as a head detector gives, so the head fills most of
 # the network input (10 mm left it small and the demo model did not learn; see the module docstring).
@@ -108,71 +121,6 @@ class PhantomCase:
         )
 
 
-class Field:
-    """Coordinates of every voxel in a rotated anatomical frame, as broadcastable float32 arrays (mm).
-
-    ``s``, ``l``, ``a`` are the superior, lateral and anterior coordinates relative to the head centre; each is a
-    full (D, H, W) array. ``dot(u)`` gives the coordinate along a direction written in that frame.
-    """
-
-    def __init__(self, shape, spacing_mm, center_mm, frame):
-        axes = [(np.arange(n, dtype=np.float32) * sp - c) for n, sp, c in zip(shape, spacing_mm, center_mm, strict=True)]
-        r0 = axes[0][:, None, None]
-        r1 = axes[1][None, :, None]
-        r2 = axes[2][None, None, :]
-        # frame rows: unit superior, lateral, anterior vectors in array-axis (d, h, w) components
-        # Python-float coefficients keep the arithmetic in float32 (NumPy 2 promotion rules)
-        self.s, self.l, self.a = (float(f[0]) * r0 + float(f[1]) * r1 + float(f[2]) * r2 for f in frame)
-        self.dist = np.sqrt(self.s * self.s + self.l * self.l + self.a * self.a)
-
-    def dot(self, u) -> np.ndarray:
-        """Coordinate along ``u`` = (superior, lateral, anterior) components (normalised here)."""
-        u = np.asarray(u, dtype=np.float64)
-        u = u / np.linalg.norm(u)
-        return float(u[0]) * self.s + float(u[1]) * self.l + float(u[2]) * self.a
-
-
-def unit(v) -> np.ndarray:
-    v = np.asarray(v, dtype=np.float64)
-    return v / np.linalg.norm(v)
-
-
-def blur3d(vol: np.ndarray, sigma_vox: tuple[float, float, float]) -> np.ndarray:
-    """Separable Gaussian blur of a (D, H, W) float32 array, sigma in voxels per axis (OpenCV, reflect border)."""
-    import cv2
-
-    out = np.ascontiguousarray(vol, dtype=np.float32)
-    sd, sh, sw = sigma_vox
-    if sh > 0.05 or sw > 0.05:
-        ks = [2 * int(np.ceil(3 * s)) + 1 if s > 0.05 else 1 for s in (sw, sh)]
-        out = np.stack([cv2.GaussianBlur(sl, (ks[0], ks[1]), sigmaX=max(sw, 1e-3), sigmaY=max(sh, 1e-3)) for sl in out])
-    if sd > 0.05:
-        k = cv2.getGaussianKernel(2 * int(np.ceil(3 * sd)) + 1, sd).astype(np.float32)
-        flat = out.reshape(out.shape[0], -1)
-        out = cv2.sepFilter2D(flat, -1, np.ones((1, 1), np.float32), k, borderType=cv2.BORDER_REFLECT).reshape(out.shape)
-    return out
-
-
-def smooth_noise(rng: np.random.Generator, shape, sigma_vox) -> np.ndarray:
-    """Gaussian-filtered white noise, rescaled to zero mean and unit standard deviation. (D, H, W) float32."""
-    field_ = blur3d(rng.standard_normal(shape, dtype=np.float32), sigma_vox)
-    field_ -= field_.mean()
-    field_ /= max(float(field_.std()), 1e-6)
-    return field_
-
-
-def _rotation(rng: np.random.Generator, max_deg: float) -> np.ndarray:
-    out = np.eye(3)
-    for axis in range(3):
-        t = np.deg2rad(rng.uniform(-max_deg, max_deg))
-        c, s = np.cos(t), np.sin(t)
-        i, j = [k for k in range(3) if k != axis]
-        r = np.eye(3)
-        r[i, i], r[i, j], r[j, i], r[j, j] = c, -s, s, c
-        out = r @ out
-    return out
-
-
 def _check_args(seed, stage, shape, spacing_mm, side) -> tuple[int, int, int]:
     if stage not in STAGES:
         raise InputError(f"stage={stage!r} is not an ARCO stage; use one of 0, 1, 2, 3, 4.")
@@ -202,8 +150,6 @@ def generate_case(
     hip with and without disease. 96x128x128 took 0.35-0.55 s per case on a shared, busy 2-core CPU
     (``benchmarks/synth_speed.py`` measures it on a quiet one).
     """
-    from sranet.data.synthetic_lesions import draw_lesion
-
     shape = _check_args(seed, stage, shape, spacing_mm, side)
     rng = np.random.default_rng([int(seed), 7])
     if spacing_mm is None:
@@ -216,31 +162,20 @@ def generate_case(
     # -- anatomical frame: rows are unit superior, lateral, anterior vectors in (d, h, w) components
     lateral_x = 1.0 if side == "L" else -1.0  # patient left is +x = +w
     base = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, lateral_x], [0.0, -1.0, 0.0]])  # anterior is -y = -h
-    frame = (_rotation(rng, 12.0) @ base.T).T
+    frame = (random_rotation(rng, 12.0) @ base.T).T
     radius = float(min(rng.uniform(20.0, 26.0), 0.26 * extent.min()))
     shift = rng.uniform(-1, 1, 3) * np.minimum(8.0, 0.06 * extent)
     center = extent / 2 + shift - np.array(spacing_mm) / 2
     f = Field(shape, spacing_mm, center, frame)
-    p = {
-        "radius": radius,
-        "gap": float(rng.uniform(2.0, 4.0)),
-        "cortex": float(rng.uniform(1.2, 2.0)),
-        "acet_t": float(rng.uniform(6.0, 10.0)),
-        "u_acet": unit([0.85, -0.45 + rng.uniform(-0.1, 0.1), rng.uniform(-0.1, 0.15)]),
-        "u_neck": unit([-0.55 + rng.uniform(-0.1, 0.1), 0.8, 0.18 + rng.uniform(-0.05, 0.1)]),
-        "u_les": unit([0.85, -0.15 + rng.uniform(-0.15, 0.15), 0.4 + rng.uniform(-0.15, 0.15)]),
-        "trab_hu": float(rng.uniform(220, 350)),
-        "cortex_hu": float(rng.uniform(800, 1300)),
-        "collapse": 0.0,
-    }
+    p = draw_hip_params(rng, radius)
     tex = smooth_noise(rng, shape, tuple(0.7 / s for s in spacing_mm))
     low = smooth_noise(rng, shape, tuple(6.0 / s for s in spacing_mm))
     lesion_rng = np.random.default_rng([int(seed), 11, int(stage)])
-    lesion = draw_lesion(stage, f, p, lesion_rng, low)  # may set p["collapse"], p["gap"], ...
+    lesion, p = draw_lesion(stage, f, p, lesion_rng, low)  # the stage's collapse and joint changes
 
     hu = _soft_tissue(f, p, rng, low)
-    _bones(hu, f, p, tex)
-    mask = lesion.apply(hu, f, p, tex)
+    head_sdf = draw_hip_bones(hu, f, p, tex)
+    mask = lesion.apply(hu, f, p, tex, head_sdf)
 
     psf = rng.uniform(0.4, 0.7)
     hu = blur3d(hu, (0.35, psf / spacing_mm[1], psf / spacing_mm[2]))
@@ -268,14 +203,13 @@ def generate_case(
         origin_mm=tuple(float(v) for v in origin),  # type: ignore[arg-type]
         head_center_mm=tuple(float(c) for c in center),  # type: ignore[arg-type]
         head_radius_mm=radius,
-        params={k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in p.items()
-                if not k.startswith("_") and k != "collapse_map"},  # scalars and direction vectors only
+        params=p.summary(),
     )
 
 
-def _soft_tissue(f: Field, p: dict, rng: np.random.Generator, low: np.ndarray) -> np.ndarray:
+def _soft_tissue(f: Field, p: HipParams, rng: np.random.Generator, low: np.ndarray) -> np.ndarray:
     """Air, subcutaneous fat and muscle with fat streaks. Returns a new (D, H, W) float32 HU array."""
-    r = p["radius"]
+    r = p.radius
     body_r = 160.0
     skin = 2.8 * r + rng.uniform(5.0, 30.0)  # lateral skin, beyond the greater trochanter
     ant = rng.uniform(-20.0, 20.0)
@@ -289,47 +223,3 @@ def _soft_tissue(f: Field, p: dict, rng: np.random.Generator, low: np.ndarray) -
     hu[depth < fat_mm] = -105.0
     hu[depth < 0] = -1000.0
     return hu
-
-
-def femur_sdf(f: Field, p: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Signed distances (mm, negative inside) of the (possibly collapsed) head alone and of head + neck + trochanter."""
-    r = p["radius"]
-    head = f.dist - r
-    if p["collapse"] > 0:
-        cut = f.dot(p["u_les"]) - (r - p["collapse_map"])
-        head = np.maximum(head, cut)
-    proj = f.dot(p["u_neck"])
-    rad = np.sqrt(np.maximum(f.dist * f.dist - proj * proj, 0.0))
-    neck_r = 0.62 * r + 0.45 * np.maximum(proj - 1.3 * r, 0.0)
-    neck = np.maximum(rad - neck_r, -proj)
-    u_n = unit(p["u_neck"])
-    troch_c = [float(v) for v in u_n * 2.3 * r + np.array([0.7 * r, 0.0, 0.0])]
-    troch = np.sqrt((f.s - troch_c[0]) ** 2 + (f.l - troch_c[1]) ** 2 + (f.a - troch_c[2]) ** 2) - 0.9 * r
-    return head, np.minimum(np.minimum(head, neck), troch)
-
-
-def _bones(hu: np.ndarray, f: Field, p: dict, tex: np.ndarray) -> None:
-    """Acetabulum/pelvis, joint space and femur (cortex + textured trabecular bone), drawn into ``hu`` in place."""
-    r, gap, t = p["radius"], p["gap"], p["acet_t"]
-    cos_acet = f.dot(p["u_acet"]) / np.maximum(f.dist, 1e-3)
-    proj = f.dot(p["u_acet"])
-    rad = np.sqrt(np.maximum(f.dist * f.dist - proj * proj, 0.0))
-    inner = r + gap
-    # pelvis = acetabular cup (shell over the upper head) + pelvic column along u_acet; sdf negative inside
-    cup = np.maximum(np.maximum(inner - f.dist, f.dist - (inner + t)), 0.15 - cos_acet)
-    column = np.maximum(np.maximum(rad - (inner + t), inner - f.dist), -proj)
-    pelvis = np.minimum(cup, column)
-    joint = (f.dist < inner + 0.5) & (cos_acet > 0.1)
-    hu[joint] = 70.0
-    bone = pelvis < 0
-    roof = np.clip((cos_acet[bone] - 0.3) / 0.4, 0.0, 1.0) * (f.dist[bone] < inner + t)  # weight-bearing roof
-    hu[bone] = 260.0 + 50.0 * tex[bone] + p.get("acet_sclerosis", 0.0) * roof
-    hu[(pelvis < 0) & (pelvis > -1.8)] = p["cortex_hu"]
-
-    head, femur = femur_sdf(f, p)
-    inside = femur < 0
-    neckish = inside & (head >= 0)
-    hu[inside] = p["trab_hu"] + 60.0 * tex[inside]
-    hu[neckish] -= 60.0  # the neck's trabecular bone is sparser than the head's
-    hu[inside & (femur > -p["cortex"])] = p["cortex_hu"]
-    p["_head_sdf"] = head

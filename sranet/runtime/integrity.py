@@ -12,6 +12,9 @@ Digests (SHA-256, hex), one per kind of artifact:
 - Checkpoint (``.pt``): ``integrity.content_sha256`` inside the checkpoint dict, over what a prediction depends on
   (format, model and preprocessing configs, threshold, and every tensor of ``model_state``: name, dtype, shape,
   bytes); ``sranet.model.checkpoint`` computes and checks it whenever a checkpoint is loaded.
+- OpenVINO IR (``.xml`` + ``.bin``): entry ``sranet.content_sha256`` of ``<rt_info><sranet>``, over the XML in its
+  canonical form (C14N 2.0) without the integrity entries, and the SHA-256 of the ``.bin``: topology, every layer's
+  weight offsets, the weights themselves and every metadata entry.
 
 An artifact without its digest, or whose content does not match it, is refused (IntegrityError) when it is opened
 (``open_backend``, so ``Predictor.from_artifact``, ``sranet predict`` and ``sranet benchmark``), before anything
@@ -53,6 +56,7 @@ VERIFIERS: dict[str, str] = {
     ".engine": "sranet.runtime.integrity:verify_engine",
     ".plan": "sranet.runtime.integrity:verify_engine",
     ".pt": "sranet.model.checkpoint:verify_checkpoint",
+    ".xml": "sranet.runtime.integrity:verify_openvino_ir",
 }
 # suffix -> "module:function" (path, signing_key) -> digest
 SIGNERS: dict[str, str] = {
@@ -60,7 +64,9 @@ SIGNERS: dict[str, str] = {
     ".engine": "sranet.runtime.integrity:sign_engine",
     ".plan": "sranet.runtime.integrity:sign_engine",
     ".pt": "sranet.model.checkpoint:sign_checkpoint",
+    ".xml": "sranet.runtime.integrity:sign_openvino_ir",
 }
+IR_SECTION = "sranet"  # <rt_info><sranet>: where an OpenVINO IR keeps ArtifactInfo (sranet.runtime.backends.openvino)
 
 
 # -- ONNX -----------------------------------------------------------------------------------------------------------
@@ -173,6 +179,100 @@ def sign_engine(path: str | os.PathLike, signing_key) -> str:
     return sealed["integrity"]["content_sha256"]
 
 
+# -- OpenVINO IR ------------------------------------------------------------------------------------------------------
+def _ir_tree(path: str | os.PathLike):
+    """(tree, <rt_info><sranet> element or None) of an IR's XML; ArtifactError when it is not XML."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        tree = ET.parse(path)
+    except (ET.ParseError, OSError) as exc:
+        raise ArtifactError(f"is not a readable OpenVINO IR ({type(exc).__name__}: {exc}).", path=path,
+                            hint="Export it again with `sranet export CHECKPOINT --target openvino-cpu`.") from exc
+    return tree, tree.getroot().find(f"rt_info/{IR_SECTION}")
+
+
+def _ir_weights(path: str | os.PathLike) -> Path:
+    weights = Path(path).with_suffix(".bin")
+    if not weights.is_file():
+        raise ArtifactError(f"has no weights file {weights.name} beside it.", path=path,
+                            hint="Copy the .xml together with its .bin.")
+    return weights
+
+
+def _ir_digest(tree, section, path) -> str:
+    """SHA-256 of the canonical XML without the integrity entries, and of the weights file."""
+    import xml.etree.ElementTree as ET
+
+    from sranet.runtime.artifact import sha256_file
+
+    removed = [] if section is None else [e for e in section if e.tag in INTEGRITY_KEYS]
+    for element in removed:
+        section.remove(element)
+    try:
+        canonical = ET.canonicalize(ET.tostring(tree.getroot(), encoding="unicode"))
+    finally:
+        for element in removed:
+            section.append(element)
+    digest = hashlib.sha256(b"sranet-openvino-ir/1\n")
+    digest.update(canonical.encode("utf-8"))
+    digest.update(f"\n{sha256_file(_ir_weights(path))}".encode())
+    return digest.hexdigest()
+
+
+def seal_openvino_ir(path: str | os.PathLike, signing_key=None) -> str:
+    """Write the content digest (and, with ``signing_key``, a signature) into an IR's ``<rt_info><sranet>``, replacing
+    any earlier one. Call it once the .xml and .bin are final. Returns the digest."""
+    import xml.etree.ElementTree as ET
+
+    tree, section = _ir_tree(path)
+    if section is None:
+        raise ArtifactError("has no <rt_info><sranet> section to record its digest in.", path=path)
+    for element in [e for e in section if e.tag in INTEGRITY_KEYS]:
+        section.remove(element)
+    digest = _ir_digest(tree, section, path)
+    entries = {KEY_DIGEST: digest}
+    if signing_key is not None:
+        fields = signature_fields("openvino", digest, signing_key)
+        entries.update({KEY_SIGNATURE: fields["signature"], KEY_SIGNING_KEY: fields["key_id"]})
+    for key, value in entries.items():
+        ET.SubElement(section, key, {"value": value})
+    from sranet.runtime.files import atomic_write
+
+    atomic_write(path, lambda f: tree.write(f, encoding="utf-8", xml_declaration=True))
+    return digest
+
+
+def verify_openvino_ir(path: str | os.PathLike, trusted_keys=None) -> str:
+    """Check an IR's digest (and signature, with ``trusted_keys``) against its .xml and .bin; return the digest."""
+    from sranet.runtime.artifact import ArtifactInfo
+
+    trusted = load_trusted_keys(trusted_keys)
+    tree, section = _ir_tree(path)
+    meta = {} if section is None else {e.tag: e.get("value", "") for e in section}
+    ArtifactInfo.from_metadata(meta, path=path)  # "not written by sranet export" before "no digest"
+    recorded = meta.get(KEY_DIGEST)
+    if not recorded:
+        raise IntegrityError(
+            f"has no content digest (rt_info entry {KEY_DIGEST}): it was not sealed by `sranet export`, so nothing "
+            "shows whether its topology, weights or threshold were changed.", path=path,
+            hint="Export it again with `sranet export CHECKPOINT --target openvino-cpu`.")
+    actual = _ir_digest(tree, section, path)
+    if actual != recorded:
+        raise IntegrityError(
+            f"its content (SHA-256 {actual[:16]}...) does not match the digest recorded at export ({recorded[:16]}...): "
+            "the topology, the weights (.bin) or the metadata (such as the threshold) were changed after export.",
+            path=path, hint="Use the .xml and .bin as `sranet export` wrote them, or export again.")
+    check_signature("openvino", recorded, meta.get(KEY_SIGNATURE), meta.get(KEY_SIGNING_KEY), trusted, path=path)
+    return recorded
+
+
+def sign_openvino_ir(path: str | os.PathLike, signing_key) -> str:
+    """Sign a sealed IR in place (atomically), after checking its digest. Returns the digest."""
+    verify_openvino_ir(path)
+    return seal_openvino_ir(path, signing_key)
+
+
 # -- any artifact ---------------------------------------------------------------------------------------------------
 def _registered(table: dict[str, str], path: str | os.PathLike, what: str):
     suffix = Path(path).suffix.lower()
@@ -197,5 +297,6 @@ def sign_artifact(path: str | os.PathLike, signing_key) -> str:
 __all__ = [
     "INTEGRITY_KEYS", "KEY_DIGEST", "KEY_SIGNATURE", "KEY_SIGNING_KEY", "SIGNERS", "VERIFIERS", "check_signature",
     "load_signing_key", "load_trusted_keys", "onnx_digest", "seal_onnx", "seal_sidecar", "sign_artifact",
-    "sign_engine", "sign_onnx", "verify_artifact", "verify_engine", "verify_onnx", "verify_sidecar",
+    "seal_openvino_ir", "sign_engine", "sign_onnx", "sign_openvino_ir", "verify_artifact", "verify_engine",
+    "verify_onnx", "verify_openvino_ir", "verify_sidecar",
 ]

@@ -186,3 +186,29 @@ def test_verify_artifact_knows_every_backend_suffix():
     assert set(VERIFIERS) == set(BACKENDS) == set(SIGNERS)
     with pytest.raises(ArtifactError, match="has suffix '.h5'"):
         verify_artifact("model.h5")
+
+
+def test_openvino_ir_digest_covers_xml_and_bin(tmp_path, keys, tiny_artifacts):
+    pytest.importorskip("openvino")
+    from sranet.export.openvino import export_openvino
+    from sranet.runtime.backends.openvino import read_info
+
+    (private, public), (_, other_public) = keys
+    ir = export_openvino(tiny_artifacts[1], tmp_path / "m.xml", parity_cases=2, signing_key=private).path
+    assert verify_artifact(ir, trusted_keys=[public]) and read_info(ir).threshold == 0.5
+    with pytest.raises(IntegrityError, match="not a trusted key"):
+        verify_artifact(ir, trusted_keys=[other_public])
+    with open_backend(ir, trusted_keys=[public]) as backend:  # the whole opening path
+        assert backend.info.precision == "fp32"
+    weights = ir.with_suffix(".bin")
+    original = weights.read_bytes()
+    flipped = bytearray(original)
+    flipped[len(flipped) // 2] ^= 0x01
+    weights.write_bytes(bytes(flipped))
+    with pytest.raises(IntegrityError, match=r"the weights \(.bin\)"):
+        open_backend(ir)
+    weights.write_bytes(original)
+    text = ir.read_text()
+    ir.write_text(text.replace('<sranet.threshold value="0.5"', '<sranet.threshold value="0.0"'))
+    with pytest.raises(IntegrityError, match="does not match the digest"):
+        open_backend(ir)

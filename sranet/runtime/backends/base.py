@@ -42,6 +42,7 @@ BACKENDS: dict[str, str] = {
     ".pt": "sranet.model.backend:TorchBackend",
     ".engine": "sranet.runtime.backends.tensorrt:TensorRTBackend",
     ".plan": "sranet.runtime.backends.tensorrt:TensorRTBackend",
+    ".xml": "sranet.runtime.backends.openvino:OpenVinoBackend",  # OpenVINO IR (+ .bin), `sranet export --openvino`
 }
 
 
