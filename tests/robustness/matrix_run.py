@@ -299,6 +299,9 @@ CASES = [
          "sidecar content"),
     Case("tamper_engine_plan_replaced", lambda e: predict(e, e.base.npy, artifact=_engine(
         e, lambda p: p.write_bytes(b"another plan")), extra=["--device", "cuda:0"]), "error", "SHA-256 of the plan"),
+    Case("benchmark_tampered_onnx", lambda e: ["benchmark", _edit_onnx(e, _set_meta("sranet.threshold", "0.0")),
+                                               "--min-iters", "1", "--duration-s", "0", "--warmup-s", "0"], "error",
+         "changed after export"),
     Case("unsigned_engine_with_trusted_key", lambda e: predict(e, e.base.npy, artifact=_engine(e), extra=[
         "--device", "cuda:0", *trusted(e, e.base.pub)]), "error", "is not signed"),
     # -- options -----------------------------------------------------------------------------------------------------
