@@ -212,3 +212,18 @@ def test_openvino_ir_digest_covers_xml_and_bin(tmp_path, keys, tiny_artifacts):
     ir.write_text(text.replace('<sranet.threshold value="0.5"', '<sranet.threshold value="0.0"'))
     with pytest.raises(IntegrityError, match="does not match the digest"):
         open_backend(ir)
+
+
+def test_without_cryptography_a_trusted_key_is_refused_never_skipped(monkeypatch, keys, tmp_path):
+    import sys
+
+    from sranet.errors import DependencyMissingError
+
+    (_, public), _ = keys
+    for name in [m for m in sys.modules if m == "cryptography" or m.startswith("cryptography.")]:
+        monkeypatch.setitem(sys.modules, name, None)  # as if the package were not installed
+    monkeypatch.setitem(sys.modules, "cryptography", None)
+    path = small_graph_onnx(tmp_path / "m.onnx")
+    assert verify_onnx(path)  # the digest needs no cryptography
+    with pytest.raises(DependencyMissingError, match=r"pip install 'sranet\[sign\]'"):
+        verify_onnx(path, trusted_keys=[public])
