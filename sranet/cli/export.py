@@ -1,8 +1,10 @@
 """``sranet export``: checkpoint -> gated ONNX (fp32 | fp16 | int8 QDQ) -> optional TensorRT plan and Triton repository.
 
-Order: every option is validated first (engine options with ``EngineOptions.from_cli``, no TensorRT needed), then
-the ONNX is exported and gated against PyTorch, then the plan is built and the Triton repository written. A failed
-gate prints the parity numbers and exits 1 without writing a model.
+Order: every option is validated first (engine options with ``EngineOptions.from_cli``, no TensorRT needed; the
+signing key is read), then the ONNX is exported and gated against PyTorch, then the plan is built and the Triton
+repository written. A failed gate prints the parity numbers and exits 1 without writing a model. Every artifact
+carries a content digest; ``--sign KEY`` adds an Ed25519 signature to the ONNX, the plan's sidecar or the OpenVINO IR
+(``sranet.runtime.integrity``), which ``sranet predict --trusted-key`` requires.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from sranet.cli._common import cli_errors
+from sranet.cli._common import check_output_folder, cli_errors
 from sranet.errors import InputError, check_choice
 from sranet.runtime.artifact import DEFAULT_PROFILE
 
@@ -72,6 +74,9 @@ def export(
                                                 "through sranet.runtime (needed for TensorRT-RTX plans).")] = "native",
     triton_device: Annotated[str, typer.Option("--triton-device", help="gpu (KIND_GPU) or cpu (KIND_CPU; ONNX "
                                                "only).")] = "gpu",
+    sign: Annotated[Path | None, typer.Option("--sign", help="Ed25519 private key (PEM, unencrypted) to sign what "
+                                              "is written (ONNX, the plan's sidecar, OpenVINO IR); `sranet predict "
+                                              "--trusted-key PUB` then accepts only what this key signed.")] = None,
 ) -> None:
     """Export CHECKPOINT to ONNX (input ct (B,1,S,S,S), outputs prob (B,) and attention (B,64)), gated against PyTorch."""
     if fp16 + int8 + bf16 > 1:
@@ -97,13 +102,18 @@ def export(
         timing_cache=timing_cache, version_compatible=version_compatible,
         hardware_compatibility=hardware_compatibility, dla_core=dla_core, verbose=verbose,
         flavour=engine_flavour, compute_capabilities=compute_capability)
+    signing_key = None
+    if sign is not None:
+        from sranet.runtime.integrity import load_signing_key
+
+        signing_key = load_signing_key(sign)  # a bad key stops the command before any work
     conv_impl = _graph_for(route, checkpoint, precision)
     if route.openvino:
-        _export_openvino(checkpoint, out, precision, conv_impl, opset, parity_cases)
+        _export_openvino(checkpoint, out, precision, conv_impl, opset, parity_cases, signing_key)
         return
     result = _export_onnx(checkpoint, out, opset=opset, precision=precision, calib=calib, calib_limit=calib_limit,
-                          parity_cases=parity_cases, conv_impl=conv_impl)
-    artifact = _build_engine(result, options, checkpoint) if engine else result.path
+                          parity_cases=parity_cases, conv_impl=conv_impl, signing_key=signing_key)
+    artifact = _build_engine(result, options, checkpoint, signing_key) if engine else result.path
     if triton is not None:
         from sranet.export.triton import write_triton_repo
 
@@ -136,6 +146,8 @@ def _check_options(checkpoint: Path, *, int8: bool, calib: Path | None, conv_imp
     if not checkpoint.is_file():
         raise InputError(f"checkpoint {str(checkpoint)!r} does not exist.",
                          hint="Pass a best.pt or last.pt written by `sranet train`.")
+    if triton is not None:
+        check_output_folder(triton, "--triton")
 
 
 def _graph_for(route, checkpoint: Path, precision: str) -> str:
@@ -208,12 +220,14 @@ def _export_onnx(checkpoint: Path, out: Path, **kwargs):
         raise
     typer.echo(result.parity.summary())
     typer.echo(result.trt_ops.summary())
-    typer.echo(f"wrote {result.path} ({result.info.precision}, opset {result.opset}, sha256 {result.sha256[:12]}...)")
+    signed = ", signed" if kwargs.get("signing_key") is not None else ""
+    typer.echo(f"wrote {result.path} ({result.info.precision}, opset {result.opset}, sha256 {result.sha256[:12]}..."
+               f"{signed})")
     typer.echo(f"wrote {result.parity_path}")
     return result
 
 
-def _build_engine(result, options, checkpoint: Path) -> Path:
+def _build_engine(result, options, checkpoint: Path, signing_key=None) -> Path:
     """The TensorRT plan next to the ONNX; where TensorRT is missing, say so (the ONNX is already written)."""
     import importlib.util
 
@@ -231,19 +245,25 @@ def _build_engine(result, options, checkpoint: Path) -> Path:
             + ("." if rtx else f", or with trtexec --onnx={result.path.name}."),
             hint=TRT_RTX_INSTALL_HINT if rtx else TRT_INSTALL_HINT)
     sidecar = build_engine(result.path, engine_path, options, source=str(checkpoint))
+    if signing_key is not None:
+        from sranet.runtime.integrity import sign_engine
+
+        sign_engine(engine_path, signing_key)
     targets = (sidecar.get("targets") or {}).get("compute_capabilities")
     typer.echo(f"wrote {engine_path} and {engine_path.name}.json ({sidecar['flavour']} {sidecar['tensorrt']}"
-               + (f", compute capabilities {', '.join(targets)}" if targets else "") + ")")
+               + (f", compute capabilities {', '.join(targets)}" if targets else "") + ")"
+               + (" (signed)" if signing_key is not None else ""))
     return engine_path
 
 
-def _export_openvino(checkpoint: Path, out: Path, precision: str, conv_impl: str, opset: int, parity_cases: int):
+def _export_openvino(checkpoint: Path, out: Path, precision: str, conv_impl: str, opset: int, parity_cases: int,
+                     signing_key=None):
     from sranet.errors import ParityGateError
     from sranet.export.openvino import export_openvino
 
     try:
         result = export_openvino(checkpoint, out, precision=precision, conv_impl=conv_impl, opset=opset,
-                                 parity_cases=parity_cases, log=typer.echo)
+                                 parity_cases=parity_cases, log=typer.echo, signing_key=signing_key)
     except ParityGateError as exc:
         report = getattr(exc, "report", None)
         if report is not None:

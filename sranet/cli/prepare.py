@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from sranet.cli._common import ManifestOpt, OutDirOpt, cli_errors, progress_enabled
+from sranet.cli._common import ManifestOpt, MaxVolumeOpt, OutDirOpt, check_output_folder, cli_errors, progress_enabled
 
 
 @cli_errors
@@ -16,10 +16,13 @@ def prepare(
     model: Annotated[str | None, typer.Option("--model", help="Model preset the cache is for: paper (128^3), small (64^3) or tiny (48^3). Default: paper.")] = None,
     size: Annotated[int | None, typer.Option("--size", help="Output edge S in voxels instead of --model (a multiple of 4).")] = None,
     workers: Annotated[int, typer.Option("--workers", help="Cases prepared in parallel (processes).")] = 1,
+    max_volume_gib: MaxVolumeOpt = None,
 ) -> None:
     """Write OUT/cache.json, OUT/cases.csv, OUT/volumes, OUT/masks, OUT/lesions; failed cases go to OUT/failures.jsonl.
 
-    Cases already in the cache are skipped, so a rerun finishes an interrupted run. Exit code 1 if any case failed.
+    Cases already in the cache are skipped once their files are checked against the sizes and SHA-256 recorded when
+    they were written (a damaged one is prepared again), so a rerun finishes an interrupted run. Exit code 1 if any
+    case failed.
     """
     from sranet.config import ModelConfig, PreprocessConfig
     from sranet.data.prepare import prepare_cache
@@ -27,14 +30,17 @@ def prepare(
 
     if model is not None and size is not None:
         raise InputError(f"--model {model} and --size {size} both set the output size; give only one.")
+    check_output_folder(out, "--out")
     grid = ModelConfig().grid
     if size is not None:
         cfg = PreprocessConfig(output_size=size)
     else:
         preset = ModelConfig.preset(model or "paper")
         cfg, grid = PreprocessConfig.for_model(preset), preset.grid
-    result = prepare_cache(manifest, out, cfg, grid=grid, workers=workers, progress=progress_enabled())
-    typer.echo(f"prepared {len(result.done)} case(s), skipped {len(result.skipped)} already cached, "
+    result = prepare_cache(manifest, out, cfg, grid=grid, workers=workers, progress=progress_enabled(),
+                           max_gib=max_volume_gib)
+    rebuilt = f" (of them {len(result.rebuilt)} whose cached files were damaged)" if result.rebuilt else ""
+    typer.echo(f"prepared {len(result.done)} case(s){rebuilt}, skipped {len(result.skipped)} already cached, "
                f"{len(result.failures)} failed ({result.seconds:.1f} s); cache {out}")
     if result.failures:
         for f in result.failures[:5]:

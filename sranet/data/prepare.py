@@ -10,18 +10,22 @@ CACHE/cases.csv           case_id,label,stage,split,volume,mask,lesion,qc   (pat
 CACHE/volumes/<case>.npy  float32 (S,S,S) network input
 CACHE/masks/<case>.npy    uint8 (S,S,S) 0/255 bone mask
 CACHE/lesions/<case>.npy  uint8 (S,S,S) 0/1 (only where the manifest has a lesion mask)
-CACHE/meta/<case>.json    qc flags, source, timings; written last, it marks the case as done
+CACHE/meta/<case>.json    qc flags, source, timings, each file's size and SHA-256; written last, it marks the case done
 CACHE/failures.jsonl      one line per case that failed in the latest run: case_id, path, error type, message
 ```
 Every file is written to a temporary name and renamed, so an interrupted run leaves no half-written array; a rerun
-skips cases whose meta file exists and whose manifest row (path, roi, side, lesion mask) is unchanged. A failing
-case is recorded and the run goes on. ``<case>`` is the sanitised id.
+skips cases whose meta file exists, whose manifest row (path, roi, side, lesion mask) is unchanged and whose cached
+files still have the size and SHA-256 recorded in the meta file (a truncated or edited one is prepared again and
+counted in ``PrepareResult.rebuilt``). A failing case is recorded and the run goes on; a case whose volume cannot be
+vouched for (non-finite voxels, unknown spacing, ...) is never cached. ``<case>`` is the sanitised id (the rule
+``sranet predict`` keys follow too: ``sranet.runtime.results.safe_name``).
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import json
 import os
 import time
@@ -34,6 +38,7 @@ from sranet.config import ModelConfig, PreprocessConfig
 from sranet.data.masks import BoneMaskParams, bone_mask
 from sranet.errors import InputError, SranetError, VolumeError
 from sranet.runtime.files import atomic_write
+from sranet.runtime.limits import check_threads, volume_budget_gib
 from sranet.runtime.manifest import Case, read_manifest
 
 CASE_COLUMNS = ("case_id", "label", "stage", "split", "volume", "mask", "lesion", "qc")
@@ -41,11 +46,13 @@ CASE_COLUMNS = ("case_id", "label", "stage", "split", "volume", "mask", "lesion"
 
 @dataclass
 class PrepareResult:
-    """What a ``prepare_cache`` run did. ``failures``: dicts with case_id, path, error, message."""
+    """What a ``prepare_cache`` run did. ``failures``: dicts with case_id, path, error, message. ``rebuilt``: cases
+    prepared again because their cached files no longer matched their recorded size and SHA-256 (also in ``done``)."""
 
     out_dir: Path
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    rebuilt: list[str] = field(default_factory=list)
     failures: list[dict] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -85,8 +92,10 @@ def _load_lesion(case: Case, shape: tuple[int, int, int]) -> np.ndarray:
     return lesion
 
 
-def prepare_case(case: Case, out_dir: Path, cfg: PreprocessConfig, mask_params: BoneMaskParams) -> dict:
-    """Prepare one case into ``out_dir`` (files as in the module docstring). Returns its cases.csv row."""
+def prepare_case(case: Case, out_dir: Path, cfg: PreprocessConfig, mask_params: BoneMaskParams, *,
+                 max_gib: float | None = None) -> dict:
+    """Prepare one case into ``out_dir`` (files as in the module docstring). Returns its cases.csv row.
+    ``max_gib``: the case's memory budget (``load_volume``)."""
     from sranet.runtime.io import load_volume
     from sranet.runtime.preprocess import preprocess, resample
     from sranet.runtime.roi import parse_roi
@@ -96,7 +105,7 @@ def prepare_case(case: Case, out_dir: Path, cfg: PreprocessConfig, mask_params: 
     roi = parse_roi(case.roi, side=case.side) if case.roi else None
     # with a lesion mask, load the whole series so the mask's grid can be checked exactly; else only the ROI (as
     # inference does)
-    volume = load_volume(case.path, roi=None if case.lesion_mask else roi)
+    volume = load_volume(case.path, roi=None if case.lesion_mask else roi, max_gib=max_gib)
     lesion = _load_lesion(case, volume.shape) if case.lesion_mask else None
     prepared = preprocess(volume, cfg, roi=roi)
     mask = bone_mask(prepared.hu, mask_params)
@@ -107,8 +116,9 @@ def prepare_case(case: Case, out_dir: Path, cfg: PreprocessConfig, mask_params: 
         resampled = resample(lesion.astype(np.float32), prepared.plan, nearest)
         atomic_save(paths["lesion"], (resampled > 0.5).astype(np.uint8))
     qc = list(dict.fromkeys([*volume.qc, *prepared.qc]))
+    files = {k: _fingerprint(paths[k]) for k in ("volume", "mask", "lesion") if k != "lesion" or lesion is not None}
     meta = {"case_id": case.case_id, "inputs": _inputs(case), "qc": qc, "shape_loaded": list(volume.shape),
-            "spacing_mm": [float(s) for s in volume.spacing_mm], "lesion": lesion is not None,
+            "spacing_mm": [float(s) for s in volume.spacing_mm], "lesion": lesion is not None, "files": files,
             "seconds": round(time.perf_counter() - t0, 3)}
     atomic_write(paths["meta"], json.dumps(meta))
     return _row(case, out_dir, qc, lesion is not None)
@@ -128,26 +138,46 @@ def _row(case: Case, out_dir: Path, qc: list[str], has_lesion: bool) -> dict:
             "qc": ";".join(qc)}
 
 
-def _cached_row(case: Case, out_dir: Path) -> dict | None:
-    """The row of a case a previous run finished (meta written last), or None."""
+def _fingerprint(path: Path) -> dict:
+    """{"bytes", "sha256"} of a cached file, recorded in its case's meta file and checked on every rerun."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def _cached_row(case: Case, out_dir: Path) -> tuple[dict | None, bool]:
+    """(the row of a case a previous run finished, or None; True when cached files exist but no longer match the
+    size and SHA-256 their meta file records, so the case must be prepared again)."""
     paths = _paths(out_dir, case.name)
-    if not (paths["meta"].is_file() and paths["volume"].is_file() and paths["mask"].is_file()):
-        return None
+    if not paths["meta"].is_file():
+        return None, False
     try:
         meta = json.loads(paths["meta"].read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    if meta.get("case_id") != case.case_id or meta.get("inputs") != _inputs(case):
-        return None  # another case, or the manifest row now points at other data / another ROI
-    if case.lesion_mask and not paths["lesion"].is_file():
-        return None
-    return _row(case, out_dir, list(meta.get("qc", [])), bool(case.lesion_mask))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None, True
+    if not isinstance(meta, dict) or meta.get("case_id") != case.case_id or meta.get("inputs") != _inputs(case):
+        return None, False  # another case, or the manifest row now points at other data / another ROI
+    wanted = ("volume", "mask", "lesion") if case.lesion_mask else ("volume", "mask")
+    files = meta.get("files")
+    if not isinstance(files, dict) or set(files) != set(wanted):
+        return None, True  # written without fingerprints, or they are damaged: nothing vouches for the files
+    for key in wanted:
+        path = paths[key]
+        try:
+            if not path.is_file() or path.stat().st_size != files[key].get("bytes") or \
+                    _fingerprint(path)["sha256"] != files[key].get("sha256"):
+                return None, True
+        except (OSError, AttributeError):
+            return None, True
+    return _row(case, out_dir, list(meta.get("qc", [])), bool(case.lesion_mask)), False
 
 
 def _run_one(job: tuple) -> tuple[Case, dict | None, dict | None]:
-    case, out_dir, cfg, mask_params = job
+    case, out_dir, cfg, mask_params, max_gib = job
     try:
-        return case, prepare_case(case, out_dir, cfg, mask_params), None
+        return case, prepare_case(case, out_dir, cfg, mask_params, max_gib=max_gib), None
     except SranetError as exc:
         failure = {"error": type(exc).__name__, "message": str(exc)}
     except Exception as exc:  # noqa: BLE001 - anything else one bad case raises is recorded; the run goes on
@@ -178,21 +208,26 @@ def prepare_cache(
     mask_params: BoneMaskParams | None = None,
     workers: int = 1,
     progress: bool = False,
+    max_gib: float | None = None,
 ) -> PrepareResult:
     """Prepare every case of a manifest into ``out_dir``; skip cases already cached; record failures and go on.
 
     preprocess_config  the artifact-to-be's preprocessing (output_size must equal the model's input_size).
     grid               patches per axis of the model (stored in cache.json for the regulariser targets).
+    workers            processes (at most ``sranet.runtime.limits.max_threads()``).
+    max_gib            memory budget per case (``load_volume``; None: its default).
     Raises ManifestError / InputError before any case is touched; per-case errors end up in failures.jsonl.
     """
-    if workers < 1:
-        raise InputError(f"--workers {workers} must be at least 1.")
+    check_threads(workers, "--workers", hint="Pass --workers N with N >= 1 (the number of CPUs is usually best).")
+    max_gib = volume_budget_gib(max_gib) if max_gib is not None else None
     if grid < 1 or preprocess_config.output_size % grid:
         raise InputError(f"output size {preprocess_config.output_size} is not divisible into a {grid}^3 patch grid.")
     t0 = time.perf_counter()
     mask_params = mask_params or BoneMaskParams()
     cases = read_manifest(manifest_path, require_labels=True)
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"cache folder {out} is not a folder.", hint="Give a folder path for --out (created if missing).")
     for sub in ("volumes", "masks", "lesions", "meta"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     _check_cache_json(out, {"preprocess": preprocess_config.to_dict(), "mask": mask_params.to_dict(), "grid": grid})
@@ -201,9 +236,11 @@ def prepare_cache(
     rows: dict[str, dict] = {}
     todo = []
     for case in cases:
-        row = _cached_row(case, out)
+        row, damaged = _cached_row(case, out)
         if row is None:
-            todo.append((case, out, preprocess_config, mask_params))
+            todo.append((case, out, preprocess_config, mask_params, max_gib))
+            if damaged:
+                result.rebuilt.append(case.case_id)
         else:
             rows[case.case_id] = row
             result.skipped.append(case.case_id)
@@ -224,6 +261,7 @@ def prepare_cache(
     finally:
         bar.close()
         _write_index(out, cases, rows, result.failures)
+    result.rebuilt = [c for c in result.rebuilt if c in set(result.done)]
     result.seconds = time.perf_counter() - t0
     return result
 

@@ -32,6 +32,7 @@ import numpy as np
 from sranet.errors import InputError, check_choice
 from sranet.export.graphs import GraphPlan, build_graph, plan_graph
 from sranet.export.parity import ParityReport, compare, parity_inputs, raise_if_failed, torch_outputs
+from sranet.runtime.integrity import seal_openvino_ir
 
 OPENVINO_PRECISIONS = ("fp32", "bf16")
 RUNTIME_KEY = "sranet.runtime"  # "openvino": the runtime the artifact was gated on
@@ -68,11 +69,13 @@ def validate_openvino_args(out_path: str | os.PathLike, *, precision: str, parit
 
 def export_openvino(checkpoint: str | os.PathLike, out_path: str | os.PathLike, *, precision: str = "fp32",
                     conv_impl: str = "direct", spectral_layers: tuple[int, ...] | None = None, opset: int | None = None,
-                    parity_cases: int = 4, seed: int = 0, threads: int | None = None, log=None) -> OpenVinoExportResult:
+                    parity_cases: int = 4, seed: int = 0, threads: int | None = None, log=None,
+                    signing_key=None) -> OpenVinoExportResult:
     """Export a checkpoint to an OpenVINO IR (``precision`` fp32 | bf16, graph form ``conv_impl``, see
     sranet.export.graphs), gate it on OpenVINO against PyTorch, write ``out_path`` (.xml), its .bin and
     ``<out_path>.parity.json``. ``threads``: OpenVINO threads for the gate's run. ``log``: callable taking one line of
-    progress text; None = quiet."""
+    progress text; None = quiet. The IR records its content digest (``sranet.runtime.integrity``), signed with
+    ``signing_key`` (an Ed25519 private key or its PEM path) when given."""
     import onnx
 
     from sranet.export.onnx import DEFAULT_OPSET, EXPORTER, check_graph, load_model, to_onnx_proto
@@ -120,6 +123,7 @@ def export_openvino(checkpoint: str | os.PathLike, out_path: str | os.PathLike, 
         for key, value in info.to_metadata().items():
             ov_model.set_rt_info(value, [RT_INFO_SECTION, key])
         ov.save_model(ov_model, str(ir_path), compress_to_fp16=False)  # weights stay float32
+        seal_openvino_ir(ir_path, signing_key)  # the digest covers the .xml and .bin that are gated and moved
         timings["convert"] = time.perf_counter() - t
 
         t = time.perf_counter()

@@ -56,8 +56,13 @@ def make_sidecar(
     }
 
 
-def write_sidecar(engine_path: str | os.PathLike, sidecar: dict[str, Any]) -> Path:
-    return atomic_write(sidecar_path(engine_path), json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
+def write_sidecar(engine_path: str | os.PathLike, sidecar: dict[str, Any], *, signing_key=None) -> Path:
+    """Write ``<engine>.json`` with its content digest (and a signature with ``signing_key``:
+    ``sranet.runtime.integrity``)."""
+    from sranet.runtime.signing import seal_sidecar
+
+    sealed = seal_sidecar(sidecar, signing_key)
+    return atomic_write(sidecar_path(engine_path), json.dumps(sealed, indent=2, sort_keys=True) + "\n")
 
 
 __all__ = ["make_sidecar", "write_sidecar"]

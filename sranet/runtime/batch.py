@@ -7,7 +7,9 @@
 - ``annotate(case)`` may add fields to both (the demo adds the manifest's ``label``).
 
 The schemas are in docs/CONTRACTS.md. ``predict_batch`` appends to the results file with ``ResultsWriter`` (one
-atomic append per input), skips inputs already recorded, records a failing case and goes on. The work per input is
+atomic append per input, the file locked against a second run), skips inputs already recorded, records a failing
+case and goes on. Writing a record never stops a batch: a record that cannot be written as JSON (a NaN from an
+``annotate`` or a result) is replaced by the case's failure record. The work per input is
 ``records_for``: it returns a list, so an input may one day yield several records (say one per hip); the records of
 one input are appended in one write, and resume skips an input when any record names it (``input``, else ``case``).
 Cases are read and preprocessed by ``Predictor.prepare_each``; a loader that prepares ahead feeds
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sranet.errors import InputError, SranetError
+from sranet.runtime.limits import check_batch, volume_budget_gib
 from sranet.runtime.predictor import CaseInput, Prediction, Predictor, display_source
 from sranet.runtime.results import ResultsWriter
 
@@ -31,15 +34,22 @@ from sranet.runtime.results import ResultsWriter
 def cases_from(inputs: Iterable[str | os.PathLike] = (), *, manifest: str | os.PathLike | None = None,
                roi: Any = None, series: str | None = None,
                spacing_mm: tuple[float, float, float] | None = None,
-               split: str | None = None) -> list[CaseInput]:
+               split: str | None = None, max_gib: float | None = None) -> list[CaseInput]:
     """The cases to predict: each input path, then each manifest row (of ``split`` only, when given).
 
-    ``roi`` applies to every input and to manifest rows without their own; ``series`` only to DICOM folders and
-    ``spacing_mm`` only to .npy files (other inputs in the same run carry their own). Raises InputError when there
-    is no case or two cases share a key, ManifestError for a bad manifest.
+    ``roi`` (text or ``Roi``; text is parsed here, so a malformed one stops the run before any case) applies to every
+    input and to manifest rows without their own; ``series`` only to DICOM folders and ``spacing_mm`` only to .npy
+    files (other inputs in the same run carry their own); ``max_gib`` is each case's memory budget
+    (``sranet.runtime.limits``). Raises InputError when there is no case or two cases share a key, ManifestError for
+    a bad manifest.
     """
-    cases = [CaseInput(p, roi=roi, series=_folders_only(p, series), spacing_mm=_npy_only(p, spacing_mm))
-             for p in inputs]
+    if isinstance(roi, str):
+        from sranet.runtime.roi import parse_roi
+
+        roi = parse_roi(roi)
+    max_gib = volume_budget_gib(max_gib) if max_gib is not None else None
+    cases = [CaseInput(p, roi=roi, series=_folders_only(p, series), spacing_mm=_npy_only(p, spacing_mm),
+                       max_gib=max_gib) for p in inputs]
     if manifest is not None:
         from sranet.runtime.manifest import read_manifest
         from sranet.runtime.roi import parse_roi
@@ -49,7 +59,7 @@ def cases_from(inputs: Iterable[str | os.PathLike] = (), *, manifest: str | os.P
                 continue
             case_roi = parse_roi(c.roi, c.side) if c.roi else roi
             cases.append(CaseInput(c.path, case_id=c.case_id, roi=case_roi, series=_folders_only(c.path, series),
-                                   spacing_mm=_npy_only(c.path, spacing_mm)))
+                                   spacing_mm=_npy_only(c.path, spacing_mm), max_gib=max_gib))
     if not cases:
         raise InputError("no inputs given.", hint="Pass DICOM folders / NIfTI / .npy paths, or --manifest CSV.")
     dupes = sorted(k for k, n in Counter(c.key for c in cases).items() if n > 1)
@@ -128,8 +138,10 @@ def predict_batch(predictor: Predictor, cases: list[CaseInput], out: str | os.Pa
 
     Inputs already recorded in ``out`` are skipped (with ``retry_failed``, those recorded with an error are tried
     again; the new record supersedes the old). ``heatmaps``: folder for each success's overlay PNG and NIfTI map,
-    for the first ``heatmap_limit`` successes of this run (None: all). ``batch``: cases per backend call.
+    for the first ``heatmap_limit`` successes of this run (None: all). ``batch``: cases per backend call (at most
+    ``limits.MAX_BATCH``). InputError when ``out`` is locked by another run or is not a regular file.
     """
+    check_batch(batch)
     check_heatmaps_dir(heatmaps)
     with ResultsWriter(out, retry_failed=retry_failed) as writer:
         todo = [c for c in cases if c.key not in writer.done]
@@ -145,6 +157,11 @@ def predict_batch(predictor: Predictor, cases: list[CaseInput], out: str | os.Pa
                 records = records_for(case, result, predictor, heatmaps=heatmaps if want_maps else None)
                 for record in records:
                     record.update(annotate(case) if annotate is not None else {})
+                try:
+                    writer.encode(records)
+                except InputError as exc:  # never stop the batch on one record: the case is recorded as failed
+                    result = exc
+                    records = [failure_record(case, exc, model_sha256=predictor.model_sha256)]
                 writer.write(records)
                 if isinstance(result, Exception):
                     summary.failed += 1

@@ -36,6 +36,7 @@ class CaseInput:
     roi: Any = None  # ROI text ("d0:d1,h0:h1,w0:w1" or "mm:...") or a parsed Roi
     series: str | None = None
     spacing_mm: tuple[float, float, float] | None = None  # .npy inputs without a JSON sidecar
+    max_gib: float | None = None  # memory budget of the read (load_volume's max_gib; None: its default)
 
     @functools.cached_property
     def key(self) -> str:
@@ -238,7 +239,8 @@ class Predictor:
             from sranet.runtime.io import load_volume
 
             # with a ROI, only the slices it needs are decoded
-            volume = load_volume(case.source, roi=roi, series=case.series, spacing_mm=case.spacing_mm)
+            volume = load_volume(case.source, roi=roi, series=case.series, spacing_mm=case.spacing_mm,
+                                 max_gib=case.max_gib)
         t1 = time.perf_counter()
         if self.preprocess_on == "gpu":
             from sranet.runtime.preprocess_gpu import preprocess_gpu

@@ -131,6 +131,9 @@ def read_sidecar(engine_path: str | os.PathLike) -> dict[str, Any]:
         if key not in data:
             raise ArtifactError(f"sidecar lacks {key!r}; it is incomplete.", path=path,
                                 hint="Rebuild the engine with `sranet export CHECKPOINT --engine`.")
+    from sranet.runtime.signing import verify_sidecar
+
+    verify_sidecar(data, path=path)  # its own digest: an edited threshold or plan hash is refused here
     return data
 
 

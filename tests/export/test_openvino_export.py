@@ -102,7 +102,7 @@ def test_paper_configuration(tmp_path):
     assert fp32.parity.passed and fp32.parity.max_abs_attention < 1e-4
     onnx_path = export_onnx(ckpt, tmp_path / "paper.onnx", parity_cases=2).path
     x = np.random.default_rng(0).standard_normal((1, 1, 128, 128, 128), dtype=np.float32)
-    with open_backend(fp32.path, threads=2) as ov_b, open_backend(onnx_path, providers="cpu", threads=2) as ort_b:
+    with open_backend(fp32.path, threads=2) as ov_b, open_backend(onnx_path, threads=2) as ort_b:
         got, want = ov_b.infer(x), ort_b.infer(x)
     np.testing.assert_allclose(got["attention"], want["attention"], atol=1e-5)
     np.testing.assert_allclose(got["prob"], want["prob"], atol=1e-5)

@@ -10,7 +10,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from sranet.errors import ArtifactError, BackendError, DependencyMissingError, InputError
+from sranet.errors import ArtifactError, BackendError, DependencyMissingError, InputError, IntegrityError
 from sranet.runtime.backends.base import backend_class, open_backend
 from tests.helpers import small_graph_onnx, write_engine
 
@@ -32,8 +32,7 @@ def test_a_plan_without_sidecar_is_refused_before_anything_loads(tmp_path):
 
 
 def test_the_cpu_and_cpu_threads_are_refused(tmp_path):
-    plan = tmp_path / "m.engine"
-    plan.write_bytes(b"plan")
+    plan = write_engine(tmp_path)  # a sealed sidecar: the integrity check passes, the options are refused
     with pytest.raises(InputError, match="device='cpu': a TensorRT plan runs on NVIDIA GPUs only") as info:
         open_backend(plan)
     assert "--device cuda:N" in str(info.value) and str(plan) in str(info.value)
@@ -99,17 +98,18 @@ def test_a_machine_without_the_nvidia_driver_is_told_so():
 @pytest.mark.skipif(HAS_DRIVER or HAS_CUPY, reason="an NVIDIA driver is installed: the no-GPU refusal cannot be shown")
 def test_a_tensorrt_rtx_plan_is_refused_before_deserialising_where_there_is_no_gpu(tmp_path, tiny_artifacts):
     """A real plan, built here by TensorRT-RTX for 8.9, opened on this GPU-less machine: refused with the reason,
-    before TensorRT-RTX reads the plan (a damaged plan gets the same answer: nothing of it was read)."""
+    before TensorRT-RTX reads the plan; a damaged plan is refused earlier still, by its digest."""
     from sranet.export.tensorrt import EngineOptions, build_engine
 
     onnx_path, _ = tiny_artifacts
     engine = tmp_path / "m.engine"
     build_engine(onnx_path, engine, EngineOptions.from_cli("fp32", profile="1:1:2", flavour="tensorrt-rtx",
                                                            compute_capabilities="8.9"))
-    for _ in range(2):
-        with pytest.raises(BackendError, match=r"no NVIDIA GPU driver on this machine: libcuda\.so\.1 cannot be loaded"):
-            open_backend(engine, device="cuda:0")
-        engine.write_bytes(b"damaged")
+    with pytest.raises(BackendError, match=r"no NVIDIA GPU driver on this machine: libcuda\.so\.1 cannot be loaded"):
+        open_backend(engine, device="cuda:0")
+    engine.write_bytes(b"damaged")
+    with pytest.raises(IntegrityError, match="SHA-256 of the plan"):
+        open_backend(engine, device="cuda:0")
 
 
 @pytest.mark.skipif(HAS_TRT or not HAS_TRT_RTX, reason="needs TensorRT-RTX without TensorRT installed")

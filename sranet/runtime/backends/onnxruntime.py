@@ -36,12 +36,19 @@ GRAPH_ID_KEY = "gpu_graph_id"  # ONNX Runtime's run option naming the CUDA graph
 
 
 def _import_ort():
+    """``import onnxruntime`` with its telemetry off: ONNX Runtime's telemetry writes events (model file names,
+    paths, errors) to a database under the user's home directory from the moment it is imported, unless
+    ORT_DISABLE_TELEMETRY is set first (``import sranet`` sets it); ``disable_telemetry_events`` stops the events of
+    an ONNX Runtime imported before sranet."""
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     try:
         import onnxruntime as ort
     except ImportError as exc:  # pragma: no cover - onnxruntime is a core dependency
         raise DependencyMissingError(
             "onnxruntime is not installed; it runs .onnx artifacts.", hint="pip install onnxruntime (or onnxruntime-gpu)."
         ) from exc
+    if hasattr(ort, "disable_telemetry_events"):
+        ort.disable_telemetry_events()
     return ort
 
 
