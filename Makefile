@@ -4,7 +4,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 DEMO_OUT ?= runs/demo
 
-.PHONY: demo test test-slow test-pacs venv clean
+.PHONY: demo test test-slow test-pacs test-triton triton-server venv clean
+TRITON_ENV ?= .triton/env
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,5 +30,20 @@ test-slow: venv
 test-pacs: venv
 	$(PY) -m pytest -q -m pacs
 
+# a real Triton server for the `triton` tests: its own environment (the wheel's Python stub needs numpy < 2), with
+# the nvidia-pytriton wheel (tritonserver + Python backend, ~150 MB) and what the Python-backend model imports
+$(TRITON_ENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(TRITON_ENV)
+	$(TRITON_ENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TRITON_ENV)/bin/python -m pip install --quiet "numpy<2" onnx onnxruntime
+	$(TRITON_ENV)/bin/python -m pip install --quiet --no-deps "nvidia-pytriton==0.7.0"
+	$(TRITON_ENV)/bin/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+triton-server: $(TRITON_ENV)/.installed
+
+test-triton: venv triton-server
+	$(PY) -m pytest -q -m triton
+
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs .triton

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""One prepared GPU check: parity and latency of the PyTorch CUDA backend, GPU preprocessing and (when TensorRT is
-importable) an fp16 TensorRT engine, written to one JSON file.
+"""One prepared GPU check: parity and latency of the PyTorch CUDA backend, GPU preprocessing, fp16 TensorRT and
+TensorRT-RTX engines (where importable) and ONNX Runtime's CUDA graphs, written to one JSON file.
 
 Made for a machine with an NVIDIA GPU, PyTorch with CUDA, CuPy, numpy, onnx, onnxruntime (CPU), OpenCV and typer,
 and without pydicom, nibabel or TensorRT: inputs are built in memory (synthetic phantoms, a random 512x512x300
@@ -12,6 +12,9 @@ volume) and the checkpoint has random weights (paper configuration), so nothing 
 What it measures:
 - parity: PyTorch CUDA fp32/fp16/bf16 (eager and CUDA graph) vs the PyTorch CPU fp32 reference, max |d prob| and
   max |d attention| on preprocessed phantoms; GPU preprocessing vs CPU preprocessing (HU and network input).
+- engines: fp16 TensorRT and TensorRT-RTX plans run B=3 -> 1 -> 3, with and without CUDA graphs, each batch against
+  ONNX Runtime on the CPU (max |d|, decision flips, top-1 patch); ONNX Runtime's CUDA provider with CUDA graphs the
+  same way. A plan that cannot run on the GPU here (TensorRT-RTX has no target for an H100/H200) records the refusal.
 - latency: backend.infer end to end (numpy in, numpy out; host clock) and GPU compute only (CUDA events around the
   forward pass on a device-resident input), batch 1 and 16, with and without CUDA graphs: p50/p90/p99 (ms).
 - preprocessing a 512x512x300 int16 volume to 128^3 (whole volume and a femoral-head ROI), CPU vs GPU.
@@ -255,34 +258,81 @@ def cuda_buffers_check() -> dict:
     return {"graph_replay_correct": results, "ok": all(results)}
 
 
-def tensorrt_check(ckpt: Path, tmp: Path, x: np.ndarray, cfg, args) -> dict:
-    if importlib.util.find_spec("tensorrt") is None:
-        return {"skipped": "`import tensorrt` is not available on this machine"}
+def compare(got: dict, ref: dict, threshold: float) -> dict:
+    """Parity of one batch against the reference: max |d prob|, max |d attention|, decision flips, top-1 patch."""
+    return {"max_abs_d_prob": float(np.abs(got["prob"] - ref["prob"]).max()),
+            "max_abs_d_attention": float(np.abs(got["attention"] - ref["attention"]).max()),
+            "decision_flips": int(((got["prob"] >= threshold) != (ref["prob"] >= threshold)).sum()),
+            "top1_agree": int((got["attention"].argmax(1) == ref["attention"].argmax(1)).sum()),
+            "batch": int(got["prob"].shape[0])}
+
+
+BATCHES = (3, 1, 3)  # a batch change and back: each replay must use the graph (and context) of its own batch size
+
+
+def tensorrt_check(ckpt: Path, tmp: Path, x: np.ndarray, cfg, args, flavour: str = "tensorrt") -> dict:
+    """Build an fp16 plan with ``flavour`` (TensorRT, or TensorRT-RTX for its default targets), run it B=3 -> 1 -> 3
+    with and without CUDA graphs and compare every batch with ONNX Runtime on the CPU running the same fp16 ONNX.
+    Where the plan cannot run here (no GPU, or a GPU TensorRT-RTX has no target for, e.g. an H200), the refusal is
+    the result."""
+    from sranet.runtime.sidecar import FLAVOUR_MODULES
+
+    if importlib.util.find_spec(FLAVOUR_MODULES[flavour]) is None:
+        return {"skipped": f"`import {FLAVOUR_MODULES[flavour]}` is not available on this machine"}
+    from sranet.errors import SranetError
     from sranet.export.onnx import export_onnx
     from sranet.export.tensorrt import EngineOptions, build_engine
-    from sranet.model.backend import TorchBackend
-    from sranet.runtime.backends.tensorrt import TensorRTBackend
+    from sranet.runtime.backends.base import open_backend
 
-    onnx_path = tmp / "model.fp16.onnx"
+    onnx_path = tmp / f"model.fp16.{flavour}.onnx"
     export_onnx(ckpt, onnx_path, precision="fp16", parity_cases=2)
+    engine = tmp / f"model.{flavour}.engine"
     t = time.perf_counter()
-    sidecar = build_engine(onnx_path, tmp / "model.engine",
-                           EngineOptions.from_cli("fp16", profile="1:4:16", workspace_gib=4, verbose=True), source=str(ckpt))
-    out = {"build_s": round(time.perf_counter() - t, 1), "build": sidecar["build"], "tensorrt": sidecar["tensorrt"]}
-    ref = TorchBackend(ckpt, device="cpu").infer(x)
+    sidecar = build_engine(onnx_path, engine, EngineOptions.from_cli("fp16", profile="1:4:16", workspace_gib=4,
+                                                                     verbose=True, flavour=flavour), source=str(ckpt))
+    out = {"flavour": flavour, "build_s": round(time.perf_counter() - t, 1), "build": sidecar["build"],
+           "tensorrt": sidecar["tensorrt"], "targets": sidecar.get("targets"), "batches": list(BATCHES)}
+    with open_backend(onnx_path) as ort_cpu:
+        threshold = ort_cpu.info.threshold
+        refs = {b: ort_cpu.infer(x[:b]) for b in set(BATCHES)}
+    out["reference"] = "ONNX Runtime CPU on the same fp16 ONNX"
     S = cfg.input_size
     for graphs in (False, True):
-        backend = TensorRTBackend(tmp / "model.engine", device="cuda:0", cuda_graphs=graphs)
-        got = backend.infer(x)
         tag = "graph" if graphs else "plain"
-        out[f"parity_{tag}"] = {"max_abs_d_prob": float(np.abs(got["prob"] - ref["prob"]).max()),
-                                "max_abs_d_attention": float(np.abs(got["attention"] - ref["attention"]).max())}
-        for b in (1, 16):
-            xb = np.random.default_rng(b).standard_normal((b, 1, S, S, S)).astype(np.float32)
-            out[f"fp16_b{b}_{tag}"] = timed(lambda xb=xb, backend=backend: backend.infer(xb), loop_s=args.loop_s,
-                                            max_iters=args.max_iters)
-        backend.close()
+        try:
+            backend = open_backend(engine, device="cuda:0", cuda_graphs=graphs)
+        except SranetError as exc:  # e.g. no GPU (dry run), or a GPU outside the plan's targets
+            out[f"refused_{tag}"] = f"{type(exc).__name__}: {exc}"
+            continue
+        with backend:
+            out[f"parity_{tag}"] = [compare(backend.infer(x[:b]), refs[b], threshold) for b in BATCHES]
+            out[f"describe_{tag}"] = backend.describe()
+            for b in (1, 16):
+                xb = np.random.default_rng(b).standard_normal((b, 1, S, S, S)).astype(np.float32)
+                out[f"fp16_b{b}_{tag}"] = timed(lambda xb=xb, backend=backend: backend.infer(xb), loop_s=args.loop_s,
+                                                max_iters=args.max_iters)
     return out
+
+
+def ort_cuda_graphs_check(tmp: Path, ckpt: Path, x: np.ndarray) -> dict:
+    """ONNX Runtime's CUDA provider with CUDA graphs, B=3 -> 1 -> 3 (one graph per batch size via gpu_graph_id),
+    against its CPU provider."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return {"skipped": "onnxruntime-gpu's CUDAExecutionProvider is not available"}
+    from sranet.export.onnx import export_onnx
+    from sranet.runtime.backends.base import open_backend
+
+    onnx_path = tmp / "model.fp32.onnx"
+    export_onnx(ckpt, onnx_path, parity_cases=2)
+    with open_backend(onnx_path) as cpu:
+        threshold = cpu.info.threshold
+        refs = {b: cpu.infer(x[:b]) for b in set(BATCHES)}
+    with open_backend(onnx_path, device="cuda:0", provider="cuda", cuda_graphs=True) as gpu:
+        runs = [compare(gpu.infer(x[:b]), refs[b], threshold) for b in BATCHES]
+        again = [compare(gpu.infer(x[:b]), refs[b], threshold) for b in BATCHES]  # replays
+    return {"batches": list(BATCHES), "first_pass": runs, "replays": again}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -315,15 +365,18 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="sranet_gpu_check_") as tmpdir:
         tmp = Path(tmpdir)
         ckpt = make_checkpoint(tmp, args.preset)
-        x = phantom_inputs(cfg_pre, 2, args.dry_run)
+        x = phantom_inputs(cfg_pre, 3, args.dry_run)
         section("torch_parity", out)(torch_parity)(ckpt, x, cuda)
         section("torch_latency", out)(torch_latency)(ckpt, cfg_model, args, cuda)
         section("preprocessing", out)(preprocessing)(cfg_pre, args, cuda)
         if cuda:
             section("cuda_buffers", out)(cuda_buffers_check)()
             section("tensorrt", out)(tensorrt_check)(ckpt, tmp, x, cfg_model, args)
+            section("ort_cuda_graphs", out)(ort_cuda_graphs_check)(tmp, ckpt, x)
         else:
-            RESULTS["cuda_buffers"] = RESULTS["tensorrt"] = {"skipped": "no CUDA (dry run)"}
+            RESULTS["cuda_buffers"] = RESULTS["tensorrt"] = RESULTS["ort_cuda_graphs"] = {"skipped": "no CUDA (dry run)"}
+        # TensorRT-RTX builds without a GPU: in a dry run the build is real and opening the plan is refused
+        section("tensorrt_rtx", out)(tensorrt_check)(ckpt, tmp, x, cfg_model, args, "tensorrt-rtx")
     RESULTS["total_seconds"] = round(time.perf_counter() - t0, 1)
     save(out)
     failed = [k for k, v in RESULTS.items() if isinstance(v, dict) and "error" in v]

@@ -101,9 +101,17 @@ class MetalNearHeadError(VolumeError):
     """Metal (a prosthesis, screws) lies in or next to a femoral head: that side is skipped unless asked for."""
 
 
+class VolumeTooLargeError(VolumeError):
+    """Reading the case would take more memory than its budget (``sranet.runtime.limits``)."""
+
+
 # -- artifacts, export and backends ---------------------------------------------------------------------------------
 class ArtifactError(SranetError):
     """A checkpoint, ONNX model or engine is missing, malformed, or lacks sranet metadata."""
+
+
+class IntegrityError(ArtifactError):
+    """An artifact's content does not match its recorded digest, or its signature is missing or not trusted."""
 
 
 class ParityGateError(ArtifactError):

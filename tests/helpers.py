@@ -45,18 +45,21 @@ def write_checkpoint(path: str | Path, model=None, *, seed: int = 0, preset: str
 
 def write_onnx(path: str | Path, model=None, *, seed: int = 0, threshold: float = 0.5) -> Path:
     """``model`` (default ``tiny_model(seed)``) through the exporter of `sranet export` (sranet.export.onnx
-    .to_onnx_proto: ct (B,1,S,S,S) -> prob (B,), attention (B,N)) with its ArtifactInfo metadata; no parity gate."""
+    .to_onnx_proto: ct (B,1,S,S,S) -> prob (B,), attention (B,N)) with its ArtifactInfo metadata and content digest
+    (sranet.runtime.integrity.seal_onnx); no parity gate."""
     import onnx
 
     from sranet.config import PreprocessConfig
     from sranet.export.onnx import DEFAULT_OPSET, EXPORTER, to_onnx_proto
     from sranet.runtime.artifact import ArtifactInfo
+    from sranet.runtime.integrity import seal_onnx
 
     model = model if model is not None else tiny_model(seed)
     proto = to_onnx_proto(model)
     info = ArtifactInfo(model.cfg, PreprocessConfig.for_model(model.cfg), threshold,
                         extra={"sranet.exporter": EXPORTER, "sranet.opset": str(DEFAULT_OPSET)})
     onnx.helper.set_model_props(proto, info.to_metadata())
+    seal_onnx(proto)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(proto, str(path))
@@ -73,16 +76,19 @@ def save_tiny(folder: str | Path, *, name: str = "model", seed: int = 0,
 
 
 def with_threshold(onnx_path: str | Path, out_path: str | Path, threshold: float) -> Path:
-    """A copy of an ONNX artifact whose sranet metadata carries another decision threshold (same graph)."""
+    """A copy of an ONNX artifact whose sranet metadata carries another decision threshold (same graph), sealed
+    again (as an export with that threshold would be)."""
     import onnx
 
     from sranet.runtime.artifact import ArtifactInfo
+    from sranet.runtime.integrity import seal_onnx
 
     proto = onnx.load(str(onnx_path))
     info = ArtifactInfo.from_metadata({p.key: p.value for p in proto.metadata_props}, path=onnx_path)
     info.threshold = threshold
     del proto.metadata_props[:]
     onnx.helper.set_model_props(proto, info.to_metadata())
+    seal_onnx(proto)
     onnx.save(proto, str(out_path))
     return Path(out_path)
 
@@ -128,6 +134,9 @@ def small_graph_onnx(path: str | Path, *, variant: str = "fp32", outputs=("prob"
     cfg = ModelConfig.preset("tiny")
     meta = ArtifactInfo(model=cfg, preprocess=PreprocessConfig.for_model(cfg), threshold=0.5, precision=variant).to_metadata()
     helper.set_model_props(model, meta)
+    from sranet.runtime.integrity import seal_onnx
+
+    seal_onnx(model)
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return Path(path)
@@ -138,9 +147,15 @@ H100 = DeviceEnv(tensorrt="10.7.0", gpu_name="NVIDIA H100 80GB HBM3", compute_ca
                  cuda_runtime="12.6", cuda_driver="12.8")  # the machine write_engine records by default
 
 
-def write_engine(folder: Path, *, env: DeviceEnv = H100, **cli) -> Path:
+RTX_BUILDER = DeviceEnv(tensorrt="1.7.1.116", gpu_name="", compute_capability="", flavour="tensorrt-rtx",
+                        cuda_runtime="12", machine="x86_64", system="Linux")  # an ahead-of-time TensorRT-RTX build
+RTX_OFFERED = ["7.5", "8.0", "8.6", "8.9", "12.0", "12.1"]  # TensorRT-RTX 1.7's targets
+
+
+def write_engine(folder: Path, *, env: DeviceEnv = H100, targets: list[str] | None = None, **cli) -> Path:
     """``folder/model.engine`` (arbitrary bytes: the sidecar only hashes it) and its sidecar, built with `cli`
-    options of EngineOptions.from_cli (precision defaults to fp16) on ``env``."""
+    options of EngineOptions.from_cli (precision defaults to fp16) on ``env``; ``targets`` (with a TensorRT-RTX
+    ``env``, e.g. RTX_BUILDER) are the compute capabilities the plan was built for."""
     from sranet.config import ModelConfig, PreprocessConfig
     from sranet.export.sidecar import make_sidecar, write_sidecar
     from sranet.export.tensorrt import EngineOptions
@@ -152,10 +167,12 @@ def write_engine(folder: Path, *, env: DeviceEnv = H100, **cli) -> Path:
     onnx_path.write_bytes(b"onnx bytes")
     cfg = ModelConfig.preset("tiny")
     info = ArtifactInfo(model=cfg, preprocess=PreprocessConfig.for_model(cfg), threshold=0.42)
-    options = EngineOptions.from_cli(cli.pop("precision", "fp16"), **cli)
+    options = EngineOptions.from_cli(cli.pop("precision", "fp16"), flavour=env.flavour, **cli)
     sidecar = make_sidecar(plan_path=engine, onnx_path=onnx_path, info=info, env=env,
                            options=options.to_dict(), profile={"ct": options.profile_shapes(cfg.input_size)},
-                           build={"path": "trt10-fp16-builder-flag", "decisions": []}, source="runs/a/best.pt")
+                           build={"path": "trt10-fp16-builder-flag", "decisions": []}, source="runs/a/best.pt",
+                           targets=None if targets is None else {"compute_capabilities": targets,
+                                                                 "offered": RTX_OFFERED})
     write_sidecar(engine, sidecar)
     return engine
 

@@ -24,8 +24,8 @@ THREAD_ENV_VARS = (
     "ORT_NUM_THREADS",
     "CUDA_VISIBLE_DEVICES",
 )
-LIBRARIES = ("sranet", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "torch", "cupy-cuda12x", "tensorrt",
-             "opencv-python-headless", "pydicom", "scipy")
+LIBRARIES = ("sranet", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "openvino", "torch", "cupy-cuda12x",
+             "tensorrt", "opencv-python-headless", "pydicom", "scipy")
 
 
 def cpu_model() -> str:

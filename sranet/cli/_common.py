@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sys
 from pathlib import Path
@@ -16,23 +17,38 @@ DEBUG_ENV = "SRANET_DEBUG"
 
 
 def cli_errors(func):
-    """Turn a SranetError into one ``Error: ...`` line on stderr and exit code 1 (traceback with SRANET_DEBUG=1)."""
+    """Turn a SranetError into one ``Error: ...`` line on stderr and exit code 1 (traceback with SRANET_DEBUG=1).
+
+    What the operating system refuses (OSError: a full disk, a read-only or unwritable path) and running out of
+    memory get the same one line, naming the path where there is one: the library's own checks come first, this
+    is the net under them.
+    """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
         except SranetError as exc:
-            if os.environ.get(DEBUG_ENV):
-                raise
-            typer.echo(f"Error: {exc}", err=True)
-            typer.echo(f"(set {DEBUG_ENV}=1 for the traceback)", err=True)
-            raise typer.Exit(1) from None
+            _fail(str(exc))
+        except OSError as exc:
+            where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+            _fail(f"{where}{exc.strerror or type(exc).__name__} ({type(exc).__name__}).")
+        except MemoryError:
+            _fail("out of memory. Give --roi (only the femoral head's box is read) or fewer cases per --batch.")
         except KeyboardInterrupt:
             typer.echo("Interrupted.", err=True)
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def _fail(message: str):
+    if os.environ.get(DEBUG_ENV):
+        raise  # the exception being handled, with its traceback
+    text = " ".join(message.split())  # one line, whatever the message holds
+    typer.echo(f"Error: {text}", err=True)
+    typer.echo(f"(set {DEBUG_ENV}=1 for the traceback)", err=True)
+    raise typer.Exit(1) from None
 
 
 def progress_enabled() -> bool:
@@ -55,6 +71,12 @@ ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="CPU th
                                                 "library's own choice).")]
 SpacingOpt = Annotated[str | None, typer.Option("--spacing-mm", help="Voxel spacing 'sD,sH,sW' in mm for .npy inputs "
                                                 "without a JSON sidecar, e.g. 1.0,0.7,0.7.")]
+MaxVolumeOpt = Annotated[float | None, typer.Option("--max-volume-gib", help="Memory budget per case: the float32 "
+                                                    "volume read (the ROI's box, or the whole series without --roi), "
+                                                    "in GiB (default 4). A larger case is refused with its size.")]
+TrustedKeyOpt = Annotated[list[Path] | None, typer.Option("--trusted-key", help="Ed25519 public key (PEM) whose "
+                                                          "signature an artifact must carry (repeat for several); "
+                                                          "unsigned or otherwise signed artifacts are refused.")]
 
 
 def parse_spacing(text: str | None) -> tuple[float, float, float] | None:
@@ -67,6 +89,15 @@ def parse_spacing(text: str | None) -> tuple[float, float, float] | None:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
         values = ()
-    if len(values) != 3 or not all(v > 0 for v in values):
+    if len(values) != 3 or not all(math.isfinite(v) and v > 0 for v in values):
         raise InputError(f"--spacing-mm {text!r} must be three positive numbers 'sD,sH,sW' (mm), e.g. 1.0,0.7,0.7.")
     return values  # type: ignore[return-value]
+
+
+def check_output_folder(path: Path, option: str) -> None:
+    """An output folder: it may not exist yet; when it does, a folder (InputError naming ``option``)."""
+    from sranet.errors import InputError
+
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{option} {path} is not a folder; it names the folder to write into.",
+                         hint="Give a folder path (it is created if missing).")

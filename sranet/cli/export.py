@@ -1,8 +1,10 @@
 """``sranet export``: checkpoint -> gated ONNX (fp32 | fp16 | int8 QDQ) -> optional TensorRT plan and Triton repository.
 
-Order: every option is validated first (engine options with ``EngineOptions.from_cli``, no TensorRT needed), then
-the ONNX is exported and gated against PyTorch, then the plan is built and the Triton repository written. A failed
-gate prints the parity numbers and exits 1 without writing a model.
+Order: every option is validated first (engine options with ``EngineOptions.from_cli``, no TensorRT needed; the
+signing key is read), then the ONNX is exported and gated against PyTorch, then the plan is built and the Triton
+repository written. A failed gate prints the parity numbers and exits 1 without writing a model. Every artifact
+carries a content digest; ``--sign KEY`` adds an Ed25519 signature to the ONNX, the plan's sidecar or the OpenVINO IR
+(``sranet.runtime.integrity``), which ``sranet predict --trusted-key`` requires.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from sranet.cli._common import cli_errors
+from sranet.cli._common import check_output_folder, cli_errors
 from sranet.errors import InputError, check_choice
 from sranet.runtime.artifact import DEFAULT_PROFILE
 
@@ -30,12 +32,28 @@ def export(
     calib_limit: Annotated[int, typer.Option("--calib-limit", help="Most calibration volumes to read.")] = 32,
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset (18-24; TensorRT 10.0 parses up to 20).")] = 18,
     parity_cases: Annotated[int, typer.Option("--parity-cases", help="Phantom volumes in the parity gate.")] = 4,
-    conv_impl: Annotated[str, typer.Option("--conv-impl", help="direct: Conv nodes (for TensorRT and any runtime). "
-                                           "spectral: fp32 only; the Conv3d layers whose DFT form halves the "
-                                           "arithmetic become MatMuls (paper config: conv2, about 1.7x faster in ONNX "
-                                           "Runtime on a CPU).")] = "direct",
+    conv_impl: Annotated[str | None, typer.Option("--conv-impl", help="direct: Conv nodes (for TensorRT and any "
+                                                  "runtime; the default without --target). spectral: fp32 only; the "
+                                                  "Conv3d layers whose DFT form halves the arithmetic become MatMuls. "
+                                                  "s2d, s2d-spectral: OpenVINO IR only; conv1+pool as an 8-channel "
+                                                  "convolution. Default with --target: the target's choice."
+                                                  )] = None,
+    target: Annotated[str | None, typer.Option("--target", help="onnxruntime-cpu | openvino-cpu | tensorrt: export "
+                                               "the graph (and artifact) that runs fastest on that runtime "
+                                               "(docs/export.md).")] = None,
+    openvino: Annotated[bool, typer.Option("--openvino", help="Write an OpenVINO IR (--out model.xml, weights in "
+                                           "model.bin), gated on OpenVINO.")] = False,
+    bf16: Annotated[bool, typer.Option("--bf16", help="OpenVINO IR computed in bf16 (needs AVX512_BF16 or AMX, "
+                                       "here and where it runs).")] = False,
     engine: Annotated[bool, typer.Option("--engine", help="Also build a TensorRT plan (<out>.engine + .json sidecar); "
-                                         "needs TensorRT and an NVIDIA GPU.")] = False,
+                                         "needs TensorRT and an NVIDIA GPU, or TensorRT-RTX (no GPU needed).")] = False,
+    engine_flavour: Annotated[str, typer.Option("--engine-flavour", help="tensorrt: TensorRT 10/11, built on the GPU "
+                                                "it runs on (data-centre GPUs, Jetson). tensorrt-rtx: TensorRT-RTX, "
+                                                "built ahead of time for --compute-capability targets (RTX and "
+                                                "Ampere/Ada/Blackwell cards, DGX Spark).")] = "tensorrt",
+    compute_capability: Annotated[list[str] | None, typer.Option(
+        "--compute-capability", help="TensorRT-RTX targets, e.g. 8.9 or 8.6,8.9,12.0 (repeatable; default: every "
+        "target the installed TensorRT-RTX offers for the precision).")] = None,
     profile: Annotated[str | None, typer.Option("--profile", help="Engine optimisation profile / Triton batch "
                                                 f"range MIN:OPT:MAX (default {_DEFAULT_PROFILE}).")] = None,
     workspace_gib: Annotated[float | None, typer.Option("--workspace-gib", help="TensorRT tactic workspace limit in "
@@ -51,36 +69,65 @@ def export(
     verbose: Annotated[bool, typer.Option("--verbose", help="Verbose TensorRT log and the layer report.")] = False,
     triton: Annotated[Path | None, typer.Option("--triton", help="Write a Triton model repository here for the "
                                                 "plan (with --engine) or the ONNX.")] = None,
+    triton_backend: Annotated[str, typer.Option("--triton-backend", help="native: Triton's onnxruntime/tensorrt "
+                                                "backend. python: a Python-backend model that runs the artifact "
+                                                "through sranet.runtime (needed for TensorRT-RTX plans).")] = "native",
+    triton_device: Annotated[str, typer.Option("--triton-device", help="gpu (KIND_GPU) or cpu (KIND_CPU; ONNX "
+                                               "only).")] = "gpu",
+    sign: Annotated[Path | None, typer.Option("--sign", help="Ed25519 private key (PEM, unencrypted) to sign what "
+                                              "is written (ONNX, the plan's sidecar, OpenVINO IR); `sranet predict "
+                                              "--trusted-key PUB` then accepts only what this key signed.")] = None,
 ) -> None:
     """Export CHECKPOINT to ONNX (input ct (B,1,S,S,S), outputs prob (B,) and attention (B,64)), gated against PyTorch."""
-    precision = _check_options(checkpoint, fp16=fp16, int8=int8, calib=calib, conv_impl=conv_impl, engine=engine,
-                               profile=profile, triton=triton,
-                               engine_only={"--workspace-gib": workspace_gib is not None,
-                                            "--timing-cache": timing_cache is not None,
-                                            "--version-compatible": version_compatible,
-                                            "--hardware-compatibility": hardware_compatibility is not None,
-                                            "--dla-core": dla_core is not None, "--verbose": verbose})
+    if fp16 + int8 + bf16 > 1:
+        raise InputError("more than one of --fp16, --int8 and --bf16 was given; choose one precision.")
+    precision = "fp16" if fp16 else "int8" if int8 else "bf16" if bf16 else "fp32"
+    from sranet.export.targets import route_export
+
+    route = route_export(target, openvino=openvino, precision=precision, conv_impl=conv_impl, engine=engine,
+                         triton=triton is not None, out=out)
+    _check_options(checkpoint, int8=int8, calib=calib, conv_impl=conv_impl, engine=engine, profile=profile,
+                   triton=triton,
+                   engine_only={"--workspace-gib": workspace_gib is not None,
+                                "--timing-cache": timing_cache is not None,
+                                "--version-compatible": version_compatible,
+                                "--hardware-compatibility": hardware_compatibility is not None,
+                                "--dla-core": dla_core is not None, "--verbose": verbose,
+                                "--engine-flavour": engine_flavour != "tensorrt",
+                                "--compute-capability": bool(compute_capability)})
+    _check_triton(triton, triton_backend=triton_backend, triton_device=triton_device, engine=engine,
+                  engine_flavour=engine_flavour)
     options, max_batch = _engine_options(
         precision, engine=engine, profile=profile, triton=triton, workspace_gib=workspace_gib,
         timing_cache=timing_cache, version_compatible=version_compatible,
-        hardware_compatibility=hardware_compatibility, dla_core=dla_core, verbose=verbose)
+        hardware_compatibility=hardware_compatibility, dla_core=dla_core, verbose=verbose,
+        flavour=engine_flavour, compute_capabilities=compute_capability)
+    signing_key = None
+    if sign is not None:
+        from sranet.runtime.integrity import load_signing_key
+
+        signing_key = load_signing_key(sign)  # a bad key stops the command before any work
+    conv_impl = _graph_for(route, checkpoint, precision)
+    if route.openvino:
+        _export_openvino(checkpoint, out, precision, conv_impl, opset, parity_cases, signing_key)
+        return
     result = _export_onnx(checkpoint, out, opset=opset, precision=precision, calib=calib, calib_limit=calib_limit,
-                          parity_cases=parity_cases, conv_impl=conv_impl)
-    artifact = _build_engine(result, options, checkpoint) if engine else result.path
+                          parity_cases=parity_cases, conv_impl=conv_impl, signing_key=signing_key)
+    artifact = _build_engine(result, options, checkpoint, signing_key) if engine else result.path
     if triton is not None:
         from sranet.export.triton import write_triton_repo
 
-        folder = write_triton_repo(artifact, triton, max_batch=max_batch)
-        typer.echo(f"wrote Triton model {folder} (max_batch_size {max_batch})")
+        folder = write_triton_repo(artifact, triton, max_batch=max_batch, device=triton_device,
+                                   backend=triton_backend)
+        typer.echo(f"wrote Triton model {folder} ({triton_backend} backend, max_batch_size {max_batch})")
+        if triton_backend == "python":
+            typer.echo(f"  start Triton with the packages of this environment importable: see {folder / 'README.md'}")
 
 
-def _check_options(checkpoint: Path, *, fp16: bool, int8: bool, calib: Path | None, conv_impl: str, engine: bool,
-                   profile: str | None, triton: Path | None, engine_only: dict[str, bool]) -> str:
-    """Refuse contradictory options before any work; return the precision ("fp32", "fp16" or "int8")."""
-    from sranet.export.onnx import CONV_IMPLS
-
-    if fp16 and int8:
-        raise InputError("--fp16 and --int8 were both given; choose one precision.")
+def _check_options(checkpoint: Path, *, int8: bool, calib: Path | None, conv_impl: str | None, engine: bool,
+                   profile: str | None, triton: Path | None, engine_only: dict[str, bool]) -> None:
+    """Refuse contradictory options before any work (the precision/target/graph combination is checked by
+    ``route_export``)."""
     if int8 and calib is None:
         raise InputError("--int8 needs calibration volumes.",
                          hint="Add --calib MANIFEST (a manifest CSV of typical crops; 16-64 cases is plenty).")
@@ -92,7 +139,6 @@ def _check_options(checkpoint: Path, *, fp16: bool, int8: bool, calib: Path | No
     if profile is not None and not (engine or triton):
         raise InputError("--profile sets the engine profile or the Triton batch range.",
                          hint="Add --engine and/or --triton REPO, or drop --profile.")
-    check_choice("--conv-impl", conv_impl, CONV_IMPLS, InputError)
     if conv_impl == "spectral" and engine:
         raise InputError("--conv-impl spectral is an ONNX Runtime (CPU) graph; a TensorRT plan is built from the "
                          "direct graph, where TensorRT picks its own convolution kernels.",
@@ -100,11 +146,43 @@ def _check_options(checkpoint: Path, *, fp16: bool, int8: bool, calib: Path | No
     if not checkpoint.is_file():
         raise InputError(f"checkpoint {str(checkpoint)!r} does not exist.",
                          hint="Pass a best.pt or last.pt written by `sranet train`.")
-    return "fp16" if fp16 else "int8" if int8 else "fp32"
+    if triton is not None:
+        check_output_folder(triton, "--triton")
+
+
+def _graph_for(route, checkpoint: Path, precision: str) -> str:
+    """The graph form: the one asked for, else the target's choice (printed with its reason), else direct."""
+    if route.conv_impl is not None or route.target is None:
+        return route.conv_impl or "direct"
+    from sranet.export.targets import choose_graph
+    from sranet.model.checkpoint import load_checkpoint
+
+    conv_impl, why = choose_graph(route.target, precision, load_checkpoint(checkpoint).model_config)
+    typer.echo(f"--target {route.target.name}: graph {conv_impl}. {why}")
+    return conv_impl
+
+
+def _check_triton(triton: Path | None, *, triton_backend: str, triton_device: str, engine: bool,
+                  engine_flavour: str) -> None:
+    """The Triton options, before any work: a TensorRT-RTX plan has no native Triton backend."""
+    from sranet.export.triton import TRITON_BACKENDS
+
+    check_choice("--triton-backend", triton_backend, TRITON_BACKENDS, InputError)
+    check_choice("--triton-device", triton_device, ("gpu", "cpu"), InputError)
+    if triton is None and (triton_backend != "native" or triton_device != "gpu"):
+        raise InputError("--triton-backend and --triton-device describe the Triton repository.",
+                         hint="Add --triton REPO, or drop them.")
+    if triton is not None and engine and engine_flavour == "tensorrt-rtx" and triton_backend == "native":
+        raise InputError("Triton has no backend for TensorRT-RTX plans (its tensorrt_plan backend is TensorRT's).",
+                         hint="Add --triton-backend python: the model then runs the plan through sranet.runtime.")
+    if triton is not None and engine and triton_device == "cpu":
+        raise InputError("a TensorRT plan runs on a GPU only; --triton-device cpu serves the ONNX.",
+                         hint="Drop --engine for a CPU Triton server, or use --triton-device gpu.")
 
 
 def _engine_options(precision: str, *, engine: bool, profile: str | None, triton: Path | None, workspace_gib,
-                    timing_cache, version_compatible, hardware_compatibility, dla_core, verbose):
+                    timing_cache, version_compatible, hardware_compatibility, dla_core, verbose, flavour,
+                    compute_capabilities):
     """(EngineOptions or None, Triton max batch), validated without TensorRT."""
     from sranet.runtime.artifact import DEFAULT_MAX_BATCH
 
@@ -122,7 +200,8 @@ def _engine_options(precision: str, *, engine: bool, profile: str | None, triton
     options = EngineOptions.from_cli(
         precision, profile=profile, workspace_gib=4.0 if workspace_gib is None else workspace_gib,
         timing_cache=timing_cache, version_compatible=version_compatible,
-        hardware_compatibility=hardware_compatibility, dla_core=dla_core, verbose=verbose)
+        hardware_compatibility=hardware_compatibility, dla_core=dla_core, verbose=verbose, flavour=flavour,
+        compute_capabilities=compute_capabilities)
     return options, max_batch
 
 
@@ -141,25 +220,56 @@ def _export_onnx(checkpoint: Path, out: Path, **kwargs):
         raise
     typer.echo(result.parity.summary())
     typer.echo(result.trt_ops.summary())
-    typer.echo(f"wrote {result.path} ({result.info.precision}, opset {result.opset}, sha256 {result.sha256[:12]}...)")
+    signed = ", signed" if kwargs.get("signing_key") is not None else ""
+    typer.echo(f"wrote {result.path} ({result.info.precision}, opset {result.opset}, sha256 {result.sha256[:12]}..."
+               f"{signed})")
     typer.echo(f"wrote {result.parity_path}")
     return result
 
 
-def _build_engine(result, options, checkpoint: Path) -> Path:
+def _build_engine(result, options, checkpoint: Path, signing_key=None) -> Path:
     """The TensorRT plan next to the ONNX; where TensorRT is missing, say so (the ONNX is already written)."""
     import importlib.util
 
     from sranet.errors import DependencyMissingError
     from sranet.export.tensorrt import build_engine
-    from sranet.runtime.devices import TRT_INSTALL_HINT
+    from sranet.runtime.devices import TRT_INSTALL_HINT, TRT_RTX_INSTALL_HINT
+    from sranet.runtime.sidecar import FLAVOUR_MODULES
 
     engine_path = result.path.with_suffix(".engine")
-    if importlib.util.find_spec("tensorrt") is None:
+    if importlib.util.find_spec(FLAVOUR_MODULES[options.flavour]) is None:
+        rtx = options.flavour == "tensorrt-rtx"
         raise DependencyMissingError(
-            f"--engine needs TensorRT, which is not installed here. The ONNX is written ({result.path}); build "
-            f"the plan on the GPU machine with the same command, or with trtexec --onnx={result.path.name}.",
-            hint=TRT_INSTALL_HINT)
-    build_engine(result.path, engine_path, options, source=str(checkpoint))
-    typer.echo(f"wrote {engine_path} and {engine_path.name}.json")
+            f"--engine needs {'TensorRT-RTX' if rtx else 'TensorRT'}, which is not installed here. The ONNX is written "
+            f"({result.path}); build the plan where it is installed with the same command"
+            + ("." if rtx else f", or with trtexec --onnx={result.path.name}."),
+            hint=TRT_RTX_INSTALL_HINT if rtx else TRT_INSTALL_HINT)
+    sidecar = build_engine(result.path, engine_path, options, source=str(checkpoint))
+    if signing_key is not None:
+        from sranet.runtime.integrity import sign_engine
+
+        sign_engine(engine_path, signing_key)
+    targets = (sidecar.get("targets") or {}).get("compute_capabilities")
+    typer.echo(f"wrote {engine_path} and {engine_path.name}.json ({sidecar['flavour']} {sidecar['tensorrt']}"
+               + (f", compute capabilities {', '.join(targets)}" if targets else "") + ")"
+               + (" (signed)" if signing_key is not None else ""))
     return engine_path
+
+
+def _export_openvino(checkpoint: Path, out: Path, precision: str, conv_impl: str, opset: int, parity_cases: int,
+                     signing_key=None):
+    from sranet.errors import ParityGateError
+    from sranet.export.openvino import export_openvino
+
+    try:
+        result = export_openvino(checkpoint, out, precision=precision, conv_impl=conv_impl, opset=opset,
+                                 parity_cases=parity_cases, log=typer.echo, signing_key=signing_key)
+    except ParityGateError as exc:
+        report = getattr(exc, "report", None)
+        if report is not None:
+            typer.echo(report.summary(), err=True)
+        raise
+    typer.echo(result.parity.summary())
+    typer.echo(f"wrote {result.path} and {result.path.with_suffix('.bin').name} (OpenVINO IR, {precision}, graph "
+               f"{conv_impl}, sha256 {result.sha256['xml'][:12]}... / {result.sha256['bin'][:12]}...)")
+    typer.echo(f"wrote {result.parity_path}")

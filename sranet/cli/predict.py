@@ -10,9 +10,12 @@ import typer
 
 from sranet.cli._common import (
     BackendDeviceOpt,
+    MaxVolumeOpt,
     ProviderOpt,
     SpacingOpt,
     ThreadsOpt,
+    TrustedKeyOpt,
+    check_output_folder,
     cli_errors,
     parse_spacing,
     progress_enabled,
@@ -37,22 +40,34 @@ def predict(
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="How many top-attention patches to report.")] = 3,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="On a rerun, try again the cases recorded with an error.")] = False,
     preprocess_on: Annotated[str, typer.Option("--preprocess-on", help="Resample and normalise on the 'cpu' (numpy, the reference) or the 'gpu' (CuPy).")] = "cpu",
+    max_volume_gib: MaxVolumeOpt = None,
+    trusted_key: TrustedKeyOpt = None,
 ) -> None:
     """Predict AVNFH probability, decision and attention for each hip; write one JSON line per hip to --out.
 
     Without --roi each input is a whole study: it is read once, its femoral heads are found, and each hip is
     predicted (roi_source auto). A side without a femoral head, or with metal near it, gets a record saying why and
     no probability. A failing case is recorded with its error and the others go on; the exit code is 1 if any case
-    failed (a side refused for want of a femoral head is not a failure).
+    failed (a side refused for want of a femoral head is not a failure). The artifact's content digest is checked
+    before anything runs (and, with --trusted-key, its signature); --out is locked while the run writes to it.
     """
     from sranet.runtime.batch import cases_from, check_heatmaps_dir, predict_batch
+    from sranet.runtime.integrity import load_trusted_keys
+    from sranet.runtime.limits import check_batch
     from sranet.runtime.predictor import Predictor
+    from sranet.runtime.results import check_results_path
 
-    cases = cases_from(inputs or [], manifest=manifest, roi=roi, series=series, spacing_mm=parse_spacing(spacing_mm))
+    check_results_path(out)
+    check_batch(batch)
+    cases = cases_from(inputs or [], manifest=manifest, roi=roi, series=series, spacing_mm=parse_spacing(spacing_mm),
+                       max_gib=max_volume_gib)
     check_heatmaps_dir(heatmaps)
+    if heatmaps is not None:
+        check_output_folder(heatmaps, "--heatmaps")
+    trusted = load_trusted_keys(trusted_key) if trusted_key else None
     options = {} if provider is None else {"provider": provider}
     with Predictor.from_artifact(artifact, device=device, threads=threads, top_k=top_k, preprocess_on=preprocess_on,
-                                 **options) as predictor:
+                                 trusted_keys=trusted, **options) as predictor:
         summary = predict_batch(predictor, cases, out, batch=batch, retry_failed=retry_failed, heatmaps=heatmaps,
                                 progress=progress_enabled(), predict_metal=predict_metal)
     if summary.truncated_bytes:

@@ -21,18 +21,22 @@ CACHE/cases.csv           case_id,label,stage,split,volume,mask,lesion,qc   (pat
 CACHE/volumes/<case>.npy  float32 (S,S,S) network input
 CACHE/masks/<case>.npy    uint8 (S,S,S) 0/255 bone mask
 CACHE/lesions/<case>.npy  uint8 (S,S,S) 0/1 (only where the manifest has a lesion mask)
-CACHE/meta/<case>.json    qc flags, source, timings; written last, it marks the case as done
+CACHE/meta/<case>.json    qc flags, source, timings, each file's size and SHA-256; written last, it marks the case done
 CACHE/failures.jsonl      one line per case that failed in the latest run: case_id, path, error type, message
 ```
 Every file is written to a temporary name and renamed, so an interrupted run leaves no half-written array; a rerun
-skips cases whose meta file exists and whose manifest row (path, roi, side, lesion mask) is unchanged. A failing
-case is recorded and the run goes on. ``<case>`` is the sanitised id.
+skips cases whose meta file exists, whose manifest row (path, roi, side, lesion mask) is unchanged and whose cached
+files still have the size and SHA-256 recorded in the meta file (a truncated or edited one is prepared again and
+counted in ``PrepareResult.rebuilt``). A failing case is recorded and the run goes on; a case whose volume cannot be
+vouched for (non-finite voxels, unknown spacing, ...) is never cached. ``<case>`` is the sanitised id (the rule
+``sranet predict`` keys follow too: ``sranet.runtime.results.safe_name``).
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import json
 import os
 import time
@@ -45,6 +49,7 @@ from sranet.config import ModelConfig, PreprocessConfig
 from sranet.data.masks import BoneMaskParams, bone_mask
 from sranet.errors import InputError, SranetError, VolumeError
 from sranet.runtime.files import atomic_write
+from sranet.runtime.limits import check_threads, volume_budget_gib
 from sranet.runtime.manifest import Case, read_manifest
 from sranet.runtime.volume import Volume
 
@@ -53,11 +58,13 @@ CASE_COLUMNS = ("case_id", "label", "stage", "split", "volume", "mask", "lesion"
 
 @dataclass
 class PrepareResult:
-    """What a ``prepare_cache`` run did. ``failures``: dicts with case_id, path, error, message."""
+    """What a ``prepare_cache`` run did. ``failures``: dicts with case_id, path, error, message. ``rebuilt``: cases
+    prepared again because their cached files no longer matched their recorded size and SHA-256 (also in ``done``)."""
 
     out_dir: Path
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    rebuilt: list[str] = field(default_factory=list)
     failures: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     auto_roi: list[str] = field(default_factory=list)  # cases (done or cached) whose ROI the localiser found
@@ -98,8 +105,10 @@ def _load_lesion(case: Case, shape: tuple[int, int, int]) -> np.ndarray:
     return lesion
 
 
-def prepare_case(case: Case, out_dir: Path, cfg: PreprocessConfig, mask_params: BoneMaskParams) -> dict:
-    """Prepare one case into ``out_dir`` (files as in the module docstring). Returns its cases.csv row."""
+def prepare_case(case: Case, out_dir: Path, cfg: PreprocessConfig, mask_params: BoneMaskParams, *,
+                 max_gib: float | None = None) -> dict:
+    """Prepare one case into ``out_dir`` (files as in the module docstring). Returns its cases.csv row.
+    ``max_gib``: the case's memory budget (``load_volume``)."""
     from sranet.runtime.io import load_volume
     from sranet.runtime.roi import parse_roi
 
@@ -107,7 +116,7 @@ def prepare_case(case: Case, out_dir: Path, cfg: PreprocessConfig, mask_params: 
     roi = parse_roi(case.roi, side=case.side) if case.roi else None
     # with a lesion mask on the whole grid, load the whole series so the mask's grid can be checked exactly; else
     # only the ROI (as inference does)
-    volume = load_volume(case.path, roi=None if case.lesion_mask and not case.lesion_box else roi)
+    volume = load_volume(case.path, roi=None if case.lesion_mask and not case.lesion_box else roi, max_gib=max_gib)
     return _prepare_loaded(case, volume, roi, out_dir, cfg, mask_params, t0)
 
 
@@ -137,8 +146,9 @@ def _prepare_loaded(case: Case, volume: Volume, roi, out_dir: Path, cfg: Preproc
         resampled = resample(lesion.astype(np.float32), prepared.plan, nearest)
         atomic_save(paths["lesion"], (resampled > 0.5).astype(np.uint8))
     qc = list(dict.fromkeys([*grid.qc, *prepared.qc, *extra_qc]))
+    files = {k: _fingerprint(paths[k]) for k in ("volume", "mask", "lesion") if k != "lesion" or lesion is not None}
     meta = {"case_id": case.case_id, "inputs": _inputs(case), "qc": qc, "shape_loaded": list(volume.shape),
-            "spacing_mm": [float(s) for s in volume.spacing_mm], "lesion": lesion is not None,
+            "spacing_mm": [float(s) for s in volume.spacing_mm], "lesion": lesion is not None, "files": files,
             **(extra_meta or {}), "seconds": round(time.perf_counter() - t0, 3)}
     atomic_write(paths["meta"], json.dumps(meta))
     return _row(case, out_dir, qc, lesion is not None)
@@ -167,14 +177,16 @@ def _place(lesion: np.ndarray, offset, shape, grid_offset) -> np.ndarray:
 
 
 def prepare_study(cases: list[Case], out_dir: Path, cfg: PreprocessConfig, mask_params: BoneMaskParams, *,
-                  include_metal: bool = False) -> list[tuple[Case, dict | None, dict | None]]:
+                  include_metal: bool = False,
+                  max_gib: float | None = None) -> list[tuple[Case, dict | None, dict | None]]:
     """Prepare the hips of one whole study (manifest rows sharing a path, each with a side and no roi): read it
-    once, find its femoral heads, prepare each row's hip. Returns (case, row, failure) per case."""
+    once (``max_gib``: its memory budget), find its femoral heads, prepare each row's hip. Returns (case, row,
+    failure) per case."""
     from sranet.runtime.study import choose_hips, locate_study
 
     t0 = time.perf_counter()
     try:
-        located = locate_study(cases[0].path, preprocess=cfg)
+        located = locate_study(cases[0].path, preprocess=cfg, max_gib=max_gib)
     except Exception as exc:  # noqa: BLE001 - the study's every row fails with it; the run goes on
         return [(case, None, _failure(case, exc)) for case in cases]
     out = []
@@ -221,26 +233,46 @@ def _row(case: Case, out_dir: Path, qc: list[str], has_lesion: bool) -> dict:
             "qc": ";".join(qc)}
 
 
-def _cached_row(case: Case, out_dir: Path) -> dict | None:
-    """The row of a case a previous run finished (meta written last), or None."""
+def _fingerprint(path: Path) -> dict:
+    """{"bytes", "sha256"} of a cached file, recorded in its case's meta file and checked on every rerun."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def _cached_row(case: Case, out_dir: Path) -> tuple[dict | None, bool]:
+    """(the row of a case a previous run finished, or None; True when cached files exist but no longer match the
+    size and SHA-256 their meta file records, so the case must be prepared again)."""
     paths = _paths(out_dir, case.name)
-    if not (paths["meta"].is_file() and paths["volume"].is_file() and paths["mask"].is_file()):
-        return None
+    if not paths["meta"].is_file():
+        return None, False
     try:
         meta = json.loads(paths["meta"].read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    if meta.get("case_id") != case.case_id or meta.get("inputs") != _inputs(case):
-        return None  # another case, or the manifest row now points at other data / another ROI
-    if case.lesion_mask and not paths["lesion"].is_file():
-        return None
-    return _row(case, out_dir, list(meta.get("qc", [])), bool(case.lesion_mask))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None, True
+    if not isinstance(meta, dict) or meta.get("case_id") != case.case_id or meta.get("inputs") != _inputs(case):
+        return None, False  # another case, or the manifest row now points at other data / another ROI
+    wanted = ("volume", "mask", "lesion") if case.lesion_mask else ("volume", "mask")
+    files = meta.get("files")
+    if not isinstance(files, dict) or set(files) != set(wanted):
+        return None, True  # written without fingerprints, or they are damaged: nothing vouches for the files
+    for key in wanted:
+        path = paths[key]
+        try:
+            if not path.is_file() or path.stat().st_size != files[key].get("bytes") or \
+                    _fingerprint(path)["sha256"] != files[key].get("sha256"):
+                return None, True
+        except (OSError, AttributeError):
+            return None, True
+    return _row(case, out_dir, list(meta.get("qc", [])), bool(case.lesion_mask)), False
 
 
 def _run_one(job: tuple) -> tuple[Case, dict | None, dict | None]:
-    case, out_dir, cfg, mask_params = job
+    case, out_dir, cfg, mask_params, max_gib = job
     try:
-        return case, prepare_case(case, out_dir, cfg, mask_params), None
+        return case, prepare_case(case, out_dir, cfg, mask_params, max_gib=max_gib), None
     except SranetError as exc:
         failure = {"error": type(exc).__name__, "message": str(exc)}
     except Exception as exc:  # noqa: BLE001 - anything else one bad case raises is recorded; the run goes on
@@ -250,21 +282,21 @@ def _run_one(job: tuple) -> tuple[Case, dict | None, dict | None]:
 
 def _run_job(job: tuple) -> list[tuple[Case, dict | None, dict | None]]:
     """One unit of work: a case (``_run_one``), or the auto-ROI rows of one study (``prepare_study``)."""
-    cases, out_dir, cfg, mask_params, include_metal = job
+    cases, out_dir, cfg, mask_params, include_metal, max_gib = job
     if len(cases) == 1 and not auto_roi(cases[0]):
-        return [_run_one((cases[0], out_dir, cfg, mask_params))]
-    return prepare_study(cases, out_dir, cfg, mask_params, include_metal=include_metal)
+        return [_run_one((cases[0], out_dir, cfg, mask_params, max_gib))]
+    return prepare_study(cases, out_dir, cfg, mask_params, include_metal=include_metal, max_gib=max_gib)
 
 
 def _jobs(todo: list[Case], out: Path, cfg: PreprocessConfig, mask_params: BoneMaskParams,
-          include_metal: bool) -> list[tuple]:
+          include_metal: bool, max_gib: float | None) -> list[tuple]:
     """The work in manifest order: one job per case, except that the auto-ROI rows of one study share a job (the
     study is read and located once)."""
     groups: dict[tuple, list[Case]] = {}
     for case in todo:
         key = ("study", str(case.path)) if auto_roi(case) else ("case", case.case_id)
         groups.setdefault(key, []).append(case)
-    return [(cases, out, cfg, mask_params, include_metal) for cases in groups.values()]
+    return [(cases, out, cfg, mask_params, include_metal, max_gib) for cases in groups.values()]
 
 
 def _check_cache_json(out: Path, description: dict) -> None:
@@ -291,6 +323,7 @@ def prepare_cache(
     workers: int = 1,
     progress: bool = False,
     include_metal: bool = False,
+    max_gib: float | None = None,
 ) -> PrepareResult:
     """Prepare every case of a manifest into ``out_dir``; skip cases already cached; record failures and go on.
 
@@ -298,16 +331,20 @@ def prepare_cache(
     grid               patches per axis of the model (stored in cache.json for the regulariser targets).
     include_metal      rows with automatic ROIs: prepare a hip with metal near its head too (flagged
                        ``metal_near_head``) instead of failing it.
+    workers            processes (at most ``sranet.runtime.limits.max_threads()``).
+    max_gib            memory budget per case (``load_volume``; None: its default).
     Raises ManifestError / InputError before any case is touched; per-case errors end up in failures.jsonl.
     """
-    if workers < 1:
-        raise InputError(f"--workers {workers} must be at least 1.")
+    check_threads(workers, "--workers", hint="Pass --workers N with N >= 1 (the number of CPUs is usually best).")
+    max_gib = volume_budget_gib(max_gib) if max_gib is not None else None
     if grid < 1 or preprocess_config.output_size % grid:
         raise InputError(f"output size {preprocess_config.output_size} is not divisible into a {grid}^3 patch grid.")
     t0 = time.perf_counter()
     mask_params = mask_params or BoneMaskParams()
     cases = read_manifest(manifest_path, require_labels=True)
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"cache folder {out} is not a folder.", hint="Give a folder path for --out (created if missing).")
     for sub in ("volumes", "masks", "lesions", "meta"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     _check_cache_json(out, {"preprocess": preprocess_config.to_dict(), "mask": mask_params.to_dict(), "grid": grid})
@@ -316,13 +353,15 @@ def prepare_cache(
     rows: dict[str, dict] = {}
     todo = []
     for case in cases:
-        row = _cached_row(case, out)
+        row, damaged = _cached_row(case, out)
         if row is None:
             todo.append(case)
+            if damaged:
+                result.rebuilt.append(case.case_id)
         else:
             rows[case.case_id] = row
             result.skipped.append(case.case_id)
-    jobs = _jobs(todo, out, preprocess_config, mask_params, include_metal)
+    jobs = _jobs(todo, out, preprocess_config, mask_params, include_metal, max_gib)
     from tqdm import tqdm
 
     bar = tqdm(total=len(todo), desc="prepare", unit="case", disable=not progress)
@@ -342,6 +381,7 @@ def prepare_cache(
         bar.close()
         _write_index(out, cases, rows, result.failures)
     result.auto_roi = [c.case_id for c in cases if c.case_id in rows and "roi_auto" in rows[c.case_id]["qc"].split(";")]
+    result.rebuilt = [c for c in result.rebuilt if c in set(result.done)]
     result.seconds = time.perf_counter() - t0
     return result
 

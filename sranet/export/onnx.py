@@ -13,8 +13,10 @@ Constant nodes, and a symbolic attention width. Both parse in TensorRT 10; the d
 read, and 18 is the lowest opset the dynamo exporter writes (TensorRT 10.0 parses opsets 9-20, 10.15 up to 24).
 
 Order of work: load checkpoint -> PyTorch reference outputs on phantom volumes -> export -> (fp16 | int8) ->
-metadata -> onnx.checker + shape inference -> parity gate -> TensorRT op check -> write. A failed gate raises
-ParityGateError and writes nothing: the model goes to a temporary file that is renamed only after the gate passes.
+metadata -> content digest (and signature) -> onnx.checker + shape inference -> parity gate -> TensorRT op check ->
+write. A failed gate raises ParityGateError and writes nothing: the model goes to a temporary file that is renamed
+only after the gate passes. The digest (``sranet.runtime.integrity.seal_onnx``) covers graph, weights and metadata;
+every runtime refuses the file once any of it changes.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from sranet.runtime.artifact import (
     sha256_file,
 )
 from sranet.runtime.files import atomic_write
+from sranet.runtime.integrity import seal_onnx
 
 DEFAULT_OPSET = 18
 MIN_OPSET = 18  # the dynamo exporter's lowest; older opsets go through a version converter that fails on Reduce*
@@ -59,6 +62,7 @@ MAX_OPSET = 24  # TensorRT 10.15's ONNX parser's highest
 EXPORTER = "torch.onnx dynamo"
 CONV_IMPLS = ("direct", "spectral")  # sranet/model/spectral.py; spectral is an fp32 ONNX Runtime (CPU) optimisation
 FP16_SIM_CASES = 2  # PyTorch float16 on a CPU is slow (about 13 s per 128^3 case on 2 cores)
+MAX_PARITY_CASES = 256  # each is a phantom volume run through PyTorch and ONNX Runtime
 
 
 @dataclass
@@ -167,6 +171,12 @@ def validate_export_args(out_path: str | os.PathLike, *, opset: int, precision: 
                          hint=f"Use --opset {DEFAULT_OPSET}.")
     if not isinstance(parity_cases, int) or parity_cases < 2:
         raise InputError(f"parity_cases={parity_cases!r}; the gate needs at least 2 volumes (4 or more recommended).")
+    if parity_cases > MAX_PARITY_CASES:
+        raise InputError(f"parity_cases={parity_cases} is more than {MAX_PARITY_CASES} phantom volumes; the gate's "
+                         "verdict does not need more.", hint="Use --parity-cases 4 to 32.")
+    if out.exists() and not out.is_file():
+        raise InputError(f"output path {str(out)!r} exists and is not a regular file (a folder, device or FIFO).",
+                         hint="Give a file path ending in .onnx.")
     if not isinstance(calib_limit, int) or calib_limit < 1:
         raise InputError(f"calib_limit={calib_limit!r}; at least 1 calibration volume is needed (16-64 recommended).")
     if precision == "int8" and calib_manifest is None and calib_volumes is None:
@@ -195,7 +205,7 @@ def export_onnx(checkpoint: str | os.PathLike, out_path: str | os.PathLike, *, o
                 precision: str = "fp32", calib_manifest: str | os.PathLike | None = None,
                 calib_volumes: list[np.ndarray] | None = None, calib_limit: int = 32,
                 parity_cases: int = 4, seed: int = 0, conv_impl: str = "direct",
-                spectral_layers: tuple[int, ...] | None = None, log=None) -> ExportResult:
+                spectral_layers: tuple[int, ...] | None = None, log=None, signing_key=None) -> ExportResult:
     """Export a checkpoint to ONNX (``precision`` fp32 | fp16 | int8), gate it against PyTorch, write it.
 
     Writes ``out_path`` and ``<out_path>.parity.json`` (parity numbers + TensorRT op check) only when the gate
@@ -205,6 +215,8 @@ def export_onnx(checkpoint: str | os.PathLike, out_path: str | os.PathLike, *, o
     DFT form halves the arithmetic become MatMuls, sranet/model/spectral.py; ``spectral_layers`` picks them by
     1-based index instead, e.g. for experiments). The gate compares either against the unmodified PyTorch model.
     ``log``: callable taking one line of progress text (the CLI passes typer.echo); None = quiet.
+    ``signing_key``: an Ed25519 private key (or its PEM path) to sign the model with (``sranet.runtime.integrity``);
+    the content digest is recorded either way.
     """
     import onnx
 
@@ -236,6 +248,7 @@ def export_onnx(checkpoint: str | os.PathLike, out_path: str | os.PathLike, *, o
     if layers:
         info.extra[KEY_SPECTRAL_LAYERS] = ",".join(map(str, layers))
     onnx.helper.set_model_props(candidate, info.to_metadata())
+    seal_onnx(candidate, signing_key)  # last change to the model: the digest covers everything above
     check_graph(candidate)
     data = candidate.SerializeToString()
 

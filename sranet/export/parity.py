@@ -11,7 +11,8 @@ noise) normalised with the artifact's preprocessing, not only random noise. The 
                 attention_abs of the reference maximum, since near-equal weights have no stable argmax)
 
 The tolerances (TOLERANCES below; also in docs) are set for each precision's arithmetic: fp32 differs only in
-summation order; fp16 rounds weights and activations to 11 significant bits; int8 QDQ quantises weights per channel
+summation order; fp16 rounds weights and activations to 11 significant bits, bf16 to 8 (with float32
+accumulation, as OpenVINO computes it: bounds between fp16's and int8's); int8 QDQ quantises weights per channel
 and activations per tensor, so it gets the loosest bounds, but never a decision flip.
 """
 
@@ -41,6 +42,7 @@ class Tolerance:
 TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(prob_abs=1e-4, attention_abs=1e-4, min_top1_agreement=1.0),
     "fp16": Tolerance(prob_abs=5e-3, attention_abs=5e-3, min_top1_agreement=1.0),
+    "bf16": Tolerance(prob_abs=2e-2, attention_abs=1e-2, min_top1_agreement=1.0),  # OpenVINO IR (export/openvino.py)
     "int8": Tolerance(prob_abs=5e-2, attention_abs=2e-2, min_top1_agreement=0.75),
 }
 

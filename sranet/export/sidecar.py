@@ -22,8 +22,14 @@ def make_sidecar(
     profile: dict[str, list[list[int]]],
     build: dict[str, Any],
     source: str | None = None,
+    targets: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
-    """Assemble the sidecar dict. ``profile``: input name -> [min, opt, max] shapes (B, 1, S, S, S)."""
+    """Assemble the sidecar dict. ``profile``: input name -> [min, opt, max] shapes (B, 1, S, S, S).
+
+    ``env`` is the builder's machine: flavour, version, GPU (none for a TensorRT-RTX ahead-of-time build), platform.
+    ``targets`` (TensorRT-RTX): {"compute_capabilities": what the plan was built for, "offered": every target the
+    builder's version has}.
+    """
     import datetime
 
     from sranet import __version__
@@ -35,7 +41,10 @@ def make_sidecar(
         "plan": {"file": Path(plan_path).name, "sha256": sha256_file(plan_path), "bytes": Path(plan_path).stat().st_size},
         "onnx": {"path": str(onnx_path), "sha256": sha256_file(onnx_path)},
         "source": source,
+        "flavour": env.flavour,
         "tensorrt": env.tensorrt,
+        "platform": {"machine": env.machine, "system": env.system, "jetson": env.jetson},
+        "targets": targets,
         "cuda_runtime": env.cuda_runtime,
         "cuda_driver": env.cuda_driver,
         "gpu": {"name": env.gpu_name, "compute_capability": env.compute_capability},
@@ -47,8 +56,13 @@ def make_sidecar(
     }
 
 
-def write_sidecar(engine_path: str | os.PathLike, sidecar: dict[str, Any]) -> Path:
-    return atomic_write(sidecar_path(engine_path), json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
+def write_sidecar(engine_path: str | os.PathLike, sidecar: dict[str, Any], *, signing_key=None) -> Path:
+    """Write ``<engine>.json`` with its content digest (and a signature with ``signing_key``:
+    ``sranet.runtime.integrity``)."""
+    from sranet.runtime.signing import seal_sidecar
+
+    sealed = seal_sidecar(sidecar, signing_key)
+    return atomic_write(sidecar_path(engine_path), json.dumps(sealed, indent=2, sort_keys=True) + "\n")
 
 
 __all__ = ["make_sidecar", "write_sidecar"]

@@ -1,304 +1,71 @@
-"""Build a raw TensorRT plan from the exported ONNX, plus its JSON sidecar.
+"""Build a raw TensorRT or TensorRT-RTX plan from the exported ONNX, plus its JSON sidecar.
 
-Two TensorRT lines are supported, and which path was taken is recorded in the sidecar:
-
-* TensorRT 10: fp32 as is; fp16 with ``BuilderFlag.FP16`` on the fp32 ONNX (weak typing), or strongly typed when
-  the ONNX is already the fp16 variant; int8 from the QDQ ONNX (explicit quantization) with INT8 + FP16 flags.
-* TensorRT 11: strongly typed networks only (the precision flags are gone); reduced precision comes from the ONNX
-  itself: the fp16 variant or the QDQ variant written by ``sranet export``.
-
-The decisions are made by pure functions (``EngineOptions.from_cli``, ``inspect_onnx``, ``plan_build``) that run and
-are tested without TensorRT; ``build_engine`` only carries them out. tensorrt is imported inside ``build_engine``.
+What is built is decided without TensorRT in ``sranet.export.engine_options`` (``EngineOptions.from_cli``,
+``inspect_onnx``, ``plan_build``; their names are re-exported here); this module carries the decision out with the
+real builder: ``tensorrt`` (TensorRT 10/11, on the GPU it builds for) or ``tensorrt_rtx`` (TensorRT-RTX, ahead of time
+for chosen compute capabilities, no GPU needed). The builder's own messages are collected, so a parser or builder
+failure becomes one ArtifactError naming the ONNX node and what TensorRT said about it.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
-from dataclasses import asdict, dataclass, field
+import re
+import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sranet.errors import ArtifactError, DependencyMissingError, InputError, check_choice
+from sranet.errors import ArtifactError, DependencyMissingError, InputError
+from sranet.export.engine_options import (
+    HARDWARE_COMPATIBILITY,
+    RTX_DEFAULT_SKIP,
+    BuildPlan,
+    EngineOptions,
+    OnnxFacts,
+    compute_capability_member,
+    flavour_name,
+    inspect_onnx,
+    member_compute_capability,
+    parse_compute_capabilities,
+    parse_profile,
+    plan_build,
+    summarize_layers,
+)
 from sranet.export.sidecar import make_sidecar, write_sidecar
-from sranet.runtime.artifact import DEFAULT_PROFILE, INPUT_NAME, OUTPUT_NAMES, PRECISIONS, ArtifactInfo
-from sranet.runtime.devices import TRT_INSTALL_HINT, import_tensorrt
+from sranet.runtime.artifact import INPUT_NAME, ArtifactInfo
+from sranet.runtime.devices import TRT_INSTALL_HINT, TRT_RTX_INSTALL_HINT, import_tensorrt
 from sranet.runtime.files import atomic_write
 
-MAX_BATCH_LIMIT = 1024
-# TensorRT's HardwareCompatibilityLevel, by the name the CLI uses
-HARDWARE_COMPATIBILITY = {"none": "NONE", "ampere+": "AMPERE_PLUS", "same-compute-capability": "SAME_COMPUTE_CAPABILITY"}
+
+def make_logger(trt, *, verbose: bool = False, echo: bool = True):
+    """A ``trt.ILogger`` that keeps every error message (``.errors``) and the builder's listing of the engine's layers
+    (``.engine_layers``, logged with DETAILED profiling verbosity), and prints warnings and errors (everything with
+    ``verbose``) to stderr as TensorRT's own logger would (nothing with ``echo=False``: the caller reports)."""
+
+    class RecordingLogger(trt.ILogger):
+        def __init__(self):
+            trt.ILogger.__init__(self)
+            self.errors: list[str] = []
+            self.engine_layers = ""  # the builder's "Layers:" listing (DETAILED profiling verbosity)
+
+        def log(self, severity, msg):
+            if severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR):
+                self.errors.append(str(msg))
+            if str(msg).startswith("Layers:\n"):
+                self.engine_layers = str(msg)
+            if echo and (verbose or severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR,
+                                                 trt.ILogger.Severity.WARNING)):
+                print(f"[{flavour_of(trt)}] {severity.name}: {msg}", file=sys.stderr)
+
+    return RecordingLogger()
 
 
-@dataclass(frozen=True)
-class EngineOptions:
-    """Validated engine-build options (CLI units: GiB, batch profile MIN:OPT:MAX)."""
-
-    precision: str = "fp32"
-    batch_min: int = DEFAULT_PROFILE[0]
-    batch_opt: int = DEFAULT_PROFILE[1]
-    batch_max: int = DEFAULT_PROFILE[2]
-    workspace_gib: float = 4.0
-    timing_cache: str | None = None
-    version_compatible: bool = False
-    hardware_compatibility: str = "none"
-    dla_core: int | None = None
-    verbose: bool = False
-
-    @classmethod
-    def from_cli(
-        cls,
-        precision: str,
-        profile: str | tuple[int, int, int] = DEFAULT_PROFILE,
-        workspace_gib: float = 4.0,
-        timing_cache: str | os.PathLike | None = None,
-        version_compatible: bool = False,
-        hardware_compatibility: str | None = None,
-        dla_core: int | None = None,
-        verbose: bool = False,
-    ) -> EngineOptions:
-        """Validate CLI values (InputError naming the value and the fix); needs no TensorRT and no GPU."""
-        check_choice("--precision", precision, PRECISIONS, error=InputError)
-        bmin, bopt, bmax = parse_profile(profile)
-        if isinstance(workspace_gib, bool) or not isinstance(workspace_gib, (int, float)) or not (
-            math.isfinite(workspace_gib) and workspace_gib > 0
-        ):
-            raise InputError(f"--workspace-gib={workspace_gib!r} must be a number > 0 (GiB of GPU memory for tactics), e.g. 4.")
-        level = "none" if hardware_compatibility is None else hardware_compatibility
-        check_choice("--hardware-compatibility", level, HARDWARE_COMPATIBILITY, error=InputError)
-        if timing_cache is not None:
-            parent = Path(timing_cache).expanduser().resolve().parent
-            if not parent.is_dir():
-                raise InputError(f"--timing-cache {timing_cache}: folder {parent} does not exist. Create it, or pick "
-                                 "another path (the file itself is created on the first build).")
-            if Path(timing_cache).is_dir():
-                raise InputError(f"--timing-cache {timing_cache} is a folder; give a file path, e.g. {timing_cache}/sranet.cache.")
-        if dla_core is not None:
-            if isinstance(dla_core, bool) or not isinstance(dla_core, int) or dla_core < 0:
-                raise InputError(f"--dla-core={dla_core!r} must be an integer >= 0 (Jetson AGX Orin has DLA cores 0 and 1).")
-            if precision == "fp32":
-                raise InputError("--dla-core needs --fp16 or --int8: the DLA does not run fp32 layers.")
-            if level != "none":
-                raise InputError("--dla-core cannot be combined with --hardware-compatibility: hardware-compatible "
-                                 "plans are not supported on Jetson/DLA. Drop one of the two.")
-        return cls(
-            precision=precision, batch_min=bmin, batch_opt=bopt, batch_max=bmax, workspace_gib=float(workspace_gib),
-            timing_cache=None if timing_cache is None else str(timing_cache), version_compatible=bool(version_compatible),
-            hardware_compatibility=level, dla_core=dla_core, verbose=bool(verbose),
-        )
-
-    @property
-    def workspace_bytes(self) -> int:
-        return int(self.workspace_gib * (1 << 30))
-
-    def profile_shapes(self, input_size: int) -> list[list[int]]:
-        """[min, opt, max] shapes (B, 1, S, S, S) of the ``ct`` input."""
-        S = input_size
-        return [[b, 1, S, S, S] for b in (self.batch_min, self.batch_opt, self.batch_max)]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+def flavour_of(trt) -> str:
+    return "tensorrt-rtx" if trt.__name__.startswith("tensorrt_rtx") else "tensorrt"
 
 
-def parse_profile(text: str | tuple[int, int, int]) -> tuple[int, int, int]:
-    """'MIN:OPT:MAX' (or a single 'N' for a fixed batch, or a (min, opt, max) tuple) -> (min, opt, max) with
-    1 <= min <= opt <= max."""
-    if isinstance(text, tuple):
-        text = ":".join(map(str, text))
-    pieces = str(text).strip().split(":")
-    if len(pieces) == 1:
-        pieces = pieces * 3
-    try:
-        if len(pieces) != 3:
-            raise ValueError
-        bmin, bopt, bmax = (int(p) for p in pieces)
-    except ValueError:
-        raise InputError(f"--profile {text!r} is not MIN:OPT:MAX (three integers), e.g. 1:4:16.") from None
-    if not 1 <= bmin <= bopt <= bmax:
-        raise InputError(f"--profile {text!r} needs 1 <= MIN <= OPT <= MAX, e.g. 1:{max(bopt, 1)}:{max(bmax, bopt, 1)}.")
-    if bmax > MAX_BATCH_LIMIT:
-        raise InputError(f"--profile {text!r}: MAX={bmax} is above {MAX_BATCH_LIMIT}; a (B, 1, 128, 128, 128) input of that "
-                         "size needs >8 GiB per tensor. Use a smaller MAX.")
-    return bmin, bopt, bmax
-
-
-# -- what the ONNX is ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class OnnxFacts:
-    """Facts about an exported ONNX that decide the build: precision from the graph, I/O names, ArtifactInfo."""
-
-    path: str
-    precision: str  # "fp32", "fp16" (float16 weights or casts) or "int8" (QuantizeLinear/DequantizeLinear nodes)
-    has_qdq: bool
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
-    info: ArtifactInfo
-    batch_dim: str | int | None = None
-    ops: tuple[str, ...] = field(default=())
-
-
-def inspect_onnx(path: str | os.PathLike) -> OnnxFacts:
-    """Read the ONNX graph (weights not loaded) and check it is an sranet export with inputs/outputs by contract."""
-    import onnx
-
-    path = Path(path)
-    if not path.is_file():
-        raise ArtifactError("does not exist; export the ONNX first with `sranet export CHECKPOINT`.", path=path)
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError and friends
-        raise ArtifactError(f"is not a readable ONNX model ({exc}).", path=path) from exc
-    info = ArtifactInfo.from_metadata({p.key: p.value for p in model.metadata_props}, path=path)
-    graph = model.graph
-    init_names = {t.name for t in graph.initializer}
-    inputs = tuple(i.name for i in graph.input if i.name not in init_names)
-    outputs = tuple(o.name for o in graph.output)
-    if inputs != (INPUT_NAME,) or set(outputs) != set(OUTPUT_NAMES):
-        raise ArtifactError(
-            f"has inputs {list(inputs)} and outputs {list(outputs)}; expected input {INPUT_NAME!r} and outputs "
-            f"{list(OUTPUT_NAMES)}.", path=path, hint="Export it with `sranet export`; hand-edited graphs are not supported.",
-        )
-    dims = graph.input[[i.name for i in graph.input].index(INPUT_NAME)].type.tensor_type.shape.dim
-    batch_dim = (dims[0].dim_param or dims[0].dim_value) if dims else None
-    ops = tuple(sorted({n.op_type for n in graph.node}))
-    has_qdq = bool({"QuantizeLinear", "DequantizeLinear"} & set(ops))
-    fp16 = onnx.TensorProto.FLOAT16
-    has_fp16 = any(t.data_type == fp16 for t in graph.initializer) or any(
-        n.op_type == "Cast" and any(a.name == "to" and a.i == fp16 for a in n.attribute) for n in graph.node
-    )
-    precision = "int8" if has_qdq else "fp16" if has_fp16 else "fp32"
-    return OnnxFacts(str(path), precision, has_qdq, inputs, outputs, info, batch_dim, ops)
-
-
-# -- the version dispatch (pure) ----------------------------------------------------------------------------------
-@dataclass
-class BuildPlan:
-    """What build_engine will do, decided without TensorRT. Flag names are attributes of trt.BuilderFlag /
-    trt.NetworkDefinitionCreationFlag; ``decisions`` are human-readable and go into the sidecar."""
-
-    trt_major: int
-    path: str
-    network_flags: list[str] = field(default_factory=list)
-    builder_flags: list[str] = field(default_factory=list)
-    hardware_compatibility_level: str | None = None  # trt.HardwareCompatibilityLevel attribute
-    dla_core: int | None = None
-    profiling_verbosity: str = "LAYER_NAMES_ONLY"
-    decisions: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def trt_major(version: str) -> int:
-    try:
-        return int(str(version).split(".")[0])
-    except ValueError:
-        raise DependencyMissingError(f"cannot read the TensorRT version {version!r}.", hint=TRT_INSTALL_HINT) from None
-
-
-def plan_build(trt_version: str, options: EngineOptions, onnx_precision: str, *, onnx_has_qdq: bool | None = None) -> BuildPlan:
-    """Decide the build for TensorRT ``trt_version`` (e.g. '10.7.0', '11.1.0') and an ONNX of ``onnx_precision``.
-
-    Raises InputError when the ONNX cannot give the asked precision on that TensorRT line, saying which ONNX to use.
-    """
-    major = trt_major(trt_version)
-    has_qdq = onnx_precision == "int8" if onnx_has_qdq is None else onnx_has_qdq
-    want = options.precision
-    if major < 10:
-        raise DependencyMissingError(f"TensorRT {trt_version} is too old; sranet builds with TensorRT 10 or 11.",
-                                     hint=TRT_INSTALL_HINT)
-    if want == "int8" and not has_qdq:
-        raise InputError(
-            f"--int8 needs the QDQ (explicitly quantized) ONNX; this ONNX is {onnx_precision}. "
-            "Run `sranet export CHECKPOINT --int8 --calib MANIFEST --engine`, which writes and uses model.int8.onnx."
-        )
-    if want != "int8" and has_qdq:
-        raise InputError(f"this ONNX is quantized (QDQ nodes) but --precision is {want}; use --int8, or the fp32 ONNX.")
-    if want == "fp32" and onnx_precision == "fp16":
-        raise InputError("this ONNX is the fp16 variant but --precision is fp32; pass the fp32 ONNX, or add --fp16.")
-
-    plan = BuildPlan(trt_major=major, path="")
-    if major == 10:
-        if want == "fp32":
-            plan.path = "trt10-fp32"
-            plan.decisions.append("TensorRT 10, fp32: no precision flags (TF32 stays TensorRT's default).")
-        elif want == "fp16" and onnx_precision == "fp16":
-            plan.path = "trt10-strongly-typed-fp16-onnx"
-            plan.network_flags.append("STRONGLY_TYPED")
-            plan.decisions.append("TensorRT 10, fp16 ONNX: strongly typed network, layer types from the ONNX.")
-        elif want == "fp16":
-            plan.path = "trt10-fp16-builder-flag"
-            plan.builder_flags.append("FP16")
-            plan.decisions.append("TensorRT 10, fp32 ONNX: weakly typed network with BuilderFlag.FP16 "
-                                  "(TensorRT picks fp16 kernels where faster).")
-        else:
-            plan.path = "trt10-int8-qdq-builder-flags"
-            plan.builder_flags += ["INT8", "FP16"]
-            plan.decisions.append("TensorRT 10, QDQ ONNX: explicit quantization with BuilderFlag.INT8 (+FP16 for "
-                                  "the layers outside Q/DQ pairs).")
-    else:
-        plan.path = f"trt{major}-strongly-typed-{'qdq' if want == 'int8' else want}-onnx"
-        plan.network_flags.append("STRONGLY_TYPED")
-        if want == "fp16" and onnx_precision != "fp16":
-            raise InputError(
-                f"TensorRT {trt_version} builds strongly typed networks only (BuilderFlag.FP16 was removed), so fp16 "
-                "must come from the ONNX. Pass the fp16 variant: `sranet export CHECKPOINT --fp16 --engine` writes "
-                "and uses model.fp16.onnx."
-            )
-        plan.decisions.append(f"TensorRT {major}: strongly typed network; precision {want} comes from the "
-                              f"{onnx_precision} ONNX, no precision builder flags.")
-
-    _add_options(plan, options)
-    return plan
-
-
-def _add_options(plan: BuildPlan, options: EngineOptions) -> None:
-    """The build choices that do not depend on the TensorRT line: compatibility, DLA, verbosity, the profile."""
-    if options.version_compatible:
-        plan.builder_flags.append("VERSION_COMPATIBLE")
-        plan.decisions.append("Version-compatible plan (runs on later TensorRT runtimes; may be slower).")
-    if options.hardware_compatibility != "none":
-        plan.hardware_compatibility_level = HARDWARE_COMPATIBILITY[options.hardware_compatibility]
-        plan.decisions.append(f"Hardware compatibility {options.hardware_compatibility} "
-                              f"(HardwareCompatibilityLevel.{plan.hardware_compatibility_level}).")
-    if options.dla_core is not None:
-        plan.dla_core = options.dla_core
-        plan.builder_flags.append("GPU_FALLBACK")
-        plan.decisions.append(f"DLA core {options.dla_core} with GPU fallback: Conv3d and other 3D layers are not DLA "
-                              "layers and fall back to the GPU; see the layer report for the real placement.")
-    if options.verbose:
-        plan.profiling_verbosity = "DETAILED"
-        plan.decisions.append("Verbose: detailed profiling verbosity and an engine-inspector layer report.")
-    plan.decisions.append(f"Optimisation profile for {INPUT_NAME!r}: batch {options.batch_min}/{options.batch_opt}/"
-                          f"{options.batch_max} (min/opt/max); workspace limit {options.workspace_gib:g} GiB.")
-
-
-# -- inspector report (pure) --------------------------------------------------------------------------------------
-def summarize_layers(engine_information: str | dict) -> dict[str, Any]:
-    """Summarise IEngineInspector JSON: layer count, DLA vs GPU placement, layers by type.
-
-    Works on TensorRT 10 ("Layers" + "Bindings") and 11 ("Layers" + "I/O Tensors") output; layers are dicts with
-    DETAILED verbosity and plain names otherwise. A layer counts as DLA when its type or name says so (TensorRT
-    reports DLA subgraphs as one foreign node per DLA loadable).
-    """
-    data = json.loads(engine_information) if isinstance(engine_information, str) else engine_information
-    layers = data.get("Layers", [])
-    by_type: dict[str, int] = {}
-    dla: list[str] = []
-    for layer in layers:
-        name = layer if isinstance(layer, str) else str(layer.get("Name", ""))
-        kind = "unknown" if isinstance(layer, str) else str(layer.get("LayerType", "unknown"))
-        by_type[kind] = by_type.get(kind, 0) + 1
-        text = f"{kind} {name} {'' if isinstance(layer, str) else layer.get('TacticName', '')}".lower()
-        if "dla" in text:
-            dla.append(name)
-    return {"layers": len(layers), "dla_layers": len(dla), "gpu_layers": len(layers) - len(dla),
-            "dla_layer_names": dla, "by_type": dict(sorted(by_type.items())),
-            "io_tensors": data.get("I/O Tensors", data.get("Bindings", []))}
-
-
-# -- the build (needs TensorRT and a GPU) ------------------------------------------------------------------------
 def parser_errors(parser) -> list[str]:
     """OnnxParser errors as 'node NAME (OP): description' lines (node_name/node_operator exist from TensorRT 8.6)."""
     lines = []
@@ -310,13 +77,147 @@ def parser_errors(parser) -> list[str]:
     return lines
 
 
+def network_layers(trt, network) -> list[dict[str, Any]]:
+    """The parsed network as the builder sees it: per layer its index, name, type and output tensors (name, data
+    type, shape with -1 for the dynamic batch). Needs no GPU."""
+    layers = []
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        outputs = [layer.get_output(j) for j in range(layer.num_outputs)]
+        inputs = [layer.get_input(j) for j in range(layer.num_inputs)]
+        layers.append({
+            "index": i, "name": layer.name, "type": layer.type.name,
+            "inputs": [{"name": t.name, "dtype": t.dtype.name} for t in inputs if t is not None],
+            "outputs": [{"name": t.name, "dtype": t.dtype.name, "shape": list(t.shape)} for t in outputs],
+        })
+    return layers
+
+
+_SEGMENTS = re.compile(r"(Inputs|Constants|Outputs): \[(.*?)\](?=, (?:Constants|Outputs|TacticName):)")
+
+
+def parse_engine_layers(text: str) -> list[dict[str, Any]]:
+    """The builder's "Layers:" log message -> per compiled layer its name, kind (e.g. "correlation" for a
+    convolution, "gemm", "kgen" for generated fused kernels), the data types of its inputs, constants (weights) and
+    outputs, and the ONNX nodes it came from. This is what TensorRT-RTX compiled, not just what it parsed."""
+    layers = []
+    for line in text.splitlines()[1:]:
+        m = re.match(r"Name: (.*?), LayerType: (\w+), ", line)
+        if not m:
+            continue
+        entry: dict[str, Any] = {"name": m.group(1), "kind": m.group(2)}
+        for segment, body in _SEGMENTS.findall(line):
+            entry[segment.lower()] = re.findall(r"Datatype: (\w+)", body)
+        entry["onnx_layers"] = re.findall(r"\[ONNX Layer: ([^\]]+)\]", line)
+        layers.append(entry)
+    return layers
+
+
+def network_io(network) -> dict[str, dict[str, Any]]:
+    """{tensor name: {"mode", "dtype", "shape"}} of the network's inputs and outputs."""
+    out = {}
+    for i in range(network.num_inputs):
+        t = network.get_input(i)
+        out[t.name] = {"mode": "input", "dtype": t.dtype.name, "shape": list(t.shape)}
+    for i in range(network.num_outputs):
+        t = network.get_output(i)
+        out[t.name] = {"mode": "output", "dtype": t.dtype.name, "shape": list(t.shape)}
+    return out
+
+
+@dataclass
+class CompiledPlan:
+    """A plan built in memory by ``compile_network``: the bytes, and what the builder did."""
+
+    plan: bytes
+    flavour: str
+    version: str
+    build: BuildPlan
+    targets: list[str] = field(default_factory=list)  # TensorRT-RTX: compute capabilities built for
+    offered: list[str] = field(default_factory=list)  # TensorRT-RTX: every target the installed version has
+    layers: list[dict[str, Any]] = field(default_factory=list)
+    engine_layers: list[dict[str, Any]] = field(default_factory=list)  # with verbose: what the builder compiled
+    io: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: float = 0.0
+    timing_cache: bytes | None = None
+    cache_reused: bool = False
+
+
+def offered_targets(trt) -> list[str]:
+    """The compute capabilities the installed TensorRT-RTX can build for ('X.Y'), from its ComputeCapability enum."""
+    found = (member_compute_capability(name) for name in trt.ComputeCapability.__members__)
+    return sorted((cc for cc in found if cc), key=lambda cc: tuple(int(x) for x in cc.split(".")))
+
+
+def resolve_targets(options: EngineOptions, offered: list[str], version: str) -> list[str]:
+    """The TensorRT-RTX targets to build: those asked for (each must be offered), else every offered one the
+    precision can be built for (``RTX_DEFAULT_SKIP``)."""
+    if options.compute_capabilities:
+        missing = [cc for cc in options.compute_capabilities if cc not in offered]
+        if missing:
+            raise InputError(f"--compute-capability {','.join(missing)}: TensorRT-RTX {version} builds for "
+                             f"{', '.join(offered)} only.", hint="For another GPU (e.g. 9.0, H100/H200; 8.7, Jetson "
+                             "Orin) build with TensorRT on that machine: --engine-flavour tensorrt.")
+        return list(options.compute_capabilities)
+    return [cc for cc in offered if cc not in RTX_DEFAULT_SKIP[options.precision]]
+
+
+def compile_network(onnx_path: str | os.PathLike, options: EngineOptions, *, facts: OnnxFacts | None = None,
+                    trt=None, echo: bool = True) -> CompiledPlan:
+    """Parse ``onnx_path`` and build the plan in memory with the builder of ``options.flavour``; nothing is written.
+
+    Parser errors and a build that returns no plan are ArtifactErrors naming the ONNX node and quoting the builder.
+    ``echo=False`` keeps the builder's log off stderr (its errors still go into the exception).
+    """
+    facts = facts or inspect_onnx(onnx_path)
+    trt = trt or import_tensorrt(options.flavour)
+    rtx = options.flavour == "tensorrt-rtx"
+    plan = plan_build(trt.__version__, options, facts.precision, onnx_has_qdq=facts.has_qdq)
+    logger = make_logger(trt, verbose=options.verbose, echo=echo)
+    builder = trt.Builder(logger)
+    if options.dla_core is not None and options.dla_core >= int(getattr(builder, "num_DLA_cores", 0)):
+        raise InputError(f"--dla-core {options.dla_core}: this machine has {builder.num_DLA_cores} DLA core(s).",
+                         hint="Leave --dla-core out (the GPU runs every layer), or build on a Jetson AGX Orin "
+                              "(DLA cores 0 and 1).")
+    network, _parser = _parse_network(trt, builder, logger, plan, onnx_path)
+    shapes = options.profile_shapes(facts.info.model.input_size)
+    config = _builder_config(trt, builder, plan, options, shapes)
+    offered, targets = [], []
+    if rtx:
+        offered = offered_targets(trt)
+        targets = resolve_targets(options, offered, trt.__version__)
+        config.num_compute_capabilities = len(targets)
+        for i, cc in enumerate(targets):
+            config.set_compute_capability(getattr(trt.ComputeCapability, compute_capability_member(cc)), i)
+    cache_path = Path(options.timing_cache) if options.timing_cache else None
+    cache_reused = _use_timing_cache(config, cache_path) if not rtx else False
+
+    t0 = time.perf_counter()
+    serialized = builder.build_serialized_network(network, config)
+    seconds = time.perf_counter() - t0
+    if serialized is None:
+        said = "; ".join(logger.errors[-3:]) or "no message"
+        hint = "Rerun with --verbose for the builder log; try a larger --workspace-gib."
+        if rtx and "Turing" in said:
+            hint = "TensorRT-RTX builds 3D convolutions for Turing (7.5) from the fp16 graph only: add --fp16, or " \
+                   "leave 7.5 out of --compute-capability."
+        raise ArtifactError(f"{flavour_name(options.flavour)} {trt.__version__} returned no engine: {said}",
+                            path=onnx_path, hint=hint)
+    return CompiledPlan(
+        plan=bytes(memoryview(serialized)), flavour=options.flavour, version=trt.__version__, build=plan,
+        targets=targets, offered=offered, layers=network_layers(trt, network), io=network_io(network),
+        engine_layers=parse_engine_layers(logger.engine_layers) if logger.engine_layers else [],
+        seconds=seconds, cache_reused=cache_reused,
+        timing_cache=bytes(memoryview(config.get_timing_cache().serialize())) if cache_path else None)
+
+
 def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, options: EngineOptions, *,
                  source: str | None = None) -> dict[str, Any]:
     """Build ``engine_path`` (raw plan) + ``<engine>.json`` from ``onnx_path``. Returns the sidecar dict.
 
     ``source`` is the checkpoint the ONNX came from; it goes into the rebuild command the sidecar check prints.
-    Steps: inspect the ONNX, decide the build (``plan_build``), parse, configure, build, write plan, timing cache,
-    layer report (``verbose``) and sidecar; each file is written atomically.
+    Steps: inspect the ONNX, decide the build (``plan_build``), parse, configure, build (``compile_network``), write
+    plan, timing cache, layer report (``verbose``) and sidecar; each file is written atomically.
     """
     facts = inspect_onnx(onnx_path)
     if facts.info.spectral_layers:
@@ -325,32 +226,24 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, o
             "optimisation for ONNX Runtime on CPUs); TensorRT chooses its own convolution kernels for Conv nodes, and "
             "a plan from this graph has not been measured.", path=onnx_path,
             hint="Export again without --conv-impl spectral (the default, direct) and build the plan from that.")
-    trt = import_tensorrt()
-    plan = plan_build(trt.__version__, options, facts.precision, onnx_has_qdq=facts.has_qdq)
+    trt = import_tensorrt(options.flavour)
+    compiled = compile_network(onnx_path, options, facts=facts, trt=trt)
     engine_path = Path(engine_path)
-    logger = trt.Logger(trt.Logger.VERBOSE if options.verbose else trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network, _parser = _parse_network(trt, builder, logger, plan, onnx_path)
-    shapes = options.profile_shapes(facts.info.model.input_size)
-    config = _builder_config(trt, builder, plan, options, shapes)
-    cache_path = Path(options.timing_cache) if options.timing_cache else None
-    cache_reused = _use_timing_cache(config, cache_path)
-
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise ArtifactError("TensorRT returned no engine (build failed).", path=onnx_path,
-                            hint="Rerun with --verbose for the builder log; try a larger --workspace-gib.")
     engine_path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(engine_path, memoryview(serialized))
-    if cache_path:  # a crash never leaves a half-written cache for the next build
-        atomic_write(cache_path, memoryview(config.get_timing_cache().serialize()))
+    atomic_write(engine_path, compiled.plan)
+    cache_path = Path(options.timing_cache) if options.timing_cache else None
+    if cache_path and compiled.timing_cache is not None:  # a crash never leaves a half-written cache
+        atomic_write(cache_path, compiled.timing_cache)
 
+    plan = compiled.build
     build = {"path": plan.path, "decisions": plan.decisions, "network_flags": plan.network_flags,
-             "builder_flags": plan.builder_flags, "onnx_precision": facts.precision,
-             "timing_cache": {"path": str(cache_path) if cache_path else None, "reused": cache_reused}}
+             "builder_flags": plan.builder_flags, "cleared_flags": plan.cleared_flags,
+             "onnx_precision": facts.precision, "seconds": round(compiled.seconds, 3),
+             "timing_cache": {"path": str(cache_path) if cache_path else None, "reused": compiled.cache_reused}}
     if options.verbose:
-        build["layer_report"] = _layer_report(trt, logger, engine_path)
-    return _write_build_sidecar(trt, facts, options, engine_path, onnx_path, shapes, build, source)
+        build["layer_report"] = _layer_report(trt, engine_path, options, compiled)
+    targets = {"compute_capabilities": compiled.targets, "offered": compiled.offered} if compiled.targets else None
+    return _write_build_sidecar(trt, facts, options, engine_path, onnx_path, build, source, targets)
 
 
 def _parse_network(trt, builder, logger, plan: BuildPlan, onnx_path: str | os.PathLike):
@@ -366,8 +259,11 @@ def _parse_network(trt, builder, logger, plan: BuildPlan, onnx_path: str | os.Pa
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
-        raise ArtifactError("TensorRT's ONNX parser rejected the model:\n  " + "\n  ".join(parser_errors(parser)),
-                            path=onnx_path, hint="Check the ops above against TensorRT's ONNX operator support.")
+        errors = parser_errors(parser)
+        raise ArtifactError(f"{flavour_name(plan.flavour)} {trt.__version__}'s ONNX parser rejected the model:\n  "
+                            + "\n  ".join(errors), path=onnx_path,
+                            hint="Check the ops above against TensorRT's ONNX operator support "
+                                 "(sranet.export.trt_ops.check_tensorrt_ops lists them without TensorRT).")
     return network, parser
 
 
@@ -377,6 +273,8 @@ def _builder_config(trt, builder, plan: BuildPlan, options: EngineOptions, shape
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_bytes)
     for name in plan.builder_flags:
         config.set_flag(getattr(trt.BuilderFlag, name))
+    for name in plan.cleared_flags:
+        config.clear_flag(getattr(trt.BuilderFlag, name))
     if plan.hardware_compatibility_level:
         config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel, plan.hardware_compatibility_level)
     if plan.dla_core is not None:
@@ -406,31 +304,57 @@ def _use_timing_cache(config, cache_path: Path | None) -> bool:
     return bool(cache_bytes)
 
 
-def _layer_report(trt, logger, engine_path: Path) -> dict[str, Any]:
-    """Write ``<engine>.layers.json`` (engine inspector, JSON) and return its summary for the sidecar."""
-    runtime = trt.Runtime(logger)  # must outlive the engine
+def _layer_report(trt, engine_path: Path, options: EngineOptions, compiled: CompiledPlan) -> dict[str, Any]:
+    """Write ``<engine>.layers.json`` and return its summary for the sidecar.
+
+    TensorRT: the engine inspector's JSON of the plan just built (deserialised with ``engine_host_code_allowed`` for a
+    version-compatible plan, whose lean runtime is host code). TensorRT-RTX builds without a GPU, where no plan can
+    be deserialised: its report is the network as the builder parsed it and the layers the builder logged as
+    compiled (their kinds and data types), both taken during the build.
+    """
+    import json
+
+    report_path = engine_path.with_name(engine_path.name + ".layers.json")
+    if compiled.flavour == "tensorrt-rtx":
+        atomic_write(report_path, json.dumps({"io": compiled.io, "network_layers": compiled.layers,
+                                              "engine_layers": compiled.engine_layers}, indent=1))
+        by_kind: dict[str, int] = {}
+        for layer in compiled.engine_layers:
+            by_kind[layer["kind"]] = by_kind.get(layer["kind"], 0) + 1
+        return {"file": report_path.name, "source": "builder log", "network_layers": len(compiled.layers),
+                "layers": len(compiled.engine_layers), "by_type": dict(sorted(by_kind.items())),
+                "convolution_input_types": sorted({t for layer in compiled.engine_layers
+                                                   if layer["kind"] == "correlation" for t in layer.get("inputs", [])})}
+    runtime = trt.Runtime(make_logger(trt))  # must outlive the engine
+    if options.version_compatible:
+        runtime.engine_host_code_allowed = True
     engine = runtime.deserialize_cuda_engine(engine_path.read_bytes())
     if engine is None:
         raise ArtifactError("the plan just built could not be deserialised for the layer report.", path=engine_path)
     text = engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)
-    report = atomic_write(engine_path.with_name(engine_path.name + ".layers.json"), text)
+    report = atomic_write(report_path, text)
     summary = summarize_layers(text)
-    return {"file": report.name, **{k: v for k, v in summary.items() if k != "io_tensors"}}
+    return {"file": report.name, "source": "engine inspector",
+            **{k: v for k, v in summary.items() if k != "io_tensors"}}
 
 
-def _write_build_sidecar(trt, facts: OnnxFacts, options: EngineOptions, engine_path: Path, onnx_path, shapes,
-                         build: dict[str, Any], source: str | None) -> dict[str, Any]:
-    """The sidecar of the plan just built: the ONNX's ArtifactInfo at the build precision, the builder's GPU."""
-    from sranet.runtime.devices import current_cuda_device, device_env
+def _write_build_sidecar(trt, facts: OnnxFacts, options: EngineOptions, engine_path: Path, onnx_path,
+                         build: dict[str, Any], source: str | None, targets) -> dict[str, Any]:
+    """The sidecar of the plan just built: the ONNX's ArtifactInfo at the build precision, the builder's machine."""
+    from sranet.runtime.devices import build_env
 
     info = ArtifactInfo(model=facts.info.model, preprocess=facts.info.preprocess, threshold=facts.info.threshold,
                         source_sha256=facts.info.source_sha256, precision=options.precision, extra=facts.info.extra)
-    env = device_env(trt.__version__, current_cuda_device())  # the GPU the builder ran on, not always GPU 0
+    env = build_env(trt.__version__, flavour=options.flavour)  # TensorRT: the GPU the builder ran on
+    shapes = options.profile_shapes(facts.info.model.input_size)
     sidecar = make_sidecar(plan_path=engine_path, onnx_path=onnx_path, info=info, env=env,
-                           options=options.to_dict(), profile={INPUT_NAME: shapes}, build=build, source=source)
+                           options=options.to_dict(), profile={INPUT_NAME: shapes}, build=build, source=source,
+                           targets=targets)
     write_sidecar(engine_path, sidecar)
     return sidecar
 
 
-__all__ = ["HARDWARE_COMPATIBILITY", "BuildPlan", "EngineOptions", "OnnxFacts", "build_engine",
-           "inspect_onnx", "parse_profile", "parser_errors", "plan_build", "summarize_layers"]
+__all__ = ["HARDWARE_COMPATIBILITY", "TRT_RTX_INSTALL_HINT", "BuildPlan", "CompiledPlan", "EngineOptions",
+           "OnnxFacts", "build_engine", "compile_network", "inspect_onnx", "make_logger", "network_io",
+           "network_layers", "offered_targets", "parse_engine_layers", "parse_compute_capabilities", "parse_profile", "parser_errors",
+           "plan_build", "resolve_targets", "summarize_layers"]

@@ -1,8 +1,12 @@
-"""A Triton Inference Server model repository for an exported ONNX model or TensorRT plan.
+"""A Triton Inference Server model repository for an exported ONNX model or TensorRT / TensorRT-RTX plan.
 
     REPO/<model_name>/config.pbtxt
+    REPO/<model_name>/README.md        how to start the server for this model (and what to watch for)
     REPO/<model_name>/1/model.onnx     (platform onnxruntime_onnx)   or
-    REPO/<model_name>/1/model.plan     (platform tensorrt_plan; its sidecar is copied next to it for provenance)
+    REPO/<model_name>/1/model.plan     (platform tensorrt_plan; its sidecar is copied next to it for provenance)  or
+    REPO/<model_name>/1/model.py       (backend python: ``sranet/export/triton_model.py``, running the artifact next
+                                        to it, any of the three, through sranet.runtime; the only way to serve a
+                                        TensorRT-RTX plan, which Triton's TensorRT backend does not load)
 
 The batch dimension is implicit in Triton (``max_batch_size`` > 0), so ``ct`` is declared [1, S, S, S],
 ``attention`` [N], and ``prob`` -- (B,) in the model, i.e. no dimension left after the batch -- is declared [1]
@@ -23,21 +27,24 @@ from sranet.errors import ArtifactError, InputError, check_choice
 from sranet.runtime.artifact import INPUT_NAME, ArtifactInfo
 
 MAX_QUEUE_DELAY_US = 100  # latency first: wait at most 0.1 ms to fill a batch
+TRITON_BACKENDS = ("native", "python")  # Triton's onnxruntime/tensorrt backends, or a Python-backend model
+PYTHON_MODEL = Path(__file__).with_name("triton_model.py")
 
 
-def _artifact(artifact_path: Path) -> tuple[str, ArtifactInfo, tuple[int, int, int] | None]:
-    """(platform, info, (min, opt, max) batch profile or None) of an .onnx or a plan with its sidecar."""
+def _artifact(artifact_path: Path) -> tuple[str, ArtifactInfo, tuple[int, int, int] | None, dict | None]:
+    """(platform, info, (min, opt, max) batch profile or None, sidecar or None) of an .onnx or a plan."""
     suffix = artifact_path.suffix.lower()
     if suffix == ".onnx":
         from sranet.export.tensorrt import inspect_onnx
 
-        return "onnxruntime_onnx", inspect_onnx(artifact_path).info, None
+        return "onnxruntime_onnx", inspect_onnx(artifact_path).info, None, None
     if suffix in (".engine", ".plan"):
         from sranet.runtime.sidecar import read_sidecar, sidecar_info
 
         sidecar = read_sidecar(artifact_path)
         shapes = sidecar["profile"][INPUT_NAME]
-        return "tensorrt_plan", sidecar_info(sidecar, path=artifact_path), tuple(int(s[0]) for s in shapes)
+        return ("tensorrt_plan", sidecar_info(sidecar, path=artifact_path), tuple(int(s[0]) for s in shapes),
+                sidecar)
     raise ArtifactError(f"has suffix {suffix!r}; a Triton repository is made from an .onnx, .engine or .plan.",
                         path=artifact_path)
 
@@ -47,20 +54,28 @@ def _pb_string(text: str) -> str:
 
 
 def render_config(*, model_name: str, platform: str, info: ArtifactInfo, max_batch: int,
-                  preferred: list[int], instance_kind: str = "KIND_GPU") -> str:
-    """config.pbtxt text for ``ct`` (B,1,S,S,S) -> ``prob`` (B,), ``attention`` (B,N)."""
+                  preferred: list[int], instance_kind: str = "KIND_GPU", artifact: str | None = None) -> str:
+    """config.pbtxt text for ``ct`` (B,1,S,S,S) -> ``prob`` (B,), ``attention`` (B,N).
+
+    ``platform`` "onnxruntime_onnx" or "tensorrt_plan" (Triton's own backends), or "python" for the Python-backend
+    model, which then runs ``artifact`` (a file name in the version folder) and returns ``prob`` as (b, 1) itself.
+    """
     S, N = info.model.input_size, info.model.num_patches
     params = {"sranet.threshold": repr(float(info.threshold)), "sranet.precision": info.precision,
               "sranet.preprocess_config": info.preprocess.to_json(), "sranet.model_config": info.model.to_json()}
+    python = platform == "python"
+    if python:
+        params["sranet.artifact"] = str(artifact)
+    prob_reshape = "" if python else " reshape: { shape: [ ] }"
     lines = [
         f"name: {_pb_string(model_name)}",
-        f'platform: "{platform}"',
+        'backend: "python"' if python else f'platform: "{platform}"',
         f"max_batch_size: {max_batch}",
         "input [",
         f'  {{ name: "{INPUT_NAME}" data_type: TYPE_FP32 dims: [ 1, {S}, {S}, {S} ] }}',
         "]",
         "output [",
-        '  { name: "prob" data_type: TYPE_FP32 dims: [ 1 ] reshape: { shape: [ ] } },',
+        f'  {{ name: "prob" data_type: TYPE_FP32 dims: [ 1 ]{prob_reshape} }},',
         f'  {{ name: "attention" data_type: TYPE_FP32 dims: [ {N} ] }}',
         "]",
         "dynamic_batching {",
@@ -82,9 +97,11 @@ def render_config(*, model_name: str, platform: str, info: ArtifactInfo, max_bat
 
 
 def write_triton_repo(artifact_path: str | os.PathLike, repo_dir: str | os.PathLike, *, max_batch: int,
-                      model_name: str = "sranet", device: str = "gpu") -> Path:
-    """Write REPO/<model_name>/{config.pbtxt, 1/model.onnx|model.plan}; returns the model folder.
+                      model_name: str = "sranet", device: str = "gpu", backend: str = "native") -> Path:
+    """Write REPO/<model_name>/{config.pbtxt, README.md, 1/...}; returns the model folder.
 
+    backend: "native" (Triton's onnxruntime_onnx or tensorrt_plan backend) or "python" (``triton_model.py`` runs the
+    artifact through sranet.runtime; needed for TensorRT-RTX plans).
     device: "gpu" (instance group KIND_GPU) or, for an ONNX model only, "cpu" (KIND_CPU: a Triton server without
     GPUs can load it). A TensorRT plan runs on a GPU only.
 
@@ -99,9 +116,15 @@ def write_triton_repo(artifact_path: str | os.PathLike, repo_dir: str | os.PathL
     if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
         raise InputError(f"max_batch={max_batch!r} must be an integer >= 1 (Triton's max_batch_size).")
     check_choice("Triton device", device, ("gpu", "cpu"), InputError)
-    platform, info, profile = _artifact(artifact_path)
+    check_choice("Triton backend", backend, TRITON_BACKENDS, InputError)
+    platform, info, profile, sidecar = _artifact(artifact_path)
     if profile is not None and device == "cpu":
         raise InputError("a TensorRT plan runs on a GPU only; use device='gpu', or serve the ONNX model on CPUs.")
+    rtx = sidecar is not None and sidecar.get("flavour") == "tensorrt-rtx"
+    if rtx and backend == "native":
+        raise InputError("Triton's tensorrt_plan backend is TensorRT's and does not load a TensorRT-RTX plan.",
+                         path=artifact_path, hint="Write the repository with backend='python' (--triton-backend "
+                                                  "python): its model.py runs the plan through sranet.runtime.")
     if profile is None:
         preferred = sorted({b for b in (4, 8, max_batch) if b <= max_batch})
         filename = "model.onnx"
@@ -128,10 +151,54 @@ def write_triton_repo(artifact_path: str | os.PathLike, repo_dir: str | os.PathL
         external = artifact_path.with_name(artifact_path.name + ".data")  # weights stored beside the graph, if any
         if external.is_file():
             shutil.copyfile(external, version_dir / external.name)
-    config = render_config(model_name=model_name, platform=platform, info=info, max_batch=max_batch, preferred=preferred,
-                           instance_kind="KIND_CPU" if device == "cpu" else "KIND_GPU")
+    if backend == "python":
+        shutil.copyfile(PYTHON_MODEL, version_dir / "model.py")
+    config = render_config(model_name=model_name, platform="python" if backend == "python" else platform, info=info,
+                           max_batch=max_batch, preferred=preferred,
+                           instance_kind="KIND_CPU" if device == "cpu" else "KIND_GPU", artifact=filename)
     (model_dir / "config.pbtxt").write_text(config)
+    (model_dir / "README.md").write_text(repo_readme(model_name, backend=backend, sidecar=sidecar))
     return model_dir
 
 
-__all__ = ["render_config", "write_triton_repo"]
+def triton_notes(sidecar: dict | None) -> list[str]:
+    """What a Triton server needs to be told for this plan: a version-compatible plan loads only with
+    ``--backend-config=tensorrt,version-compatible=true`` (Triton's TensorRT backend refuses its lean runtime
+    otherwise)."""
+    notes = []
+    if sidecar is not None and (sidecar.get("options") or {}).get("version_compatible"):
+        notes.append("This plan is version-compatible: start tritonserver with "
+                     "--backend-config=tensorrt,version-compatible=true, or Triton refuses to load it.")
+    return notes
+
+
+def repo_readme(model_name: str, *, backend: str, sidecar: dict | None) -> str:
+    """README.md of the model folder: how to start the server, and the notes of ``triton_notes``."""
+    lines = [f"# Triton model `{model_name}` (written by `sranet export --triton`)", ""]
+    if backend == "python":
+        lines += [
+            "The Python-backend model `1/model.py` runs the artifact next to it through `sranet.runtime`. Triton's",
+            "Python stub embeds the interpreter and takes its packages from the environment of the first `python3`",
+            "on the server's `PATH` (`PYTHONPATH` is not read). Give the server an environment with sranet, onnx,",
+            "onnxruntime (or tensorrt / tensorrt_rtx and cupy for a plan) and the numpy your Triton's stub was built",
+            "for (numpy < 2 up to Triton 2.51 at least: a newer numpy makes its outputs arrive empty), of the same",
+            "Python version as the stub:",
+            "",
+            "```bash",
+            'python3 -m venv triton-env && triton-env/bin/pip install "numpy<2" sranet',
+            'PATH="$PWD/triton-env/bin:$PATH" tritonserver --model-repository REPO',
+            "```",
+            "",
+            "The model answers `prob` as (B, 1) and `attention` as (B, N); a malformed request (shape, dtype,",
+            "non-finite values) gets its own error response and does not fail the others of its batch.",
+        ]
+    else:
+        lines += ["```bash", "tritonserver --model-repository REPO", "```"]
+    notes = triton_notes(sidecar)
+    if notes:
+        lines += ["", "Notes:", *[f"- {note}" for note in notes]]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["PYTHON_MODEL", "TRITON_BACKENDS", "render_config", "repo_readme", "triton_notes",
+           "write_triton_repo"]

@@ -1,12 +1,17 @@
 """What every exported artifact carries so that it can be run alone: ``ArtifactInfo``.
 
 ONNX models keep it in ``metadata_props`` under the keys below; TensorRT plans in a JSON sidecar; checkpoints in
-the ``torch.save`` dict. ``Predictor.from_artifact(path)`` needs nothing else.
+the ``torch.save`` dict. ``Predictor.from_artifact(path)`` needs nothing else. Every artifact also carries a content
+digest (and optionally a signature) over all of it, checked before it runs: ``sranet.runtime.integrity``.
+
+The decision threshold must be a probability: a finite number in [0, 1] (``check_threshold``); anything else is
+refused when the artifact is read.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -32,6 +37,12 @@ KEY_PRECISION = "sranet.precision"
 KEY_VERSION = "sranet.version"
 KEY_CONV_IMPL = "sranet.conv_impl"  # "direct" (Conv nodes) or "spectral" (some Conv3d layers as DFT MatMuls)
 KEY_SPECTRAL_LAYERS = "sranet.spectral_layers"  # "2": 1-based Conv3d layers in spectral form (spectral only)
+# ONNX integrity entries (sranet.runtime.integrity): they belong to one file, not to the model it holds, so they are
+# neither part of ArtifactInfo nor covered by the digest
+KEY_DIGEST = "sranet.content_sha256"
+KEY_SIGNATURE = "sranet.signature"
+KEY_SIGNING_KEY = "sranet.signing_key"
+INTEGRITY_KEYS = (KEY_DIGEST, KEY_SIGNATURE, KEY_SIGNING_KEY)
 
 
 @dataclass
@@ -66,11 +77,9 @@ class ArtifactInfo:
                 path=path,
                 hint="Export it again with `sranet export CHECKPOINT --out model.onnx`.",
             )
-        try:
-            threshold = float(meta[KEY_THRESHOLD])
-        except ValueError as exc:
-            raise ArtifactError(f"metadata {KEY_THRESHOLD}={meta[KEY_THRESHOLD]!r} is not a number.", path=path) from exc
-        known = {KEY_FORMAT, KEY_MODEL, KEY_PREPROCESS, KEY_THRESHOLD, KEY_SOURCE_SHA, KEY_PRECISION, KEY_VERSION}
+        threshold = check_threshold(meta[KEY_THRESHOLD], path=path, where=f"metadata {KEY_THRESHOLD}")
+        known = {KEY_FORMAT, KEY_MODEL, KEY_PREPROCESS, KEY_THRESHOLD, KEY_SOURCE_SHA, KEY_PRECISION, KEY_VERSION,
+                 *INTEGRITY_KEYS}
         return cls(
             model=ModelConfig.from_json(meta[KEY_MODEL]),
             preprocess=PreprocessConfig.from_json(meta[KEY_PREPROCESS]),
@@ -89,6 +98,20 @@ class ArtifactInfo:
         except ValueError:
             raise ArtifactError(f"metadata {KEY_SPECTRAL_LAYERS}={text!r} is not a comma-separated list of layer "
                                 "numbers.") from None
+
+
+def check_threshold(value, *, path: str | os.PathLike | None = None, where: str = "threshold") -> float:
+    """``value`` as a float when it is a probability (finite, 0 <= t <= 1); ArtifactError naming ``where`` otherwise
+    (a NaN threshold would make every decision false; 0 every decision true)."""
+    try:
+        threshold = float(value)
+    except (TypeError, ValueError) as exc:
+        raise ArtifactError(f"{where}={value!r} is not a number.", path=path) from exc
+    if not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
+        raise ArtifactError(f"{where}={value!r} is not a probability in [0, 1]; it decides which cases are called "
+                            "positive.", path=path,
+                            hint="Export the artifact again from its checkpoint (its threshold comes from validation).")
+    return threshold
 
 
 def sha256_file(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:

@@ -9,10 +9,12 @@
 - ``annotate(case)`` may add fields to all of them (the demo adds the manifest's ``label``).
 
 The schemas are in docs/CONTRACTS.md. ``predict_batch`` appends to the results file with ``ResultsWriter`` (one
-atomic append per input), skips inputs already recorded, records a failing case and goes on. The work per input is
-``records_for``: it returns a list, since an input may yield several records (one per hip); the records of one
-input are appended in one write, and resume skips an input when any record names it (``input``, else ``case``).
-Cases are read, located where they are whole studies, and preprocessed by ``sranet.runtime.study.predict_cases``.
+atomic append per input, the file locked against a second run), skips inputs already recorded, records a failing
+case and goes on. Writing a record never stops a batch: a record that cannot be written as JSON (a NaN from an
+``annotate`` or a result) is replaced by the case's failure record(s). The work per input is ``records_for``: it
+returns a list, since an input may yield several records (one per hip); the records of one input are appended in
+one write, and resume skips an input once its records are in the file (``input``, else ``case``). Cases are read,
+located where they are whole studies, and preprocessed by ``sranet.runtime.study.predict_cases``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from sranet.errors import InputError, SranetError
+from sranet.runtime.limits import check_batch, volume_budget_gib
 from sranet.runtime.predictor import CaseInput, Predictor, display_source
 from sranet.runtime.results import ResultsWriter
 
@@ -34,17 +37,23 @@ WHOLE = "whole"  # ``roi=WHOLE``: the whole volume is the crop (data that are al
 def cases_from(inputs: Iterable[str | os.PathLike] = (), *, manifest: str | os.PathLike | None = None,
                roi: Any = None, series: str | None = None,
                spacing_mm: tuple[float, float, float] | None = None,
-               split: str | None = None) -> list[CaseInput]:
+               split: str | None = None, max_gib: float | None = None) -> list[CaseInput]:
     """The cases to predict: each input path, then each manifest row (of ``split`` only, when given).
 
-    ``roi`` applies to every input and to manifest rows without their own: None, each is a whole study whose
-    femoral heads are found and each hip predicted ("auto"; a manifest row's ``side`` keeps to that hip); ``WHOLE``
-    ("whole"), the whole volume is the crop (flagged ``no_roi``); else a ROI text or ``Roi`` ("manual"). A manifest
-    row's own ``roi`` is "manifest". ``series`` applies only to DICOM folders and ``spacing_mm`` only to .npy files
-    (other inputs in the same run carry their own). Raises InputError when there is no case or two cases share a
-    key, ManifestError for a bad manifest.
+    ``roi`` (text or ``Roi``; text is parsed here, so a malformed one stops the run before any case) applies to every
+    input and to manifest rows without their own: None, each is a whole study whose femoral heads are found and each
+    hip predicted ("auto"; a manifest row's ``side`` keeps to that hip); ``WHOLE`` ("whole"), the whole volume is
+    the crop (flagged ``no_roi``); else the ROI ("manual"). A manifest row's own ``roi`` is "manifest". ``series``
+    applies only to DICOM folders and ``spacing_mm`` only to .npy files (other inputs in the same run carry their
+    own); ``max_gib`` is each case's memory budget (``sranet.runtime.limits``). Raises InputError when there is no
+    case or two cases share a key, ManifestError for a bad manifest.
     """
-    cases = [_input_case(p, None, roi, None, series, spacing_mm) for p in inputs]
+    if isinstance(roi, str) and roi.strip().lower() != WHOLE:
+        from sranet.runtime.roi import parse_roi
+
+        roi = parse_roi(roi)
+    max_gib = volume_budget_gib(max_gib) if max_gib is not None else None
+    cases = [_input_case(p, None, roi, None, series, spacing_mm, max_gib) for p in inputs]
     if manifest is not None:
         from sranet.runtime.manifest import read_manifest
         from sranet.runtime.roi import parse_roi
@@ -55,9 +64,9 @@ def cases_from(inputs: Iterable[str | os.PathLike] = (), *, manifest: str | os.P
             if c.roi:
                 cases.append(CaseInput(c.path, case_id=c.case_id, roi=parse_roi(c.roi, c.side),
                                        series=_folders_only(c.path, series), spacing_mm=_npy_only(c.path, spacing_mm),
-                                       roi_source="manifest"))
+                                       roi_source="manifest", max_gib=max_gib))
             else:
-                cases.append(_input_case(c.path, c.case_id, roi, c.side, series, spacing_mm))
+                cases.append(_input_case(c.path, c.case_id, roi, c.side, series, spacing_mm, max_gib))
     if not cases:
         raise InputError("no inputs given.", hint="Pass DICOM folders / NIfTI / .npy paths, or --manifest CSV.")
     dupes = sorted(k for k, n in Counter(c.key for c in cases).items() if n > 1)
@@ -66,7 +75,7 @@ def cases_from(inputs: Iterable[str | os.PathLike] = (), *, manifest: str | os.P
     return cases
 
 
-def _input_case(path, case_id, roi, side, series, spacing_mm) -> CaseInput:
+def _input_case(path, case_id, roi, side, series, spacing_mm, max_gib) -> CaseInput:
     """A case whose ROI comes from the run's ``roi`` (None: found by the localiser; WHOLE: none)."""
     if isinstance(roi, str) and roi.strip().lower() == WHOLE:
         roi_source, roi, side = "whole", None, None
@@ -74,7 +83,7 @@ def _input_case(path, case_id, roi, side, series, spacing_mm) -> CaseInput:
         roi_source = "auto" if roi is None else "manual"
         side = side if roi is None else None
     return CaseInput(path, case_id=case_id, roi=roi, series=_folders_only(path, series),
-                     spacing_mm=_npy_only(path, spacing_mm), roi_source=roi_source, side=side)
+                     spacing_mm=_npy_only(path, spacing_mm), roi_source=roi_source, side=side, max_gib=max_gib)
 
 
 def _folders_only(path, series):
@@ -167,11 +176,13 @@ def predict_batch(predictor: Predictor, cases: list[CaseInput], out: str | os.Pa
     Inputs already recorded in ``out`` are skipped (with ``retry_failed``, those recorded with an error are tried
     again; the new record supersedes the old). ``heatmaps``: folder for each success's overlay PNG and NIfTI map
     (a whole study: one PNG with its overview and both hips), for the first ``heatmap_limit`` successes of this run
-    (None: all). ``batch``: cases (or hips) per backend call. ``predict_metal``: predict a hip with metal near its
-    head too (flagged ``metal_near_head``) instead of refusing it.
+    (None: all). ``batch``: cases (or hips) per backend call (at most ``limits.MAX_BATCH``). ``predict_metal``:
+    predict a hip with metal near its head too (flagged ``metal_near_head``) instead of refusing it. InputError when
+    ``out`` is locked by another run or is not a regular file.
     """
     from sranet.runtime.study import predict_cases
 
+    check_batch(batch)
     heatmaps = Path(heatmaps) if heatmaps is not None else None
     check_heatmaps_dir(heatmaps)
     with ResultsWriter(out, retry_failed=retry_failed) as writer:
@@ -189,6 +200,11 @@ def predict_batch(predictor: Predictor, cases: list[CaseInput], out: str | os.Pa
                 records = records_for(case, result, predictor, heatmaps=heatmaps if want_maps else None)
                 for record in records:
                     record.update(annotate(case) if annotate is not None else {})
+                try:
+                    writer.encode(records)
+                except InputError as exc:  # never stop the batch on one record: the case is recorded as failed
+                    result = exc
+                    records = records_for(case, exc, predictor)
                 writer.write(records)
                 summary.count(records)
                 if bar is not None:

@@ -1,16 +1,22 @@
 """CUDA plumbing for the TensorRT backend, with CuPy (imported lazily): a stream, pinned host buffers and device
 buffers allocated once, async copies and CUDA-graph capture/replay. Nothing here imports torch.
+
+``GraphBook`` is the bookkeeping of the graphs, apart from CUDA: per key (a batch size) one warm-up run, one
+capture, then replays; a capture that fails leaves that key on plain enqueues for good (as trtexec falls back), and
+the reason is kept for ``describe``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from sranet.errors import BackendError, DependencyMissingError
 
-CUPY_HINT = "Install CuPy for your CUDA version: pip install 'sranet[gpu]' (cupy-cuda12x)."
+CUPY_HINT = ("Install CuPy for your CUDA version: pip install 'sranet[gpu-cu12]' (cupy-cuda12x) or "
+             "'sranet[gpu-cu13]' (cupy-cuda13x).")
 
 
 def import_cupy():
@@ -40,6 +46,45 @@ class IOBuffer:
         return int(self.device.data.ptr)
 
 
+@dataclass
+class GraphBook:
+    """Which keys have a captured graph, which fell back to plain runs, and why (no CUDA here: ``capture`` and
+    ``launch`` are given).
+
+    capture(enqueue) -> graph   runs ``enqueue`` under stream capture and returns the graph; raises when the
+                                capture fails (then the stream must already be out of capture mode).
+    launch(graph)               replays a graph.
+    """
+
+    capture: Callable[[Callable[[], None]], object]
+    launch: Callable[[object], None]
+    graphs: dict = field(default_factory=dict)
+    fallbacks: dict = field(default_factory=dict)  # key -> why the capture failed
+
+    def run(self, key, enqueue: Callable[[], None]) -> str:
+        """Run ``enqueue`` for ``key``: "replay" of its graph, or on first use "captured" (one plain run first, so
+        lazy set-up stays out of the capture, then capture and launch), or "plain" where capturing failed."""
+        if key in self.graphs:
+            self.launch(self.graphs[key])
+            return "replay"
+        if key in self.fallbacks:
+            enqueue()
+            return "plain"
+        enqueue()  # warm-up: TensorRT's first enqueue may allocate or load kernels, which a capture does not allow
+        try:
+            graph = self.capture(enqueue)
+        except Exception as exc:  # noqa: BLE001 - any capture failure falls back to plain enqueues, recorded
+            self.fallbacks[key] = f"{type(exc).__name__}: {exc}"
+            return "plain"
+        self.graphs[key] = graph
+        self.launch(graph)
+        return "captured"
+
+    def clear(self) -> None:
+        self.graphs.clear()
+        self.fallbacks.clear()
+
+
 class CudaBuffers:
     """Pinned host + device buffers for named tensors, one non-blocking stream, optional CUDA graphs.
 
@@ -62,7 +107,7 @@ class CudaBuffers:
             self._pinned.append(mem)
             host = np.frombuffer(mem, dtype=dtype, count=int(np.prod(shape))).reshape(shape)
             self.buffers[name] = IOBuffer(name, host, cp.empty(shape, dtype=dtype))
-        self._graphs: dict[object, object] = {}
+        self.graph_book = GraphBook(capture=self._capture, launch=lambda graph: graph.launch(stream=self.stream))
 
     def __getitem__(self, name: str) -> IOBuffer:
         return self.buffers[name]
@@ -83,27 +128,28 @@ class CudaBuffers:
     def synchronize(self) -> None:
         self.stream.synchronize()
 
-    def run_graph(self, key, enqueue) -> None:
-        """Replay the CUDA graph stored under ``key``; on first use capture ``enqueue(stream_ptr)`` into it.
+    def run_graph(self, key, enqueue) -> str:
+        """Run ``enqueue(stream_ptr)`` for ``key`` through a CUDA graph (``GraphBook.run``): captured on first use
+        after one plain run, replayed after, plain where the capture failed. Returns what happened.
 
-        ``enqueue`` must only enqueue work on the stream (e.g. ``context.execute_async_v3``) and use fixed addresses.
+        ``enqueue`` must only enqueue work on the stream (e.g. ``context.execute_async_v3``) and use fixed addresses
+        and a fixed context state: the graph replays exactly what was captured.
         """
-        graph = self._graphs.get(key)
-        if graph is None:
-            enqueue(self.stream.ptr)  # one plain run first: lazy set-up (kernel loading, TensorRT shape state) stays
-            self.stream.synchronize()  # out of the capture, where it is not allowed
-            self.stream.begin_capture()
-            try:
-                enqueue(self.stream.ptr)
-            finally:
-                graph = self.stream.end_capture()
-            self._graphs[key] = graph
-        graph.launch(stream=self.stream)
+        return self.graph_book.run(key, lambda: enqueue(self.stream.ptr))
+
+    def _capture(self, enqueue):
+        self.stream.synchronize()
+        self.stream.begin_capture()
+        try:
+            enqueue()
+        finally:
+            graph = self.stream.end_capture()  # also ends a capture that failed, so the stream stays usable
+        return graph
 
     def close(self) -> None:
-        self._graphs.clear()
+        self.graph_book.clear()
         self.buffers.clear()
         self._pinned.clear()
 
 
-__all__ = ["CUPY_HINT", "CudaBuffers", "IOBuffer", "import_cupy"]
+__all__ = ["CUPY_HINT", "CudaBuffers", "GraphBook", "IOBuffer", "import_cupy"]

@@ -54,8 +54,13 @@ def _reject_reason(h: SliceHeader) -> str | None:
         return "localizer (scout) image"
     if h.enhanced or h.frames > 1:
         return "multi-frame object; load this file on its own"
-    if h.position is None or h.orientation is None or h.pixel_spacing is None:
-        return "no ImagePositionPatient/ImageOrientationPatient/PixelSpacing"
+    if h.geometry_problem:
+        return h.geometry_problem
+    missing = [name for name, value in (("ImagePositionPatient", h.position), ("ImageOrientationPatient",
+                                                                              h.orientation),
+                                        ("PixelSpacing", h.pixel_spacing)) if value is None]
+    if missing:
+        return f"no {'/'.join(missing)}"
     return None
 
 
@@ -110,11 +115,13 @@ def scan_folder(folder: Path) -> tuple[dict[str, list[SliceHeader]], list[tuple[
 
 
 def load_dicom_folder(folder: Path, *, roi: Roi | None = None, series: str | None = None,
-                      policy: str = "resample") -> Volume:
+                      policy: str = "resample", max_gib: float | None = None) -> Volume:
     """A folder holding one or more DICOM series -> Volume of the chosen CT series. See the module docstring.
 
     A slice whose pixel data is corrupt, truncated or missing is dropped and reported like a damaged header (at
-    most 10 % of the series); the geometry check then applies the policy to the hole it may leave.
+    most 10 % of the series); the geometry check then applies the policy to the hole it may leave, and a hole it
+    refuses is reported as the unreadable slices that made it (CorruptPixelDataError). ``max_gib``: memory budget
+    (``sranet.runtime.limits``).
     """
     groups, skipped = scan_folder(folder)
     uid, hs = _choose(groups, series, folder, skipped)
@@ -124,7 +131,7 @@ def load_dicom_folder(folder: Path, *, roi: Roi | None = None, series: str | Non
         qc = ["files_skipped"] if damaged else []
         extra = {"skipped": [{"file": n, "reason": r} for n, r in skipped]} if skipped else {}
         try:
-            return build_volume(hs, where=folder, roi=roi, policy=policy, extra_meta=extra, qc=qc)
+            return build_volume(hs, where=folder, roi=roi, policy=policy, extra_meta=extra, qc=qc, max_gib=max_gib)
         except (CorruptPixelDataError, NoPixelDataError) as exc:
             # A slice whose pixels cannot be used is dropped like a damaged header, so long as few are; the
             # geometry check then decides (under the policy) whether the series is still whole.
@@ -139,11 +146,14 @@ def load_dicom_folder(folder: Path, *, roi: Roi | None = None, series: str | Non
         except GeometryError as exc:
             if not dropped:
                 raise
-            raise GeometryError(f"{exc.message} (after dropping unreadable slice(s) {', '.join(dropped)})",
-                                path=exc.path, hint=exc.hint) from exc
+            raise CorruptPixelDataError(
+                f"{len(dropped)} slice(s) have unreadable pixel data ({', '.join(dropped)}), and without them the "
+                f"series cannot be stacked: {exc.message}", path=folder,
+                hint="Re-export the damaged files (their reasons are listed per file when fewer are damaged).") from exc
 
 
-def load_dicom_file(path: Path, *, roi: Roi | None = None, policy: str = "resample") -> Volume:
+def load_dicom_file(path: Path, *, roi: Roi | None = None, policy: str = "resample",
+                    max_gib: float | None = None) -> Volume:
     """One DICOM file: a single CT slice (a (1, H, W) volume) or an enhanced multi-frame CT object."""
     h = read_header(path)
     if h.modality != "CT":
@@ -152,12 +162,12 @@ def load_dicom_file(path: Path, *, roi: Roi | None = None, policy: str = "resamp
     if h.enhanced:
         from sranet.runtime.dicom_enhanced import load_enhanced
 
-        return load_enhanced(path, h, roi=roi, policy=policy)
+        return load_enhanced(path, h, roi=roi, policy=policy, max_gib=max_gib)
     why = _reject_reason(h)
     if why:
         error = NoPixelDataError if "not an image" in why or "SOP class" in why else NoUsableSeriesError
         raise error(f"cannot be used as a CT slice: {why}.", path=path, hint="Point to an axial CT image.")
-    return build_volume([h], where=path, roi=roi, policy=policy)
+    return build_volume([h], where=path, roi=roi, policy=policy, max_gib=max_gib)
 
 
 def check_policy(policy: str) -> str:

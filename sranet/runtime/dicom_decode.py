@@ -52,6 +52,7 @@ class SliceHeader:
     transfer_syntax: str = ""
     enhanced: bool = False
     scanner: dict = field(default_factory=dict)
+    geometry_problem: str = ""  # a geometry tag that is present but not usable (NaN, wrong count), in words
 
 
 def floats(value, n: int) -> tuple[float, ...] | None:
@@ -134,6 +135,10 @@ def header_from_dataset(ds, path: Path) -> SliceHeader:
         except (TypeError, ValueError):
             return 0
 
+    geometry = {key: floats(g(key), n) for key, n in _GEOMETRY_TAGS.items()}
+    problems = [f"{key} {_clean(_as_list(g(key)), 80)} is not {_GEOMETRY_TAGS[key]} finite numbers"
+                for key, value in geometry.items() if value is None and g(key) not in (None, "")]
+
     return SliceHeader(
         path=path,
         sop_class=str(g("SOPClassUID", "") or ""),
@@ -146,16 +151,28 @@ def header_from_dataset(ds, path: Path) -> SliceHeader:
         rows=as_int("Rows"),
         columns=as_int("Columns"),
         frames=frames,
-        position=floats(g("ImagePositionPatient"), 3),  # type: ignore[arg-type]
-        orientation=floats(g("ImageOrientationPatient"), 6),
-        pixel_spacing=floats(g("PixelSpacing"), 2),  # type: ignore[arg-type]
+        position=geometry["ImagePositionPatient"],  # type: ignore[arg-type]
+        orientation=geometry["ImageOrientationPatient"],
+        pixel_spacing=geometry["PixelSpacing"],  # type: ignore[arg-type]
         slice_thickness=thickness,
         instance=instance,
         transfer_syntax=ts,
         enhanced="PerFrameFunctionalGroupsSequence" in ds,
         scanner={k: _clean(g(k, "")) for k in ("Manufacturer", "ManufacturerModelName", "ConvolutionKernel",
                                                "KVP", "BodyPartExamined") if g(k) not in (None, "")},
+        geometry_problem="; ".join(problems),
     )
+
+
+_GEOMETRY_TAGS = {"ImagePositionPatient": 3, "ImageOrientationPatient": 6, "PixelSpacing": 2}
+
+
+def _as_list(value) -> str:
+    """A multi-valued tag as '[a, b, c]' (numbers only reach messages; never names or IDs)."""
+    try:
+        return "[" + ", ".join(str(v) for v in value) + "]" if not isinstance(value, str) else value
+    except TypeError:
+        return str(value)
 
 
 def read_header(path: Path) -> SliceHeader:
@@ -209,6 +226,7 @@ def decode_pixels(ds, path: Path, frame_index: int | None = None) -> np.ndarray:
                                hint="This object is not an image (a report, a dose map stub, ...); remove it.")
     from pydicom.pixels import pixel_array
 
+    check_native_length(ds, path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -236,6 +254,36 @@ def decode_pixels(ds, path: Path, frame_index: int | None = None) -> np.ndarray:
         if _j2k_signed(ds, frame_index or 0):
             arr = arr.view(np.dtype(arr.dtype.str.replace("u", "i")))
     return arr
+
+
+def check_native_length(ds, path: Path) -> None:
+    """Uncompressed pixel data must hold exactly Rows x Columns x SamplesPerPixel x frames values (one pad byte
+    allowed): a Rows or Columns tag that disagrees with it would read every row at the wrong stride (a sheared image)."""
+    meta = getattr(ds, "file_meta", None)
+    try:
+        from pydicom.uid import UID
+
+        syntax = UID(str(meta.get("TransferSyntaxUID", "") or "")) if meta is not None else None
+        if syntax is not None and syntax and syntax.is_compressed:
+            return  # the codec checks a compressed frame's size
+        if "PixelData" not in ds:
+            return
+        rows, columns = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        bits = int(ds.get("BitsAllocated", 0) or 0)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        length = len(ds.PixelData)
+    except Exception:  # noqa: BLE001 - a header damaged in these tags fails in the decoder with its own message
+        return
+    if bits < 8 or bits % 8:
+        return  # 1-bit data are never CT; the decoder says so
+    expected = rows * columns * samples * frames * bits // 8
+    if length not in (expected, expected + 1):
+        raise CorruptPixelDataError(
+            f"its pixel data is {length} bytes, but Rows {rows} x Columns {columns} x {bits // 8} bytes"
+            f"{f' x {frames} frames' if frames > 1 else ''} need {expected}: the file is truncated or damaged, or its "
+            "Rows/Columns are wrong (read anyway, the image would be sheared).", path=path,
+            hint="Re-export the file from the PACS.")
 
 
 def to_hu(arr: np.ndarray, slope, intercept, path: Path, padding_value=None) -> np.ndarray:

@@ -10,6 +10,7 @@ import numpy as np
 from sranet.errors import GeometryError, SranetError, UnreadableFileError
 from sranet.runtime.dicom_decode import SliceHeader, decode_pixels, floats, read_dataset, to_hu
 from sranet.runtime.dicom_stack import build_volume
+from sranet.runtime.limits import check_volume_bytes
 from sranet.runtime.roi import Roi
 
 
@@ -22,8 +23,15 @@ def _group_value(frame, shared, seq: str, key: str):
     return None
 
 
-def load_enhanced(path: Path, header: SliceHeader, *, roi: Roi | None = None, policy: str = "resample"):
-    """Enhanced CT -> Volume; frames are treated as slices (sorted by position), decoded one frame at a time."""
+def load_enhanced(path: Path, header: SliceHeader, *, roi: Roi | None = None, policy: str = "resample",
+                  max_gib: float | None = None):
+    """Enhanced CT -> Volume; frames are treated as slices (sorted by position), decoded one frame at a time.
+
+    The whole object is read into memory (its frames share one pixel data element), so the budget ``max_gib``
+    applies to all its frames before the file is read, and to the box to stack after.
+    """
+    check_volume_bytes((header.frames, header.rows, header.columns), max_gib, path=path,
+                       what="the multi-frame object (all frames)")
     ds = read_dataset(path, header_only=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -41,7 +49,7 @@ def load_enhanced(path: Path, header: SliceHeader, *, roi: Roi | None = None, po
         return to_hu(arr, slope, intercept, path, padding)
 
     qc = ["derived_image"] if header.image_type[:1] == ("DERIVED",) else []
-    return build_volume(hs, where=path, roi=roi, policy=policy, decode=decode,
+    return build_volume(hs, where=path, roi=roi, policy=policy, decode=decode, max_gib=max_gib,
                         extra_meta={"enhanced": True, "image_type": list(header.image_type)}, qc=qc)
 
 

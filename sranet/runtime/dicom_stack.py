@@ -12,6 +12,7 @@ import numpy as np
 from sranet.errors import GeometryError
 from sranet.runtime.dicom_decode import SliceHeader, decode_slice_hu
 from sranet.runtime.dicom_geometry import assemble, plan_stack
+from sranet.runtime.limits import check_volume_bytes
 from sranet.runtime.roi import Roi, roi_box
 from sranet.runtime.volume import Volume
 
@@ -34,10 +35,12 @@ def check_consistent(hs: list[SliceHeader], where: Path) -> None:
 
 
 def build_volume(hs: list[SliceHeader], *, where: Path, roi: Roi | None, policy: str, decode=None,
-                 extra_meta: dict | None = None, qc: list[str] | None = None) -> Volume:
+                 extra_meta: dict | None = None, qc: list[str] | None = None, max_gib: float | None = None) -> Volume:
     """Stack single-frame slices (headers already checked) into a Volume, decoding only what ``roi`` needs.
 
     decode      callable(index into ``hs``) -> (H, W) float32 HU; default decodes the slice's file.
+    max_gib     memory budget (``sranet.runtime.limits``): the output box plus, for a resampled stack, the decoded
+                slices it is blended from; checked before any pixel is decoded.
     """
     check_consistent(hs, where)
     decode = decode or (lambda i: decode_slice_hu(hs[i]))
@@ -51,6 +54,10 @@ def build_volume(hs: list[SliceHeader], *, where: Path, roi: Roi | None, policy:
     box = roi_box(roi, shape, affine) if roi is not None else tuple((0, n) for n in shape)
     (d0, d1), (h0, h1), (w0, w1) = box
     needed = plan.inputs_for(d0, d1)
+    held = 0 if not plan.resampled else 4 * len(needed) * (
+        hs[0].rows * hs[0].columns if np.any(plan.shift_px) else (h1 - h0) * (w1 - w0))
+    check_volume_bytes((d1 - d0, h1 - h0, w1 - w0), max_gib, path=where, extra_bytes=held,
+                       what="the box to read" if roi is not None else "the series")
     if not plan.resampled:  # a regular stack: decode each slice straight into the output (one copy in memory)
         hu = np.empty((d1 - d0, h1 - h0, w1 - w0), np.float32)
         for k in range(d0, d1):

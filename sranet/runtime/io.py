@@ -6,6 +6,19 @@
 | ``.nii`` / ``.nii.gz``                 | NIfTI via nibabel (``sranet.runtime.nifti``)                   |
 | ``.npy``                               | (D, H, W) HU array; spacing from ``spacing_mm=`` or a sidecar  |
 | anything else                          | a single DICOM file: one CT slice or an enhanced multi-frame CT|
+
+Rules every format shares:
+
+- Inputs are regular files or folders. Devices (``/dev/zero``), FIFOs and sockets are refused before they are
+  opened: they never end, or block.
+- Memory: the float32 array a case loads (the ROI's box, or the whole series without a ROI) must fit the per-case
+  budget (``max_gib``, default ``sranet.runtime.limits.DEFAULT_MAX_VOLUME_GIB``); it is checked from the header,
+  before any voxel is read.
+- Non-finite voxels (NaN, +-inf, in the file or after the rescale) are refused (CorruptPixelDataError), never
+  replaced: a volume with holes is not a CT the model can vouch for, and no fill value is right for every hole.
+  Only the voxels that are read count: a ROI that avoids them loads.
+- Geometry (spacing, origin, direction) must be finite, with positive spacing; a NIfTI whose voxel size is 0 is
+  refused rather than taken as 1 mm.
 """
 
 from __future__ import annotations
@@ -17,8 +30,11 @@ from pathlib import Path
 import numpy as np
 
 from sranet.errors import CorruptPixelDataError, InputError, UnreadableFileError, UnsupportedFormatError
+from sranet.runtime.limits import check_volume_bytes, volume_budget_gib
 from sranet.runtime.roi import Roi, parse_roi, roi_box
 from sranet.runtime.volume import Volume
+
+SIDECAR_MAX_BYTES = 1 << 20  # a .npy geometry sidecar is a few hundred bytes
 
 
 def load_volume(
@@ -28,6 +44,7 @@ def load_volume(
     spacing_mm: tuple[float, float, float] | None = None,
     series: str | None = None,
     policy: str = "resample",
+    max_gib: float | None = None,
 ) -> Volume:
     """Read a CT volume: HU (D, H, W) float32 with spacing (mm), origin and direction (LPS), QC flags and meta.
 
@@ -46,6 +63,8 @@ def load_volume(
                 duplicated stacks onto a regular orthogonal grid and flags it in ``volume.qc`` ("tilt_corrected",
                 "spacing_irregular", "missing_slices", "duplicate_positions_dropped"); "strict" raises
                 ``GeometryError`` instead. Gaps over 5 median spacings and mixed orientations always raise.
+    max_gib     memory budget of this case: the float32 array returned (None: ``limits.DEFAULT_MAX_VOLUME_GIB``);
+                a larger one raises VolumeTooLargeError before any voxel is read.
 
     DICOM behaviour: headers are read first without pixels; non-CT, non-image, localizer and multi-frame objects
     in a folder are skipped with a reason (``volume.meta["skipped"]``); files that are not DICOM or have a
@@ -58,18 +77,18 @@ def load_volume(
 
     Raises (all ``sranet.errors.VolumeError`` unless noted): UnreadableFileError, NotDicomError,
     UnsupportedFormatError, NoPixelDataError, CorruptPixelDataError, WrongModalityError, NoUsableSeriesError,
-    GeometryError, EmptyRoiError; InputError for bad arguments. Non-finite HU (NaN, infinite) are refused
-    (CorruptPixelDataError) for every format.
+    GeometryError, EmptyRoiError, VolumeTooLargeError; InputError for bad arguments. Non-finite HU (NaN, infinite)
+    are refused (CorruptPixelDataError) for every format (module docstring).
     """
     from sranet.runtime.dicom import check_policy
     from sranet.runtime.qc import qc_flags
 
     check_policy(policy)
+    max_gib = volume_budget_gib(max_gib)
     p = Path(path)
     if isinstance(roi, str):
         roi = parse_roi(roi)
-    if not p.exists():
-        raise UnreadableFileError("does not exist.", path=p, hint="Check the path (a DICOM folder or a file).")
+    check_regular(p)
     name = p.name.lower()
     if spacing_mm is not None and not name.endswith(".npy"):
         raise InputError(f"spacing_mm={spacing_mm!r} was given for {p}, but only .npy inputs take a spacing; "
@@ -80,13 +99,14 @@ def load_volume(
     if p.is_dir():
         from sranet.runtime.dicom import load_dicom_folder
 
-        volume = load_dicom_folder(p, roi=roi, series=series, policy=policy)
+        volume = load_dicom_folder(p, roi=roi, series=series, policy=policy, max_gib=max_gib)
     elif name.endswith((".nii", ".nii.gz")):
         from sranet.runtime.nifti import load_nifti
 
-        volume = load_nifti(p, roi)
+        volume = load_nifti(p, roi, max_gib=max_gib)
     elif name.endswith(".npy"):
         volume = _crop(load_npy(p, spacing_mm), roi)
+        check_volume_bytes(volume.shape, max_gib, path=p, what="the box to read" if roi is not None else "the array")
         # a writable copy of only the box, detached from the read-only memory map (and its open file)
         volume.hu = np.array(volume.hu, dtype=np.float32, order="C", copy=True)
     elif name.endswith((".npz", ".nrrd", ".mha", ".mhd", ".gz", ".zip", ".png", ".jpg", ".tif", ".tiff")):
@@ -95,7 +115,7 @@ def load_volume(
     else:
         from sranet.runtime.dicom import load_dicom_file
 
-        volume = load_dicom_file(p, roi=roi, policy=policy)
+        volume = load_dicom_file(p, roi=roi, policy=policy, max_gib=max_gib)
     volume.source = str(path)
     _refuse_non_finite(volume)
     for flag in qc_flags(volume):
@@ -104,15 +124,34 @@ def load_volume(
     return volume
 
 
+def check_regular(path: Path) -> None:
+    """``path`` exists and is a regular file or a folder (after symlinks): devices, FIFOs and sockets are refused
+    before anything opens them (reading ``/dev/zero`` never ends, opening a FIFO blocks)."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise UnreadableFileError("does not exist.", path=path, hint="Check the path (a DICOM folder or a file).") from None
+    except OSError as exc:
+        raise UnreadableFileError(f"cannot be read ({exc.strerror or type(exc).__name__}).", path=path) from exc
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise UnreadableFileError("is not a regular file or folder (a device, FIFO or socket).", path=path,
+                                  hint="Give a DICOM folder, a DICOM file, .nii/.nii.gz or .npy.")
+
+
 def _refuse_non_finite(volume: Volume) -> None:
     """NaN or infinite HU (a float array with holes, a rescale that overflows) are not a CT the model can vouch for."""
     hu = volume.hu
     if hu.dtype.kind == "f" and not np.isfinite(hu).all():
         bad = int(hu.size - np.count_nonzero(np.isfinite(hu)))
-        raise CorruptPixelDataError(f"{bad} of {hu.size} voxels are NaN or infinite after conversion to HU.",
+        what = "all" if bad == hu.size else f"{bad} of {hu.size}"
+        raise CorruptPixelDataError(f"{what} voxels are NaN or infinite after conversion to HU; sranet refuses "
+                                    "non-finite voxels rather than guess a value for them.",
                                     path=volume.source or None,
                                     hint="Check the file's data type and rescale (slope/intercept, scl_slope); "
-                                         "fill missing voxels with air (-1000 HU) before saving.")
+                                         "fill missing voxels with air (-1000 HU) before saving, or give a --roi "
+                                         "that avoids them.")
 
 
 def _crop(volume: Volume, roi: Roi | None) -> Volume:
@@ -136,6 +175,10 @@ def _vector(value, n: int, what: str, where: Path) -> np.ndarray:
     return arr
 
 
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
 def load_npy(path: Path, spacing_mm=None) -> Volume:
     """(D, H, W) HU array from ``.npy`` (no pickles), memory-mapped: ``load_volume`` copies out (the ROI's part
     of) it as float32. Geometry from ``spacing_mm`` or the ``<name>.json`` sidecar."""
@@ -153,10 +196,16 @@ def load_npy(path: Path, spacing_mm=None) -> Volume:
     sidecar = path.with_suffix(".json")
     geometry: dict = {}
     if sidecar.exists():
+        check_regular(sidecar)
+        if sidecar.is_dir() or sidecar.stat().st_size > SIDECAR_MAX_BYTES:
+            raise InputError(f"sidecar {sidecar.name} is a folder or over {SIDECAR_MAX_BYTES} bytes; a geometry "
+                             "sidecar is a small JSON object.", path=sidecar)
         try:
-            geometry = json.loads(sidecar.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            geometry = json.loads(sidecar.read_text(), parse_constant=_no_constant)
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
             raise InputError(f"sidecar {sidecar.name} is not valid JSON ({exc}).", path=sidecar) from exc
+        except OSError as exc:
+            raise UnreadableFileError(f"sidecar {sidecar.name} cannot be read ({exc.strerror}).", path=sidecar) from exc
         if not isinstance(geometry, dict):
             raise InputError("sidecar must be a JSON object.", path=sidecar)
         unknown = set(geometry) - {"spacing_mm", "origin_mm", "direction"}

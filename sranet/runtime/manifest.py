@@ -16,31 +16,27 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from sranet.errors import ManifestError, suggest
+from sranet.errors import InputError, ManifestError, suggest
+from sranet.runtime import results
 from sranet.runtime.roi import parse_roi
 
 COLUMNS = ("case_id", "path", "label", "stage", "split", "roi", "side", "lesion_mask", "lesion_box", "confidence", "qc")
 REQUIRED = ("case_id", "path")
 SPLITS = ("train", "val", "test")
 SIDES = ("L", "R")
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def safe_name(case_id: str) -> str:
-    """A case id made safe for a file name: only ``A-Z a-z 0-9 . _ -``, no leading dot, at most 100 characters.
-
-    Tag-derived or user-typed ids never reach a path unsanitised (no ``/``, ``..``, spaces or control characters).
-    """
-    name = _UNSAFE.sub("_", str(case_id)).lstrip(".")[:100]
-    if not name.strip("_"):
-        raise ManifestError(
-            f"case id {case_id!r} has no characters usable in a file name; use letters, digits, '.', '_' or '-'."
-        )
-    return name
+    """A case id made safe for a file name: ``sranet.runtime.results.safe_name``, the one rule ``predict`` keys and
+    ``prepare`` file names share (only ``A-Z a-z 0-9 . _ -``, no leading dot, at most 100 characters); an id with
+    nothing usable left is a ManifestError."""
+    try:
+        return results.safe_name(case_id)
+    except InputError as exc:
+        raise ManifestError(exc.message) from None
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ class CaseInput:
     spacing_mm: tuple[float, float, float] | None = None  # .npy inputs without a JSON sidecar
     roi_source: str | None = None
     side: str | None = None  # with roi_source "auto": only this hip ("L" / "R")
+    max_gib: float | None = None  # memory budget of the read (load_volume's max_gib; None: its default)
 
     def __post_init__(self) -> None:
         if self.roi_source is None:
@@ -279,7 +280,8 @@ class Predictor:
             from sranet.runtime.io import load_volume
 
             # with a ROI, only the slices it needs are decoded
-            volume = load_volume(case.source, roi=roi, series=case.series, spacing_mm=case.spacing_mm)
+            volume = load_volume(case.source, roi=roi, series=case.series, spacing_mm=case.spacing_mm,
+                                 max_gib=case.max_gib)
         return self.prepare_volume(case, volume, roi, {"read": (time.perf_counter() - t0) * 1e3})
 
     def prepare_volume(self, case: CaseInput, volume: Volume, roi: Any, timings_ms: dict[str, float]) -> PreparedCase:

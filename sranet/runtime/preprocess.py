@@ -12,6 +12,12 @@ by a separable sampler, so a GPU port (CuPy) runs the same plan. Choices, all re
   running posterior to anterior reaches the network the same way up as any other. Axes are never permuted.
 - Sampling position x is valid in [lo - 0.5, hi - 0.5] of the box (the outer faces of its edge voxels); valid
   positions are clamped to [lo, hi - 1] and interpolated (linear) or rounded (nearest); others get the pad value.
+
+What the model is never given (``preprocess_qc``, shared with the GPU path): a volume whose geometry is not finite
+(GeometryError) or an input with a NaN or infinite sample (CorruptPixelDataError: non-finite voxels are refused,
+never replaced). QC flags raised here: ``few_slices_in_roi`` (fewer than 8 slices in the box), ``roi_clipped`` (the
+ROI reaches past the volume and was cut to it) and ``uniform_input`` (the box read holds one value only: no anatomy
+for the model to see, e.g. all air or all zeros).
 """
 
 from __future__ import annotations
@@ -22,8 +28,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sranet.config import PreprocessConfig
-from sranet.runtime.roi import Box, Roi, volume_roi_box
+from sranet.errors import CorruptPixelDataError, GeometryError
+from sranet.runtime.roi import Box, Roi, roi_clipped, volume_roi_box
 from sranet.runtime.volume import Volume
+
+FEW_SLICES_IN_ROI = 8
 
 
 @dataclass(frozen=True)
@@ -72,8 +81,9 @@ class Prepared:
 def plan_resample(volume: Volume, cfg: PreprocessConfig, roi: Roi | None = None) -> ResamplePlan:
     """Plan the resampling of ``volume`` (hu (D, H, W), spacing mm) inside ``roi`` (None: whole volume) to (S, S, S).
 
-    Raises EmptyRoiError when the ROI misses the volume.
+    Raises EmptyRoiError when the ROI misses the volume, GeometryError when its geometry is not finite.
     """
+    check_geometry(volume)
     box = volume_roi_box(volume, roi)
     lo = np.array([b[0] for b in box], dtype=float)
     hi = np.array([b[1] for b in box], dtype=float)
@@ -136,6 +146,9 @@ def normalize(hu_resampled: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     """(S, S, S) HU -> (S, S, S) float32 network input: clip to cfg.window_hu, then z-score (per volume, over all
     voxels including padding; a constant volume becomes zeros) or a linear map of the window to [0, 1]."""
     low, high = cfg.window_hu
+    if not np.isfinite(hu_resampled).all():  # np.clip keeps NaN, and one NaN makes the z-score all NaN
+        raise CorruptPixelDataError("the resampled input holds NaN or infinite values; the model is never given them.",
+                                    hint="Check the volume for non-finite voxels inside the ROI.")
     x = np.clip(hu_resampled.astype(np.float32, copy=False), low, high)
     if cfg.normalize == "window":
         return ((x - low) / (high - low)).astype(np.float32)
@@ -151,10 +164,52 @@ def preprocess(volume: Volume, cfg: PreprocessConfig, roi: Roi | None = None) ->
     t1 = time.perf_counter()
     hu = resample(volume.hu, plan, cfg)
     t2 = time.perf_counter()
+    qc = preprocess_qc(volume, plan, roi, hu)
     x = normalize(hu, cfg)
     t3 = time.perf_counter()
-    qc = list(volume.qc)
-    if plan.box[0][1] - plan.box[0][0] < 8:
-        qc.append("few_slices_in_roi")
     return Prepared(x, hu, plan, qc, {"plan": (t1 - t0) * 1e3, "resample": (t2 - t1) * 1e3,
                                       "normalize": (t3 - t2) * 1e3})
+
+
+def check_geometry(volume: Volume) -> None:
+    """Spacing positive and finite, origin finite, direction a finite rotation: else GeometryError (a NaN origin would
+    put NaN millimetres into every result)."""
+    spacing = np.asarray(volume.spacing_mm, dtype=float)
+    origin = np.asarray(volume.origin_mm, dtype=float)
+    direction = np.asarray(volume.direction, dtype=float)
+    problems = []
+    if spacing.shape != (3,) or not (np.all(np.isfinite(spacing)) and np.all(spacing > 0)):
+        problems.append(f"spacing_mm {spacing.tolist()} is not three positive numbers")
+    if origin.shape != (3,) or not np.all(np.isfinite(origin)):
+        problems.append(f"origin_mm {origin.tolist()} is not three finite numbers")
+    if direction.shape != (3, 3) or not np.all(np.isfinite(direction)) or not np.allclose(
+            direction.T @ direction, np.eye(3), atol=1e-3):
+        problems.append("direction is not a (3, 3) rotation")
+    if problems:
+        raise GeometryError(f"the volume's geometry is unusable: {'; '.join(problems)}.", path=volume.source or None,
+                            hint="Fix the header (affine, ImagePositionPatient, sidecar) that gave this geometry.")
+
+
+def preprocess_qc(volume: Volume, plan: ResamplePlan, roi: Roi | None, hu_resampled) -> list[str]:
+    """The volume's QC flags plus those of this preparation (module docstring); raises CorruptPixelDataError when the
+    resampled HU (numpy or CuPy, (S, S, S)) hold a non-finite value."""
+    low, high = _scalar(hu_resampled.min()), _scalar(hu_resampled.max())  # NaN propagates through min and max
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise CorruptPixelDataError(
+            "the volume has NaN or infinite voxels inside the ROI; the model is never given them.",
+            path=volume.source or None, hint="Fill missing voxels with air (-1000 HU) before saving, or fix the rescale.")
+    qc = list(volume.qc)
+    if plan.box[0][1] - plan.box[0][0] < FEW_SLICES_IN_ROI:
+        qc.append("few_slices_in_roi")
+    if roi is not None and roi_clipped(roi, volume.shape, volume.affine, volume.index_offset):
+        qc.append("roi_clipped")
+    (d0, d1), (h0, h1), (w0, w1) = plan.box
+    box = np.asarray(volume.hu[d0:d1, h0:h1, w0:w1])  # the voxels sampled, without the padding around them
+    if float(box.max()) - float(box.min()) <= 1e-3:
+        qc.append("uniform_input")
+    return list(dict.fromkeys(qc))
+
+
+def _scalar(value) -> float:
+    """A 0-d numpy or CuPy value as a Python float (one device-to-host copy for CuPy)."""
+    return float(value.item() if hasattr(value, "item") else value)

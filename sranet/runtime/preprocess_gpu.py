@@ -121,6 +121,7 @@ def preprocess_gpu(volume, cfg: PreprocessConfig, roi=None, *, device: int = 0, 
         hu = resample_xp(np.asarray(volume.hu), plan, cfg, cp)
         cp.cuda.get_current_stream().synchronize()
         timings["resample_gpu"] = (time.perf_counter() - t) * 1e3
+        qc = cpu.preprocess_qc(volume, plan, roi, hu)  # the CPU path's checks and flags, before normalising
         t = time.perf_counter()
         net_input = normalize_xp(hu, cfg, cp)
         cp.cuda.get_current_stream().synchronize()
@@ -129,9 +130,6 @@ def preprocess_gpu(volume, cfg: PreprocessConfig, roi=None, *, device: int = 0, 
             t = time.perf_counter()
             hu, net_input = cp.asnumpy(hu), cp.asnumpy(net_input)
             timings["download"] = (time.perf_counter() - t) * 1e3
-    qc = list(volume.qc)
-    if plan.box[0][1] - plan.box[0][0] < 8:  # same flag as the CPU path
-        qc.append("few_slices_in_roi")
     return cpu.Prepared(net_input, hu, plan, qc, timings)
 
 

@@ -5,6 +5,8 @@ Text form (CLI ``--roi``, manifest column ``roi``):
   patient millimetres (LPS x, y, z):              ``"mm:x0:x1,y0:y1,z0:z1"`` e.g. ``"mm:-120:-40,-60:20,-900:-830"``
 Voxel indices always refer to the full series' grid (``Volume.index_offset`` handles volumes loaded for a ROI).
 A mm box is mapped through the volume's geometry; the voxel box is the set of voxels the mm box touches.
+A box that reaches past the volume is clipped to it, and ``roi_clipped`` says so (preprocessing raises the QC flag
+"roi_clipped"); a box that misses the volume is an EmptyRoiError; values beyond ``limits.ROI_LIMIT`` are refused.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sranet.errors import EmptyRoiError, InputError
+from sranet.runtime.limits import ROI_LIMIT
 
 Box = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
@@ -37,6 +40,11 @@ class Roi:
         if self.side not in (None, "L", "R"):
             raise InputError(f"ROI side {self.side!r} is not 'L', 'R' or empty.", hint="Use L or R (patient's side).")
         for a, (lo, hi) in enumerate(zip(self.lo, self.hi, strict=False)):
+            if math.isfinite(lo) and math.isfinite(hi) and max(abs(lo), abs(hi)) > ROI_LIMIT:
+                unit = "voxels" if self.units == "voxel" else "mm"
+                raise InputError(f"ROI {self.text()!r} reaches {max(abs(lo), abs(hi)):g} {unit} along axis {a}; "
+                                 f"values beyond {ROI_LIMIT:g} {unit} cannot be a box on a CT.",
+                                 hint="Check the ROI's units (voxel indices vs mm:) and its numbers.")
             if not (math.isfinite(lo) and math.isfinite(hi)) or not hi > lo:
                 raise EmptyRoiError(f"ROI {self.text()!r} is empty along axis {a}: {lo} >= {hi}.",
                                     hint="Write each range as low:high with low < high.")
@@ -45,7 +53,11 @@ class Roi:
                              hint="Use whole voxel indices, or the 'mm:' form for millimetres.")
 
     def text(self) -> str:
-        fmt = (lambda v: str(int(v))) if self.units == "voxel" else (lambda v: f"{v:g}")
+        """The text form, as given: whole voxel indices print as integers, anything else as written (``0.5``)."""
+
+        def fmt(v: float) -> str:
+            return str(int(v)) if self.units == "voxel" and float(v).is_integer() else f"{v:g}"
+
         body = ",".join(f"{fmt(lo)}:{fmt(hi)}" for lo, hi in zip(self.lo, self.hi, strict=False))
         return body if self.units == "voxel" else f"mm:{body}"
 
@@ -71,14 +83,8 @@ def parse_roi(text: str, side: str | None = None) -> Roi:
     return Roi(lo, hi, units, side)  # type: ignore[arg-type]
 
 
-def roi_box(roi: Roi, shape: tuple[int, int, int], affine: np.ndarray,
-            index_offset: tuple[int, int, int] = (0, 0, 0)) -> Box:
-    """The integer voxel box ((d0, d1), (h0, h1), (w0, w1)), half-open, of an array of ``shape`` that ``roi`` covers.
-
-    affine          (4, 4) voxel (d, h, w) -> LPS mm of the array (``Volume.affine``).
-    index_offset    full-series index of the array's voxel (0, 0, 0); voxel ROIs are shifted by it.
-    Raises EmptyRoiError when the box misses the array.
-    """
+def _unclipped(roi: Roi, affine: np.ndarray, index_offset) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi) voxel indices of the array, half-open, that ``roi`` covers before clipping to the array."""
     if roi.units == "voxel":
         lo = np.array(roi.lo) - index_offset
         hi = np.array(roi.hi) - index_offset
@@ -90,6 +96,19 @@ def roi_box(roi: Roi, shape: tuple[int, int, int], affine: np.ndarray,
         # voxel i spans [i - 0.5, i + 0.5]; keep every voxel the box touches (rounded to 1e-6 against float noise)
         lo = np.floor(np.round(fmin + 0.5, 6))
         hi = np.ceil(np.round(fmax + 0.5, 6))
+    return lo, hi
+
+
+def roi_box(roi: Roi, shape: tuple[int, int, int], affine: np.ndarray,
+            index_offset: tuple[int, int, int] = (0, 0, 0)) -> Box:
+    """The integer voxel box ((d0, d1), (h0, h1), (w0, w1)), half-open, of an array of ``shape`` that ``roi`` covers
+    (clipped to the array: ``roi_clipped`` says whether it had to be).
+
+    affine          (4, 4) voxel (d, h, w) -> LPS mm of the array (``Volume.affine``).
+    index_offset    full-series index of the array's voxel (0, 0, 0); voxel ROIs are shifted by it.
+    Raises EmptyRoiError when the box misses the array.
+    """
+    lo, hi = _unclipped(roi, affine, index_offset)
     lo = np.clip(lo, 0, shape).astype(int)
     hi = np.clip(hi, 0, shape).astype(int)
     if np.any(hi <= lo):
@@ -98,6 +117,13 @@ def roi_box(roi: Roi, shape: tuple[int, int, int], affine: np.ndarray,
             + (f" whose voxel (0, 0, 0) is at full-series index {tuple(index_offset)}" if any(index_offset) else "")
             + ".", hint="Check the ROI's units (voxel vs mm:) and axis order (D, H, W for voxels, LPS x, y, z for mm).")
     return tuple((int(a), int(b)) for a, b in zip(lo, hi, strict=False))  # type: ignore[return-value]
+
+
+def roi_clipped(roi: Roi, shape: tuple[int, int, int], affine: np.ndarray,
+                index_offset: tuple[int, int, int] = (0, 0, 0)) -> bool:
+    """True when ``roi`` reaches past an array of ``shape`` (so ``roi_box`` cut it to the array)."""
+    lo, hi = _unclipped(roi, affine, index_offset)
+    return bool(np.any(lo < 0) or np.any(hi > np.asarray(shape)))
 
 
 def volume_roi_box(volume, roi: Roi | None) -> Box:

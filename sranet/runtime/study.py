@@ -55,17 +55,17 @@ class LocatedStudy:
 
 def locate_study(source: str | os.PathLike | Volume, *, series: str | None = None,
                  spacing_mm: tuple[float, float, float] | None = None, preprocess: PreprocessConfig | None = None,
-                 settings: LocaliserSettings | None = None) -> LocatedStudy:
+                 settings: LocaliserSettings | None = None, max_gib: float | None = None) -> LocatedStudy:
     """Read ``source`` (DICOM folder or file, NIfTI, .npy, or a Volume in memory) whole and find its femoral heads;
-    ``preprocess`` gives each head's ROI margin. Raises what ``load_volume`` raises; a study without a head is not
-    an error (``localisation.reasons`` says why)."""
+    ``preprocess`` gives each head's ROI margin, ``max_gib`` the read's memory budget (``load_volume``). Raises
+    what ``load_volume`` raises; a study without a head is not an error (``localisation.reasons`` says why)."""
     t0 = time.perf_counter()
     if isinstance(source, Volume):
         volume = source
     else:
         from sranet.runtime.io import load_volume
 
-        volume = load_volume(source, series=series, spacing_mm=spacing_mm)
+        volume = load_volume(source, series=series, spacing_mm=spacing_mm, max_gib=max_gib)
     t1 = time.perf_counter()
     loc = locate_femoral_heads(volume, settings=settings, preprocess=preprocess)
     return LocatedStudy(volume, loc, {"read": (t1 - t0) * 1e3, "locate": (time.perf_counter() - t1) * 1e3})
@@ -160,7 +160,7 @@ def read_study(predictor: Predictor, case: CaseInput, *, predict_metal: bool = F
     cfg = predictor.info.preprocess
     if located is None:
         located = locate_study(case.source, series=case.series, spacing_mm=case.spacing_mm, preprocess=cfg,
-                               settings=settings)
+                               settings=settings, max_gib=case.max_gib)
     loc, volume = located.localisation, located.volume
     study = StudyPrediction(case, loc, {}, dict(located.timings_ms), located=located)
     if overview:
@@ -173,7 +173,7 @@ def read_study(predictor: Predictor, case: CaseInput, *, predict_metal: bool = F
             continue
         head = choice.head
         hip_case = CaseInput(case.source, case_id=hip_key(case, choice.side), roi=head.roi, series=case.series,
-                             spacing_mm=case.spacing_mm, roi_source="auto", side=choice.side)
+                             spacing_mm=case.spacing_mm, roi_source="auto", side=choice.side, max_gib=case.max_gib)
         try:  # the hip is cut out of the study in memory (sranet.runtime.roi_crop), padded past the scan's edge
             prepared = predictor.prepare_volume(hip_case, volume, head.roi, dict(located.timings_ms))
         except ImportError:
@@ -230,7 +230,7 @@ def _study_id(case: CaseInput) -> tuple | None:
     """What identifies a study on disk (path, series, spacing); None for a Volume in memory."""
     if isinstance(case.source, Volume):
         return None
-    return (os.path.abspath(os.fspath(case.source)), case.series, case.spacing_mm)
+    return (os.path.abspath(os.fspath(case.source)), case.series, case.spacing_mm, case.max_gib)
 
 
 def _finish(predictor: Predictor, units: list, items: list[PreparedCase], batch: int) -> Iterator[tuple]:

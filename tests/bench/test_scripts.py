@@ -1,5 +1,6 @@
 """The benchmark scripts run and the table generator renders what they write (very short settings)."""
 
+import ctypes.util
 import importlib.util
 import json
 from pathlib import Path
@@ -20,9 +21,18 @@ def load_script(name: str):
 
 def test_peak_matmul_and_tables(tmp_path, tiny_onnx):
     results = tmp_path / "results"
-    peak = load_script("peak_matmul").main(["--quick", "--out", str(results / "peak_matmul.json")])
-    assert peak["peak_gflops"] == max(r["gflops_median"] for r in peak["rows"])
-    assert {r["library"] for r in peak["rows"]} == {"numpy", "torch"}
+    libs = "onnxruntime,numpy" + (",openvino" if importlib.util.find_spec("openvino") else "")  # torch: slow import
+    peak = load_script("peak_matmul").main(["--quick", "--threads", "1", "--libraries", libs,
+                                            "--out", str(results / "peak_matmul.json")])
+    fp32 = [r for r in peak["rows"] if r["precision"] == "fp32" and "gflops_median" in r]
+    assert peak["peak_gflops"] == max(r["gflops_median"] for r in fp32)
+    assert {r["library"] for r in fp32} == set(libs.split(","))  # each in its own process, all recorded
+    assert peak["not_measured"]["torch fp32"] == "not asked for (--libraries)"
+    bf16 = [r for r in peak["rows"] if r["precision"] == "bf16" and "gflops_median" in r]
+    if peak["cpu_bf16"] and "openvino" in libs:
+        assert peak["peak_bf16_gflops"] == max(r["gflops_median"] for r in bf16)
+    else:
+        assert peak["peak_bf16_gflops"] is None and not bf16
     doc = run_benchmark([tiny_onnx], Settings(warmup_s=0, warmup_iters=0, min_iters=2, duration_s=0),
                         peak_gflops=peak["peak_gflops"], argv=["sranet", "benchmark", "tiny.onnx"])
     (results / "sranet_tiny.json").write_text(json.dumps(doc))
@@ -33,10 +43,25 @@ def test_peak_matmul_and_tables(tmp_path, tiny_onnx):
     out = load_script("make_tables").main(["--results", str(results), "--out", str(tmp_path / "benchmarks.md")])
     md = out.read_text()
     assert md.index("Peak matrix-multiply") < md.index("`sranet benchmark`") < md.index("GPU check")
-    assert f"**{peak['peak_gflops']:.1f} GFLOP/s**" in md
+    assert f"fp32: **{peak['peak_gflops']:.1f} GFLOP/s**" in md
     assert "| torch_latency/fp16_b1/compute | 1.50 | 2.00 | 2.50 | 5 |" in md
     assert "`tensorrt`: tensorrt not importable" in md
     assert "command: `sranet benchmark tiny.onnx`" in md
+
+
+@pytest.mark.slow
+def test_cpu_graphs_quick_and_its_table(tmp_path):
+    results = tmp_path / "results"
+    peak = load_script("peak_matmul").main(["--quick", "--threads", "1", "--out", str(results / "peak_matmul.json")])
+    doc = load_script("cpu_graphs").main(["--quick", "--threads", "1", "--peak-json", str(results / "peak_matmul.json"),
+                                          "--out", str(results / "cpu_graphs.json")])
+    names = [r["name"] for r in doc["results"]]
+    assert names[0] == "torch_eager" and "ort direct fp32" in names and "ort s2d fp32" in names
+    assert all(v["parity"]["passed"] for v in doc["variants"].values() if "parity" in v)
+    floor = doc["matmul_flops_per_volume"] / peak["peak_gflops"] / 1e6
+    best = doc["targets"]["best_fp32"]
+    md = load_script("make_tables").main(["--results", str(results), "--out", str(tmp_path / "b.md")]).read_text()
+    assert f"p50 {best['p50_ms']:.1f} ms = {best['p50_ms'] / floor:.2f}x the direct floor" in md
 
 
 @pytest.mark.slow
@@ -59,6 +84,9 @@ def test_gpu_check_dry_run_on_the_package_harness(tmp_path):
     roi = doc["preprocessing"]["femoral_head_roi"]
     assert roi["max_abs_d_input"] == 0 and roi["cpu"]["n"] >= 5
     assert doc["torch_parity"]["cpu_bf16"]["repeat_identical"] is True
+    rtx = doc["tensorrt_rtx"]  # built for real without a GPU; opening it is refused before deserialising
+    if "skipped" not in rtx and ctypes.util.find_library("cuda") is None:
+        assert rtx["batches"] == [3, 1, 3] and rtx["refused_plain"].startswith("BackendError: no NVIDIA GPU driver")
 
 
 def test_preprocess_stages_quick(tmp_path):

@@ -1,16 +1,20 @@
-"""`sranet export`: exit codes and messages for bad input, a full fp32 export with a Triton repository, int8 from a
-manifest, and --engine without TensorRT (clear error after the ONNX is written)."""
+"""`sranet export`: exit codes and messages for bad input, a full fp32 export with a Triton repository, signed and
+checked end to end by `sranet predict --trusted-key`, int8 from a manifest, and --engine without TensorRT (clear
+error after the ONNX is written)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import stat
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from sranet.cli.main import app
-from tests.helpers import write_checkpoint
+from tests.helpers import phantom_hu, tiny_model, with_threshold, write_checkpoint, write_onnx
 
 runner = CliRunner()
 
@@ -47,6 +51,13 @@ def test_missing_checkpoint(tmp_path):
     (["--conv-impl", "spectral", "--engine"], "a TensorRT plan is built from the direct graph"),
     (["--conv-impl", "spectral", "--fp16"], "spectral is fp32 only"),
     (["--conv-impl", "spectral"], "would not cut this model's arithmetic"),  # tiny: 3^3 kernels on 12^3 patches
+    (["--compute-capability", "8.9"], "only apply to a TensorRT engine"),
+    (["--engine", "--compute-capability", "8.9"], "--compute-capability chooses TensorRT-RTX targets"),
+    (["--engine", "--engine-flavour", "tensorrt-rtx", "--timing-cache", "t.cache"], "does not apply to TensorRT-RTX"),
+    (["--engine", "--engine-flavour", "rtx"], "--engine-flavour='rtx' is not one of"),
+    (["--triton-backend", "python"], "describe the Triton repository"),
+    (["--triton", "repo", "--triton-backend", "onnx"], "--triton-backend='onnx' is not one of"),
+    (["--engine", "--triton", "repo", "--triton-device", "cpu"], "a TensorRT plan runs on a GPU only"),
 ])
 def test_bad_options_exit_1_before_export(ckpt, tmp_path, extra, needle):
     r = _run(ckpt, "--out", tmp_path / "m.onnx", *extra)
@@ -55,15 +66,63 @@ def test_bad_options_exit_1_before_export(ckpt, tmp_path, extra, needle):
     assert not list(tmp_path.iterdir())  # refused before any work
 
 
-def test_fp32_export_with_triton_repo(ckpt, tmp_path):
+def test_fp32_export_with_triton_repo_signed_and_checked_end_to_end(ckpt, tmp_path):
+    pytest.importorskip("cryptography")
+    from tests.robustness.inputs import make_keys
+
+    key, pub = make_keys(tmp_path, "signing")
+    _, other_pub = make_keys(tmp_path, "other")
     out = tmp_path / "m.onnx"
-    r = _run(ckpt, "--out", out, "--parity-cases", "2", "--triton", tmp_path / "repo", "--profile", "1:2:4")
+    old_umask = os.umask(0o022)
+    try:
+        r = _run(ckpt, "--out", out, "--parity-cases", "2", "--triton", tmp_path / "repo", "--profile", "1:2:4",
+                 "--sign", key)
+    finally:
+        os.umask(old_umask)
     assert r.exit_code == 0, r.output
     assert "Parity gate (fp32, 2 cases" in r.output and "PASSED" in r.output
     assert "TensorRT op check" in r.output and "all ops and attributes supported" in r.output
     assert out.is_file() and json.loads((tmp_path / "m.onnx.parity.json").read_text())["parity"]["passed"]
     config = (tmp_path / "repo" / "sranet" / "config.pbtxt").read_text()
     assert "max_batch_size: 4" in config and (tmp_path / "repo" / "sranet" / "1" / "model.onnx").is_file()
+    # written with the user's umask, like any other file (not 0600)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644 and "signed" in r.output
+    assert stat.S_IMODE((tmp_path / "m.onnx.parity.json").stat().st_mode) == 0o644
+
+    # end to end: the signed export runs under its key; tampered, unsigned or otherwise signed ones do not
+    case = tmp_path / "v.npy"
+    np.save(case, phantom_hu((20, 40, 40)))
+
+    def predict(artifact, *keys):
+        results = tmp_path / f"r{len(list(tmp_path.glob('r*.jsonl')))}.jsonl"
+        args = ["predict", str(artifact), str(case), "--spacing-mm", "2,0.8,0.8", "--out", str(results), "--roi", "whole"]
+        return runner.invoke(app, [*args, *(a for k in keys for a in ("--trusted-key", str(k)))])
+
+    assert predict(out, pub).exit_code == 0
+    unsigned = write_onnx(tmp_path / "unsigned.onnx", tiny_model(seed=3))
+    r = predict(unsigned, pub)
+    assert r.exit_code == 1 and "is not signed" in r.output
+    r = predict(out, other_pub)
+    assert r.exit_code == 1 and "which is not a trusted key" in r.output
+    flipped = tmp_path / "flipped.onnx"
+    import onnx
+
+    weight = max(onnx.load(str(out)).graph.initializer, key=lambda t: len(t.raw_data)).raw_data
+    data = bytearray(out.read_bytes())
+    data[data.find(weight) + 7] ^= 0x01
+    flipped.write_bytes(bytes(data))
+    for keys in ((), (pub,)):
+        r = predict(flipped, *keys)
+        assert r.exit_code == 1 and "does not match the digest recorded at export" in r.output, r.output
+    zero = with_threshold(out, tmp_path / "zero.onnx", 0.0)  # threshold 0 with a recomputed digest, old signature
+    proto = onnx.load(str(zero))
+    signature = {p.key: p.value for p in onnx.load(str(out)).metadata_props if p.key.startswith("sranet.sign")}
+    for key_name, value in signature.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key_name, value
+    onnx.save(proto, str(zero))
+    r = predict(zero, pub)
+    assert r.exit_code == 1 and "signature does not verify" in r.output, r.output
 
 
 def test_int8_from_manifest(ckpt, tmp_path):
@@ -82,5 +141,5 @@ def test_engine_without_tensorrt_writes_onnx_then_fails(ckpt, tmp_path):
     out = tmp_path / "m.onnx"
     r = _run(ckpt, "--out", out, "--parity-cases", "2", "--engine", "--profile", "1:2:4")
     assert r.exit_code == 1
-    assert "needs TensorRT" in r.output and "pip install 'sranet[trt]'" in r.output
+    assert "needs TensorRT" in r.output and "pip install 'sranet[gpu-cu12]'" in r.output
     assert out.is_file() and not (tmp_path / "m.engine").exists()

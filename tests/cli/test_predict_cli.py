@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sranet.cli.main import app
-from tests.helpers import PATIENT_ID, phantom_hu, write_dicom_series
+from tests.helpers import PATIENT_ID, phantom_hu, write_dicom_series, write_engine
 
 pytest.importorskip("torch")  # the shared tiny_artifacts are exported from PyTorch
 
@@ -160,15 +160,18 @@ def test_spacing_applies_to_npy_inputs_only(tmp_path, tiny_artifacts, inputs):
 
 
 def test_engine_artifact_refuses_what_it_cannot_honour(tmp_path, inputs):
-    """A .engine reaches TensorRTBackend: the CPU and CPU threads are refused by name, then the missing sidecar."""
-    engine = tmp_path / "m.engine"
-    engine.write_bytes(b"not a plan")
+    """A plan without its sidecar is refused before anything else (nothing vouches for it); a sealed one reaches
+    TensorRTBackend, which refuses the CPU and CPU threads by name."""
+    bare = tmp_path / "bare" / "m.engine"
+    bare.parent.mkdir()
+    bare.write_bytes(b"not a plan")
     out = tmp_path / "r.jsonl"
+    r = runner.invoke(app, ["predict", str(bare), str(inputs[1]), "--out", str(out), "--device", "cuda:0"])
+    assert r.exit_code == 1 and "Error:" in r.output and "has no sidecar m.engine.json" in r.output
+    engine = write_engine(tmp_path)
     r = runner.invoke(app, ["predict", str(engine), str(inputs[1]), "--out", str(out)])
     assert r.exit_code == 1 and not isinstance(r.exception, TypeError), r.exception
     assert "device='cpu': a TensorRT plan runs on NVIDIA GPUs only" in r.output and "--device cuda:N" in r.output
-    r = runner.invoke(app, ["predict", str(engine), str(inputs[1]), "--out", str(out), "--device", "cuda:0"])
-    assert r.exit_code == 1 and "Error:" in r.output and "has no sidecar m.engine.json" in r.output
     r = runner.invoke(app, ["predict", str(engine), str(inputs[1]), "--out", str(out), "--device", "cuda:0",
                             "--threads", "2"])
     assert r.exit_code == 1 and "threads=2: a TensorRT plan runs on the GPU" in r.output
@@ -193,3 +196,23 @@ def test_series_applies_to_folders_only(tmp_path, tiny_artifacts, inputs):
     r = runner.invoke(app, ["predict", str(tiny_artifacts[0]), str(inputs[1]), str(inputs[3]), "--out", str(out),
                             "--series", uid[-10:], "--roi", "whole"])
     assert "0 failed" in r.output, (r.output, [line.get("message") for line in _lines(out)])
+
+
+def test_nothing_is_written_outside_the_named_folders(tmp_path, tiny_artifacts, inputs):
+    """A separate process with its own home, working and temporary folders: after a run with heatmaps, only --out
+    and --heatmaps hold files (ONNX Runtime's telemetry database under ~/.cache stays off)."""
+    import os
+    import subprocess
+    import sys
+
+    home, cwd, tmp, out = (tmp_path / name for name in ("home", "cwd", "tmp", "out"))
+    for folder in (home, cwd, tmp):
+        folder.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "ORT_", "SRANET_"))}
+    env.update(HOME=str(home), TMPDIR=str(tmp), PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.run([sys.executable, "-m", "sranet.cli.main", "predict", str(tiny_artifacts[0]), str(inputs[1]),
+                           "--out", str(out / "r.jsonl"), "--heatmaps", str(out / "maps"), "--threads", "1"],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    written = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()}
+    assert written and all(name.startswith("out") for name in written), sorted(written)

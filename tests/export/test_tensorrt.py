@@ -1,5 +1,6 @@
-"""TensorRT engine builder: option validation, ONNX inspection and the TensorRT 10/11 dispatch run on CPU;
-the real build is marked `trt` and skips where tensorrt is not importable (never mocked)."""
+"""TensorRT engine builder: option validation, ONNX inspection and the TensorRT 10/11/TensorRT-RTX dispatch run on
+CPU; the real TensorRT build is marked `trt` and skips where tensorrt is not importable (never mocked). The real
+TensorRT-RTX builds, which need no GPU, are in test_tensorrt_rtx.py."""
 
 from __future__ import annotations
 
@@ -121,8 +122,72 @@ def test_compatibility_dla_and_verbose_become_config_decisions():
     assert plan.builder_flags == ["FP16", "VERSION_COMPATIBLE", "GPU_FALLBACK"]
     assert plan.dla_core == 1 and plan.profiling_verbosity == "DETAILED"
     assert any("fall back to the GPU" in d for d in plan.decisions)
-    hw = plan_build("10.7.0", EngineOptions.from_cli("fp32", hardware_compatibility="same-compute-capability"), "fp32")
+    assert any("engine_host_code_allowed" in d for d in plan.decisions)
+    hw = plan_build("10.9.0", EngineOptions.from_cli("fp32", hardware_compatibility="same-compute-capability"), "fp32")
     assert hw.hardware_compatibility_level == "SAME_COMPUTE_CAPABILITY"
+
+
+@pytest.mark.parametrize("version", ["10.3.0", "10.8.1"])
+def test_same_compute_capability_needs_tensorrt_10_9(version):
+    with pytest.raises(DependencyMissingError, match=rf"needs TensorRT 10\.9 or later.*this is TensorRT {version}"):
+        plan_build(version, EngineOptions.from_cli("fp32", hardware_compatibility="same-compute-capability"), "fp32")
+    assert plan_build("11.1.0", EngineOptions.from_cli("fp32", hardware_compatibility="same-compute-capability"),
+                      "fp32").hardware_compatibility_level == "SAME_COMPUTE_CAPABILITY"
+
+
+@pytest.mark.parametrize(("version", "flavour"), [("10.3.0", "tensorrt"), ("11.1.0", "tensorrt"),
+                                                 ("1.7.1.116", "tensorrt-rtx")])
+def test_fp32_plans_are_built_without_tf32(version, flavour):
+    """An fp32 plan means IEEE fp32: TF32 (on by default in TensorRT) is cleared; reduced precisions keep it."""
+    plan = plan_build(version, EngineOptions.from_cli("fp32", flavour=flavour), "fp32")
+    assert plan.cleared_flags == ["TF32"] and any("TF32 off" in d for d in plan.decisions)
+    assert plan_build(version, EngineOptions.from_cli("fp16", flavour=flavour), "fp16").cleared_flags == []
+
+
+# -- TensorRT-RTX options (no TensorRT-RTX needed) ----------------------------------------------------------------
+@pytest.mark.parametrize(("text", "expected"), [
+    ("8.9", ("8.9",)), ("sm89", ("8.9",)), ("SM_120", ("12.0",)), ("120,86", ("8.6", "12.0")),
+    (["7.5", "sm121", "7.5"], ("7.5", "12.1")), ("8.6 8.9", ("8.6", "8.9")), (None, ()),
+])
+def test_compute_capabilities_are_normalised(text, expected):
+    from sranet.export.engine_options import parse_compute_capabilities
+
+    assert parse_compute_capabilities(text) == expected
+
+
+def test_rtx_options_record_flavour_and_targets():
+    opts = EngineOptions.from_cli("fp16", profile="1:2:4", flavour="tensorrt-rtx", compute_capabilities="sm89,8.6")
+    assert opts.flavour == "tensorrt-rtx" and opts.compute_capabilities == ("8.6", "8.9")
+    assert opts.to_dict()["compute_capabilities"] == ["8.6", "8.9"]
+    plan = plan_build("1.7.1.116", opts, "fp16")
+    assert plan.path == "trtrtx-strongly-typed-fp16-onnx" and plan.flavour == "tensorrt-rtx"
+    assert plan.builder_flags == [] and plan.network_flags == [] and plan.compute_capabilities == ["8.6", "8.9"]
+    default = plan_build("1.7.1.116", EngineOptions.from_cli("fp32", flavour="tensorrt-rtx"), "fp32")
+    assert any("every target the installed version offers except 7.5" in d for d in default.decisions)
+    qdq = plan_build("1.7.1.116", EngineOptions.from_cli("int8", flavour="tensorrt-rtx"), "int8")
+    assert qdq.path == "trtrtx-strongly-typed-qdq-onnx"
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"compute_capabilities": "8.9"}, r"--compute-capability chooses TensorRT-RTX targets"),
+    ({"flavour": "tensorrt-rtx", "compute_capabilities": "8.9.1"}, r"'8\.9\.1' is not a compute capability"),
+    ({"flavour": "tensorrt-rtx", "compute_capabilities": "ampere"}, r"'ampere' is not a compute capability"),
+    ({"flavour": "tensorrt-rtx", "timing_cache": "t.cache"}, r"--timing-cache does not apply to TensorRT-RTX"),
+    ({"flavour": "tensorrt-rtx", "version_compatible": True}, r"run only with the TensorRT-RTX release"),
+    ({"flavour": "tensorrt-rtx", "hardware_compatibility": "ampere+"}, r"by --compute-capability"),
+    ({"flavour": "tensorrt-rtx", "precision": "int8", "dla_core": 0}, r"--dla-core does not apply to TensorRT-RTX"),
+    ({"flavour": "tensorrt_rtx"}, r"--engine-flavour='tensorrt_rtx' is not one of .* Did you mean 'tensorrt-rtx'\?"),
+])
+def test_rtx_options_refuse_what_tensorrt_rtx_does_not_have(kwargs, message):
+    kwargs = {"precision": "fp16", **kwargs}
+    with pytest.raises(InputError, match=message):
+        EngineOptions.from_cli(**kwargs)
+
+
+def test_rtx_fp16_needs_the_fp16_onnx():
+    with pytest.raises(InputError, match=r"TensorRT-RTX 1\.7\.1 builds strongly typed networks only.*--engine-flavour "
+                                         r"tensorrt-rtx"):
+        plan_build("1.7.1", EngineOptions.from_cli("fp16", flavour="tensorrt-rtx"), "fp32")
 
 
 def test_layer_report_counts_dla_and_gpu_layers():
@@ -144,7 +209,7 @@ def test_layer_report_counts_dla_and_gpu_layers():
 def test_build_without_tensorrt_names_the_install(tmp_path):
     from sranet.export.tensorrt import build_engine
 
-    with pytest.raises(DependencyMissingError, match=r"tensorrt package is needed.*sranet\[trt\]"):
+    with pytest.raises(DependencyMissingError, match=r"tensorrt package is needed.*sranet\[gpu-cu12\]"):
         build_engine(small_graph_onnx(tmp_path / "m.onnx"), tmp_path / "m.engine", EngineOptions.from_cli("fp32"))
 
 
@@ -165,6 +230,7 @@ def test_real_build_writes_plan_sidecar_cache_and_layer_report(tmp_path):
     assert sidecar_path(tmp_path / "m.engine").is_file()
     assert sidecar["build"]["layer_report"]["layers"] >= 1
     check_sidecar(tmp_path / "m.engine", device_env(trt.__version__))
+    assert sidecar["flavour"] == "tensorrt" and sidecar["build"]["cleared_flags"] == ["TF32"]
     again = build_engine(onnx_path, tmp_path / "m2.engine", opts)
     assert again["build"]["timing_cache"]["reused"] is True
 

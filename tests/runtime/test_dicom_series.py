@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sranet.config import PreprocessConfig
-from sranet.errors import GeometryError, NoUsableSeriesError
+from sranet.errors import CorruptPixelDataError, GeometryError, NoUsableSeriesError
 from sranet.runtime import dicom_stack as dicom_module
 from sranet.runtime.io import load_volume
 from sranet.runtime.preprocess import preprocess
@@ -195,7 +195,8 @@ def test_slice_with_corrupt_pixels_is_dropped_where_the_series_stays_whole(tmp_p
 def test_slice_with_corrupt_pixels_in_the_middle_leaves_a_hole(tmp_path):
     shutil.copytree(DIRTESTS / "98892001" / "CT5N", tmp_path / "s")
     _truncate_pixels(tmp_path / "s" / "2693")  # z = 3.76, the middle slice
-    with pytest.raises(GeometryError, match=r"missing slice.*after dropping unreadable slice\(s\) 2693"):
+    # the cause leads the message: the unreadable slice, then the hole it leaves
+    with pytest.raises(CorruptPixelDataError, match=r"1 slice\(s\) have unreadable pixel data \(2693\).*missing slice"):
         load_volume(tmp_path / "s", policy="strict")
     v = load_volume(tmp_path / "s")
     assert v.shape == (5, 16, 16) and {"files_skipped", "missing_slices"} <= set(v.qc)

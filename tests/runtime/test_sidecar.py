@@ -18,7 +18,7 @@ from sranet.runtime.sidecar import (
     sidecar_info,
     sidecar_path,
 )
-from tests.helpers import H100, write_engine
+from tests.helpers import H100, RTX_BUILDER, write_engine
 
 
 def test_sidecar_sits_next_to_the_plan_and_round_trips(tmp_path):
@@ -111,3 +111,91 @@ def test_rebuild_command_carries_every_option(tmp_path):
         assert piece in cmd
     dla = read_sidecar(write_engine(tmp_path, precision="fp16", dla_core=1))
     assert rebuild_command(dla, "m.engine").endswith("--dla-core 1")
+
+
+# -- TensorRT-RTX plans, platforms, version compatibility ----------------------------------------------------------
+def rtx_here(cc: str, name: str = "NVIDIA GeForce RTX 4090", version: str = "1.7.1.116", **kw) -> DeviceEnv:
+    return DeviceEnv(tensorrt=version, gpu_name=name, compute_capability=cc, flavour="tensorrt-rtx", **kw)
+
+
+def test_a_tensorrt_rtx_plan_runs_on_any_gpu_among_its_targets(tmp_path):
+    engine = write_engine(tmp_path, env=RTX_BUILDER, targets=["8.6", "8.9"], profile="1:2:4")
+    data = read_sidecar(engine)
+    assert data["flavour"] == "tensorrt-rtx" and data["targets"]["compute_capabilities"] == ["8.6", "8.9"]
+    assert data["platform"] == {"machine": "x86_64", "system": "Linux", "jetson": False}
+    for cc, name in (("8.9", "NVIDIA L4"), ("8.9", "NVIDIA GeForce RTX 4090 Laptop GPU"), ("8.6", "NVIDIA A10")):
+        assert compatibility_problems(data, rtx_here(cc, name, machine="x86_64", system="Linux")) == []
+    assert compatibility_problems(data, rtx_here("8.9", machine="x86_64", system="Windows")) == []  # portable OS
+
+
+def test_a_gpu_outside_the_targets_is_refused_with_the_rebuild_command(tmp_path):
+    engine = write_engine(tmp_path, env=RTX_BUILDER, targets=["8.9"], profile="1:2:4")
+    here = rtx_here("12.0", "NVIDIA GeForce RTX 5090", machine="x86_64", system="Linux")
+    with pytest.raises(EngineCompatibilityError) as exc:
+        check_sidecar(engine, here)
+    text = str(exc.value)
+    assert "built for compute capabilities 8.9; this GPU is a NVIDIA GeForce RTX 5090 (compute capability 12.0)" in text
+    assert "--engine-flavour tensorrt-rtx --compute-capability 8.9,12.0 --profile 1:2:4" in text
+
+
+def test_a_gpu_tensorrt_rtx_has_no_target_for_gets_the_tensorrt_command(tmp_path):
+    """An H200 (compute capability 9.0) is no TensorRT-RTX target at all: the hint builds a TensorRT plan."""
+    engine = write_engine(tmp_path, env=RTX_BUILDER, targets=["8.0", "8.9"])
+    h200 = rtx_here("9.0", "NVIDIA H200", machine="x86_64", system="Linux")
+    with pytest.raises(EngineCompatibilityError) as exc:
+        check_sidecar(engine, h200)
+    text = str(exc.value)
+    assert "TensorRT-RTX 1.7.1.116 has no target for compute capability 9.0" in text
+    assert "build a TensorRT plan on this machine: sranet export runs/a/best.pt" in text
+    assert "--engine-flavour" not in text.split("machine:")[-1]
+
+
+def test_tensorrt_rtx_plans_need_the_same_release(tmp_path):
+    data = read_sidecar(write_engine(tmp_path, env=RTX_BUILDER, targets=["8.9"]))
+    problems = compatibility_problems(data, rtx_here("8.9", version="1.8.0.10", machine="x86_64", system="Linux"))
+    assert problems == ["it was built with TensorRT-RTX 1.7.1.116, this machine has TensorRT-RTX 1.8.0.10 (TensorRT-RTX "
+                        "engines run only with the release that built them)"]
+
+
+def test_a_plan_of_the_other_flavour_is_refused(tmp_path):
+    rtx = read_sidecar(write_engine(tmp_path, env=RTX_BUILDER, targets=["8.9"]))
+    trt_here = DeviceEnv("10.7.0", "NVIDIA L4", "8.9", machine="x86_64", system="Linux")
+    assert "a TensorRT-RTX plan loads only in TensorRT-RTX; this runtime is TensorRT 10.7.0" in \
+        compatibility_problems(rtx, trt_here)[0]
+    (tmp_path / "trt").mkdir()
+    engine = write_engine(tmp_path / "trt")
+    with pytest.raises(EngineCompatibilityError, match=r"a TensorRT plan loads only in TensorRT; this runtime is "
+                                                       r"TensorRT-RTX") as exc:
+        check_sidecar(engine, rtx_here("9.0", "NVIDIA H100 80GB HBM3"))
+    assert "--fp16 --engine-flavour tensorrt-rtx --profile 1:1:8" in str(exc.value)  # rebuilt for the runtime here
+
+
+@pytest.mark.parametrize(("built", "here", "message"), [
+    ({"machine": "x86_64", "system": "Linux"}, {"machine": "aarch64", "system": "Linux"},
+     "it was built on x86_64, this machine is aarch64"),
+    ({"machine": "x86_64", "system": "Windows"}, {"machine": "x86_64", "system": "Linux"},
+     "it was built on Windows, this machine runs Linux"),
+])
+def test_a_plan_from_another_platform_is_refused(tmp_path, built, here, message):
+    engine = write_engine(tmp_path, env=DeviceEnv(**{**H100.to_dict(), **built}))
+    problems = compatibility_problems(read_sidecar(engine), DeviceEnv(**{**H100.to_dict(), **here}))
+    assert len(problems) == 1 and problems[0].startswith(message)
+
+
+def test_hardware_compatible_plans_are_refused_on_jetson(tmp_path):
+    data = read_sidecar(write_engine(tmp_path, hardware_compatibility="ampere+"))
+    orin = DeviceEnv("10.7.0", "Orin", "8.7", jetson=True)
+    assert compatibility_problems(data, orin) == ["it was built hardware-compatible (ampere+), which Jetson does not "
+                                                  "support"]
+    assert compatibility_problems(data, DeviceEnv("10.7.0", "NVIDIA L4", "8.9")) == []
+
+
+@pytest.mark.parametrize(("built", "here", "ok"), [
+    ("10.3.0", "10.16.1", True), ("10.7.0", "11.1.0", True), ("11.0.0", "11.4.1", True),
+    ("10.7.0", "12.0.0", False), ("11.1.0", "11.0.0", False), ("8.6.1", "11.1.0", False), ("8.6.1", "10.3.0", True),
+])
+def test_version_compatible_plans_load_one_major_version_later_at_most(tmp_path, built, here, ok):
+    data = read_sidecar(write_engine(tmp_path, env=DeviceEnv(**{**H100.to_dict(), "tensorrt": built}),
+                                     version_compatible=True))
+    problems = compatibility_problems(data, DeviceEnv(**{**H100.to_dict(), "tensorrt": here}))
+    assert (problems == []) is ok, problems

@@ -1,18 +1,22 @@
-"""TensorRTBackend. Without TensorRT only the refusals run; the real engine tests are marked `trt`/`gpu` and skip
-with a reason where `tensorrt` is not importable. TensorRT is never mocked."""
+"""TensorRTBackend. Without a GPU the refusals run for real (a TensorRT-RTX plan built here is refused before it is
+deserialised), and so does the bookkeeping of contexts and CUDA graphs per batch size; the engine tests are marked
+`trt`/`gpu` and skip with a reason where `tensorrt` or a GPU is missing. TensorRT is never mocked."""
 
 from __future__ import annotations
 
+import ctypes.util
 import importlib.util
 
 import numpy as np
 import pytest
 
-from sranet.errors import ArtifactError, BackendError, DependencyMissingError, InputError
+from sranet.errors import ArtifactError, BackendError, DependencyMissingError, InputError, IntegrityError
 from sranet.runtime.backends.base import backend_class, open_backend
 from tests.helpers import small_graph_onnx, write_engine
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
+HAS_TRT_RTX = importlib.util.find_spec("tensorrt_rtx") is not None
+HAS_DRIVER = ctypes.util.find_library("cuda") is not None
 
 
 def test_engine_suffixes_map_to_the_tensorrt_backend():
@@ -28,8 +32,7 @@ def test_a_plan_without_sidecar_is_refused_before_anything_loads(tmp_path):
 
 
 def test_the_cpu_and_cpu_threads_are_refused(tmp_path):
-    plan = tmp_path / "m.engine"
-    plan.write_bytes(b"plan")
+    plan = write_engine(tmp_path)  # a sealed sidecar: the integrity check passes, the options are refused
     with pytest.raises(InputError, match="device='cpu': a TensorRT plan runs on NVIDIA GPUs only") as info:
         open_backend(plan)
     assert "--device cuda:N" in str(info.value) and str(plan) in str(info.value)
@@ -82,6 +85,106 @@ def test_a_gpu_index_that_does_not_exist_is_a_backend_error():
         device_env("10.7.0", 99)
 
 
+def test_a_machine_without_the_nvidia_driver_is_told_so():
+    from sranet.runtime.devices import driver_gpu
+
+    with pytest.raises(BackendError, match=r"no NVIDIA GPU driver on this machine: libcuda-missing\.so\.1 cannot be "
+                                           r"loaded") as info:
+        driver_gpu(0, library="libcuda-missing.so.1")
+    assert "--device cpu" in str(info.value)
+
+
+@pytest.mark.skipif(not HAS_TRT_RTX, reason="needs tensorrt-rtx-cu12 (the dev extra installs it)")
+@pytest.mark.skipif(HAS_DRIVER or HAS_CUPY, reason="an NVIDIA driver is installed: the no-GPU refusal cannot be shown")
+def test_a_tensorrt_rtx_plan_is_refused_before_deserialising_where_there_is_no_gpu(tmp_path, tiny_artifacts):
+    """A real plan, built here by TensorRT-RTX for 8.9, opened on this GPU-less machine: refused with the reason,
+    before TensorRT-RTX reads the plan; a damaged plan is refused earlier still, by its digest."""
+    from sranet.export.tensorrt import EngineOptions, build_engine
+
+    onnx_path, _ = tiny_artifacts
+    engine = tmp_path / "m.engine"
+    build_engine(onnx_path, engine, EngineOptions.from_cli("fp32", profile="1:1:2", flavour="tensorrt-rtx",
+                                                           compute_capabilities="8.9"))
+    with pytest.raises(BackendError, match=r"no NVIDIA GPU driver on this machine: libcuda\.so\.1 cannot be loaded"):
+        open_backend(engine, device="cuda:0")
+    engine.write_bytes(b"damaged")
+    with pytest.raises(IntegrityError, match="SHA-256 of the plan"):
+        open_backend(engine, device="cuda:0")
+
+
+@pytest.mark.skipif(HAS_TRT or not HAS_TRT_RTX, reason="needs TensorRT-RTX without TensorRT installed")
+def test_a_tensorrt_plan_where_only_tensorrt_rtx_is_installed_gets_the_rtx_rebuild(tmp_path):
+    with pytest.raises(DependencyMissingError, match=r"tensorrt package is needed.*built by TensorRT and loads only "
+                                                     r"there") as info:
+        open_backend(write_engine(tmp_path), device="cuda:0")
+    assert "--engine-flavour tensorrt-rtx" in str(info.value)
+
+
+# -- contexts and CUDA graphs per batch size (bookkeeping, no CUDA) -------------------------------------------------
+class Recorder:
+    """Stands in for the CUDA side of the bookkeeping only: it records what the backend asks of contexts and of
+    the graph capture, so the order of those calls can be checked."""
+
+    def __init__(self, fail_capture_for=()):
+        self.events: list[tuple] = []
+        self.fail_capture_for = set(fail_capture_for)
+
+    def make_context(self, batch):
+        self.events.append(("new_context", batch))
+        return {"batch": batch}  # its input shape is set once, here
+
+    def enqueue(self, context):
+        self.events.append(("enqueue", context["batch"]))
+
+    def capture(self, key):
+        def capture(enqueue):
+            if key in self.fail_capture_for:
+                raise RuntimeError("operation not permitted when stream is capturing")
+            self.events.append(("capture_begin", key))
+            enqueue()
+            self.events.append(("capture_end", key))
+            return ("graph", key)
+        return capture
+
+
+def run_batches(batches, recorder):
+    """What TensorRTBackend._infer does with cuda_graphs, on the recorder: the batch's own context, then its graph."""
+    from sranet.runtime.backends.tensorrt import ContextPerBatch
+    from sranet.runtime.cuda_buffers import GraphBook
+
+    contexts = ContextPerBatch(recorder.make_context)
+    current = {}
+    book = GraphBook(capture=lambda enqueue: recorder.capture(current["batch"])(enqueue),
+                     launch=lambda graph: recorder.events.append(("launch", graph[1])))
+    outcomes = []
+    for batch in batches:
+        context = contexts.get(batch)
+        current["batch"] = batch
+        outcomes.append(book.run(batch, lambda context=context: recorder.enqueue(context)))
+    return outcomes, contexts, book
+
+
+def test_batch_3_then_1_then_3_replays_each_graph_on_its_own_context():
+    rec = Recorder()
+    outcomes, contexts, book = run_batches([3, 1, 3, 1], rec)
+    assert outcomes == ["captured", "captured", "replay", "replay"]
+    assert sorted(contexts.contexts) == [1, 3] and [e for e in rec.events if e[0] == "new_context"] ==         [("new_context", 3), ("new_context", 1)]  # one context per batch size, made once
+    assert rec.events == [
+        ("new_context", 3), ("enqueue", 3), ("capture_begin", 3), ("enqueue", 3), ("capture_end", 3), ("launch", 3),
+        ("new_context", 1), ("enqueue", 1), ("capture_begin", 1), ("enqueue", 1), ("capture_end", 1), ("launch", 1),
+        ("launch", 3), ("launch", 1),
+    ]  # the replay of batch 3 follows no shape change on its context: nothing ran on context 3 in between
+    assert book.fallbacks == {}
+
+
+def test_a_failed_capture_falls_back_to_plain_enqueues_for_that_batch_only():
+    rec = Recorder(fail_capture_for={1})
+    outcomes, _, book = run_batches([3, 1, 1, 3], rec)
+    assert outcomes == ["captured", "plain", "plain", "replay"]
+    assert "operation not permitted" in book.fallbacks[1] and 3 in book.graphs
+    assert rec.events[-3:] == [("enqueue", 1), ("enqueue", 1), ("launch", 3)]
+
+
 def _gpu_count() -> int:
     if not HAS_CUPY:
         return 0
@@ -111,28 +214,6 @@ def test_engine_runs_on_the_second_gpu(tmp_path):
     prob, _ = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(["prob", "attention"], {"ct": ct})
     with open_backend(tmp_path / "m.engine", device="cuda:1") as backend:
         np.testing.assert_allclose(backend.infer(ct)["prob"], prob, atol=1e-4)
-
-
-@pytest.mark.parametrize(("visible", "device", "expected"), [
-    (None, 0, "0"),
-    (None, 2, "2"),
-    ("3", 0, "3"),  # CUDA device 0 is physical GPU 3
-    ("2, 5", 1, "5"),
-    ("GPU-8f6c1d2e-0000-1111-2222-333344445555,1", 0, "GPU-8f6c1d2e-0000-1111-2222-333344445555"),
-])
-def test_nvidia_smi_id_follows_cuda_visible_devices(visible, device, expected):
-    from sranet.runtime.devices import visible_gpu_id
-
-    env = {} if visible is None else {"CUDA_VISIBLE_DEVICES": visible}
-    assert visible_gpu_id(device, env) == expected
-
-
-@pytest.mark.parametrize(("visible", "device"), [("", 0), ("1,2", 2)])
-def test_a_device_outside_cuda_visible_devices_is_a_backend_error(visible, device):
-    from sranet.runtime.devices import visible_gpu_id
-
-    with pytest.raises(BackendError, match=rf"CUDA device {device} is not visible: CUDA_VISIBLE_DEVICES="):
-        visible_gpu_id(device, {"CUDA_VISIBLE_DEVICES": visible})
 
 
 @pytest.mark.skipif(HAS_CUPY, reason="CuPy is installed: the current device comes from the CUDA runtime")

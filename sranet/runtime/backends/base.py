@@ -34,6 +34,7 @@ import numpy as np
 from sranet.errors import ArtifactError, InputError, suggest
 from sranet.runtime.artifact import INPUT_NAME, OUTPUT_NAMES, ArtifactInfo
 from sranet.runtime.devices import Device, parse_device
+from sranet.runtime.limits import THREADS_PER_CPU, max_threads
 
 # suffix -> "module:Class"; modules are imported lazily by open_backend
 BACKENDS: dict[str, str] = {
@@ -41,6 +42,7 @@ BACKENDS: dict[str, str] = {
     ".pt": "sranet.model.backend:TorchBackend",
     ".engine": "sranet.runtime.backends.tensorrt:TensorRTBackend",
     ".plan": "sranet.runtime.backends.tensorrt:TensorRTBackend",
+    ".xml": "sranet.runtime.backends.openvino:OpenVinoBackend",  # OpenVINO IR (+ .bin), `sranet export --openvino`
 }
 
 
@@ -73,6 +75,10 @@ class Backend(ABC):
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             self.refuse("threads", threads, "must be a positive integer, or None for the library's default.",
                         "Pass --threads N with N >= 1, or leave it out.")
+        if threads is not None and threads > max_threads():
+            self.refuse("threads", threads, f"that is more than {THREADS_PER_CPU} per CPU on this machine "
+                        f"({os.cpu_count()} CPUs, so at most {max_threads()}); more threads only wait for the same "
+                        "cores.", f"Pass --threads {max_threads()} or fewer.")
         if max_batch is not None and (isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1):
             self.refuse("max_batch", max_batch, "must be a positive integer, or None for any batch.",
                         "Pass a batch size of 1 or more.")
@@ -148,11 +154,14 @@ def backend_class(path: str | os.PathLike) -> type[Backend]:
 
 
 def open_backend(path: str | os.PathLike, *, device: str = "cpu", threads: int | None = None,
-                 cuda_graphs: bool = False, max_batch: int | None = None, **options: Any) -> Backend:
+                 cuda_graphs: bool = False, max_batch: int | None = None, trusted_keys: Any = None,
+                 **options: Any) -> Backend:
     """Open an artifact with the backend its suffix names (arguments: the module docstring).
 
     ``options`` are backend-specific settings; each must be one the backend's class lists in ``OPTIONS``, else
-    InputError names it and the artifact (never passed on to be ignored).
+    InputError names it and the artifact (never passed on to be ignored). Before the backend is built, the
+    artifact's content is checked against its recorded digest, and with ``trusted_keys`` (Ed25519 public keys or
+    PEM paths) its signature (``sranet.runtime.integrity.verify_artifact``): IntegrityError, nothing runs.
     """
     if not Path(path).is_file():
         raise ArtifactError("does not exist or is not a file.", path=path, hint="Check the path to the artifact.")
@@ -163,6 +172,9 @@ def open_backend(path: str | os.PathLike, *, device: str = "cpu", threads: int |
             raise InputError(f"{key}={value!r} (--{key.replace('_', '-')}) is not a setting of the {cls.name} "
                              f"backend that runs {Path(path).suffix} artifacts; {takes}.{suggest(key, cls.OPTIONS)}",
                              path=path, hint="Leave it out for this artifact.")
+    from sranet.runtime.integrity import verify_artifact
+
+    verify_artifact(path, trusted_keys)
     return cls(path, device=device, threads=threads, cuda_graphs=cuda_graphs, max_batch=max_batch, **options)
 
 

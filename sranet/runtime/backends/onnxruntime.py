@@ -31,16 +31,24 @@ GPU_PROVIDERS: dict[str, tuple[str, ...]] = {
     "cuda": (CUDA_EP, CPU_EP),
 }
 GRAPH_LEVELS = ("disable", "basic", "extended", "all")
-MAX_BOUND_BATCHES = 4  # IO-binding buffers are kept for this many batch sizes
+MAX_BOUND_BATCHES = 4  # IO-binding buffers are kept for this many batch sizes (all of them while CUDA graphs are on)
+GRAPH_ID_KEY = "gpu_graph_id"  # ONNX Runtime's run option naming the CUDA graph of a run (-1: none; 0: reserved)
 
 
 def _import_ort():
+    """``import onnxruntime`` with its telemetry off: ONNX Runtime's telemetry writes events (model file names,
+    paths, errors) to a database under the user's home directory from the moment it is imported, unless
+    ORT_DISABLE_TELEMETRY is set first (``import sranet`` sets it); ``disable_telemetry_events`` stops the events of
+    an ONNX Runtime imported before sranet."""
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     try:
         import onnxruntime as ort
     except ImportError as exc:  # pragma: no cover - onnxruntime is a core dependency
         raise DependencyMissingError(
             "onnxruntime is not installed; it runs .onnx artifacts.", hint="pip install onnxruntime (or onnxruntime-gpu)."
         ) from exc
+    if hasattr(ort, "disable_telemetry_events"):
+        ort.disable_telemetry_events()
     return ort
 
 
@@ -115,6 +123,30 @@ def resolve_providers(device: Device, provider: str | None, available: list[str]
     return [ep for ep in GPU_PROVIDERS[provider] if ep in available]
 
 
+def effective_max_batch(providers: list[str], max_batch: int | None) -> int | None:
+    """The largest batch the session takes: with the TensorRT provider, the end of the explicit optimisation profile
+    (``max_batch`` or DEFAULT_MAX_BATCH), so a bigger batch is refused by ``check_input`` instead of failing inside
+    ONNX Runtime; otherwise ``max_batch`` (None: any)."""
+    return (max_batch or DEFAULT_MAX_BATCH) if TRT_EP in providers else max_batch
+
+
+def graph_run_config(providers: list[str], batch: int, *, cuda_graphs: bool, captured_batch: int | None) -> dict[str, str]:
+    """Run-option config entries for one run. CUDA provider with CUDA graphs: ``gpu_graph_id`` = the batch size, so
+    each batch size captures and replays its own graph (one graph for all would replay against another batch's
+    buffers). The TensorRT provider keeps one graph per session: a batch other than the one it captured is refused
+    (InputError), never replayed."""
+    if not cuda_graphs:
+        return {}
+    if providers and providers[0] == TRT_EP:
+        if captured_batch is not None and batch != captured_batch:
+            raise InputError(f"onnxruntime backend: batch {batch} after a CUDA graph was captured for batch "
+                             f"{captured_batch}; ONNX Runtime's TensorRT provider keeps one CUDA graph per session.",
+                             hint="Keep one batch size per backend with cuda_graphs, or use provider='cuda' (one graph "
+                                  "per batch size), or a TensorRT plan (.engine).")
+        return {}
+    return {GRAPH_ID_KEY: str(batch)}  # batch >= 1: never the reserved 0 nor the "no graph" -1
+
+
 def provider_options(
     providers: list[str],
     info: ArtifactInfo,
@@ -172,8 +204,10 @@ class OnnxRuntimeBackend(Backend):
 
     device       "cpu" (CPU execution provider) or "cuda:N" (TensorRT or CUDA execution provider on GPU N).
     threads      intra-op threads (None = ONNX Runtime's default, one per physical core).
-    cuda_graphs  capture a CUDA graph (fixed batch; GPU providers only).
-    max_batch    largest batch; on a GPU also the TensorRT provider's profile max (default DEFAULT_MAX_BATCH).
+    cuda_graphs  capture CUDA graphs (GPU providers only): the CUDA provider one per batch size (``gpu_graph_id``),
+                 the TensorRT provider one per session (a later batch of another size is refused).
+    max_batch    largest batch; with the TensorRT provider also its profile max (default DEFAULT_MAX_BATCH), which
+                 the backend then enforces.
 
     Options (``OPTIONS``):
     provider     for "cuda:N": "tensorrt" or "cuda"; None picks the best installed (TensorRT > CUDA).
@@ -213,9 +247,15 @@ class OnnxRuntimeBackend(Backend):
                     Path(opts[key]).mkdir(parents=True, exist_ok=True)
         self.session = make_session(self.path, providers=chain, provider_options=options, graph_level=graph_level,
                                     threads=threads, spinning=spinning)
+        self.max_batch = effective_max_batch(chain, max_batch)  # the TensorRT provider's profile ends there
         self._check_interface()
         self.providers = list(self.session.get_providers())
+        self.cuda_graphs = cuda_graphs
+        self._graph_batch: int | None = None
         self.io_binding = device_.kind == "cuda" if io_binding is None else bool(io_binding)
+        if cuda_graphs and not self.io_binding:
+            self.refuse("io_binding", io_binding, "CUDA graphs replay on fixed device buffers, which IO binding gives.",
+                        "Leave io_binding on (the GPU default) with cuda_graphs.")
         self._bindings: dict[int, tuple[Any, dict[str, Any]]] = {}
         self._settings = {"graph_level": graph_level, "intra_op_threads": threads or "default",
                           "cuda_graphs": cuda_graphs,
@@ -242,11 +282,25 @@ class OnnxRuntimeBackend(Backend):
             if not self.io_binding:
                 prob, att = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: ct})
                 return {"prob": prob, "attention": att}
-            binding, values = self._bound(ct.shape[0])
+            batch = ct.shape[0]
+            config = graph_run_config(self.providers, batch, cuda_graphs=self.cuda_graphs,
+                                      captured_batch=self._graph_batch)
+            binding, values = self._bound(batch)
             values[INPUT_NAME].update_inplace(ct)  # one host->device copy into a buffer that stays put
-            self.session.run_with_iobinding(binding)
+            run_options = None
+            if config:
+                import onnxruntime as ort
+
+                run_options = ort.RunOptions()
+                for key, value in config.items():
+                    run_options.add_run_config_entry(key, value)
+            self.session.run_with_iobinding(binding, run_options)
+            if self.cuda_graphs and self._graph_batch is None:
+                self._graph_batch = batch
             prob, att = binding.copy_outputs_to_cpu()[:2]
             return {"prob": np.array(prob, copy=True), "attention": np.array(att, copy=True)}  # buffers are reused
+        except InputError:
+            raise
         except Exception as exc:
             raise BackendError(f"ONNX Runtime failed on a batch of {ct.shape[0]} ({type(exc).__name__}: {exc}).",
                                path=self.path) from exc
@@ -254,13 +308,15 @@ class OnnxRuntimeBackend(Backend):
     def _bound(self, batch: int):
         """IO binding with input and output buffers allocated once per batch size on the EP's device.
 
-        Fixed addresses are what CUDA-graph capture needs, and they spare an allocation per call.
+        Fixed addresses are what CUDA-graph capture needs, and they spare an allocation per call. Without CUDA graphs
+        the oldest of more than MAX_BOUND_BATCHES is dropped; with them none is (a captured graph keeps using its
+        buffers), and ``max_batch`` bounds how many there can be.
         """
         if batch in self._bindings:
             return self._bindings[batch]
         import onnxruntime as ort
 
-        if len(self._bindings) >= MAX_BOUND_BATCHES:
+        if not self.cuda_graphs and len(self._bindings) >= MAX_BOUND_BATCHES:
             self._bindings.pop(next(iter(self._bindings)))
         S, N = self.info.model.input_size, self.info.model.num_patches
         device = "cuda" if self.providers[0] in (CUDA_EP, TRT_EP) else "cpu"
