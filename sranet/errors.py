@@ -93,6 +93,14 @@ class EmptyRoiError(VolumeError):
     """The region of interest is empty or lies outside the volume."""
 
 
+class NoFemoralHeadError(VolumeError):
+    """The localiser found no femoral head on a side of a study (or in the whole study): nothing is predicted there."""
+
+
+class MetalNearHeadError(VolumeError):
+    """Metal (a prosthesis, screws) lies in or next to a femoral head: that side is skipped unless asked for."""
+
+
 class VolumeTooLargeError(VolumeError):
     """Reading the case would take more memory than its budget (``sranet.runtime.limits``)."""
 

@@ -221,6 +221,32 @@ def write_dicom_series(folder: Path, hu: np.ndarray, spacing_mm=(2.0, 0.8, 0.8),
     return folder
 
 
+PELVIS_GRID = {"slices": 80, "slice_mm": 3.0}  # small whole-pelvis phantoms: 80 slices of 256 x 256
+
+
+def write_pelvis_study(folder: Path, seed: int, *, dicom: bool = True, **kwargs):
+    """A whole-pelvis phantom study (``sranet.data.synthetic_pelvis``, PELVIS_GRID unless given) on disk: a DICOM
+    series under ``folder`` (identifying tags PATIENT_NAME / PATIENT_ID), or ``folder``.npy with a JSON geometry
+    sidecar. Returns (path, the PelvisStudy with its truth)."""
+    import json
+
+    from sranet.data.dicom_write import write_dicom_series as write_series
+    from sranet.data.synthetic_pelvis import generate_pelvis_study
+
+    study = generate_pelvis_study(seed, **{**PELVIS_GRID, **kwargs})
+    if dicom:
+        write_series(study.hu, study.spacing_mm, folder, origin_mm=study.origin_mm, direction=study.direction,
+                     patient_name=PATIENT_NAME, patient_id=PATIENT_ID, patient_position=study.patient_position)
+        return folder, study
+    path = folder.with_suffix(".npy")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, study.hu.astype(np.int16))
+    path.with_suffix(".json").write_text(json.dumps({"spacing_mm": list(study.spacing_mm),
+                                                     "origin_mm": list(study.origin_mm),
+                                                     "direction": np.asarray(study.direction).tolist()}))
+    return path, study
+
+
 def unpack_ge_series(dest: Path) -> Path:
     """The real GE CT series (28 axial 512x512 slices, tilted and irregular; dcm_qa_ct, BSD-2) from tests/data,
     unpacked under ``dest``; returns the folder holding its slices."""

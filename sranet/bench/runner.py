@@ -71,8 +71,9 @@ class Settings:
 
 @dataclass(frozen=True)
 class EndToEnd:
-    """The one case of the end-to-end run: ``path`` (DICOM folder, NIfTI, .npy) or, with ``synthetic``, a phantom
-    of ``synthetic_shape`` written to a temporary folder. ``spacing_mm`` for an .npy case; ``roi`` as ``--roi``."""
+    """The one case of the end-to-end run: ``path`` (DICOM folder, NIfTI, .npy) or, with ``synthetic``, a whole-pelvis
+    phantom of ``synthetic_shape`` written to a temporary folder. ``spacing_mm`` for an .npy case; ``roi`` as
+    ``--roi``: None times the whole study (``locate``, then every hip found), "whole" the volume as the crop."""
 
     path: str | os.PathLike | None = None
     synthetic: bool = False
@@ -350,9 +351,13 @@ def preprocess_case(source: tuple[Path, Any], cfg: Any, case: EndToEnd) -> tuple
 
 
 def _roi(case: EndToEnd):
+    """None (whole study: locate), ``e2e.WHOLE``, or the parsed ROI."""
+    from sranet.bench.e2e import WHOLE
     from sranet.runtime.roi import parse_roi
 
-    return None if case.roi is None else parse_roi(case.roi)
+    if case.roi is None:
+        return None
+    return WHOLE if case.roi.strip().lower() == WHOLE else parse_roi(case.roi)
 
 
 def model_only_block(backends: Sequence[Any], artifacts: list[dict[str, Any]], batch: int, settings: Settings,

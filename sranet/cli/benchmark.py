@@ -48,7 +48,7 @@ def benchmark(
     device: BackendDeviceOpt = "cpu",
     threads: ThreadsOpt = None,
     provider: ProviderOpt = None,
-    roi: Annotated[str | None, typer.Option("--roi", help="ROI for the end-to-end case: 'd0:d1,h0:h1,w0:w1' or 'mm:x0:x1,y0:y1,z0:z1'.")] = None,
+    roi: Annotated[str | None, typer.Option("--roi", help="ROI for the end-to-end case: 'd0:d1,h0:h1,w0:w1' or 'mm:x0:x1,y0:y1,z0:z1'; 'whole': the volume is the crop. Default: the case is a whole study (locate, then every hip found).")] = None,
     spacing_mm: SpacingOpt = None,
     peak_gflops: Annotated[float | None, typer.Option("--peak-gflops", help="This machine's peak fp32 GFLOP/s (benchmarks/peak_matmul.py) to show latency / compute floor.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the sranet-benchmark/1 JSON here.")] = None,

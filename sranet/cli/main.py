@@ -15,7 +15,7 @@ app = typer.Typer(
 )
 
 # each command is the function of the same name in sranet.cli.<name>, whose module imports only typer and light code
-COMMANDS = ("synth", "prepare", "train", "evaluate", "export", "predict", "benchmark", "demo", "serve")
+COMMANDS = ("synth", "locate", "prepare", "train", "evaluate", "export", "predict", "benchmark", "demo", "serve")
 
 for _name in COMMANDS:
     app.command(name=_name)(getattr(importlib.import_module(f"sranet.cli.{_name}"), _name))

@@ -1,4 +1,5 @@
-"""``sranet predict``: run an artifact on many cases; one JSON line per case, resumable, heatmaps on request."""
+"""``sranet predict``: run an artifact on many cases; one JSON line per case (per hip of a whole study), resumable,
+heatmaps on request."""
 
 from __future__ import annotations
 
@@ -24,11 +25,12 @@ from sranet.cli._common import (
 @cli_errors
 def predict(
     artifact: Annotated[Path, typer.Argument(help="Exported model: .onnx (ONNX Runtime), .pt (PyTorch), .engine/.plan (TensorRT).")],
-    inputs: Annotated[list[Path] | None, typer.Argument(help="DICOM series folders, DICOM files, NIfTI or .npy volumes.", show_default=False)] = None,
+    inputs: Annotated[list[Path] | None, typer.Argument(help="Whole studies (or crops, with --roi whole): DICOM series folders, DICOM files, NIfTI or .npy volumes.", show_default=False)] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Results file (JSON Lines); appended to, and a rerun skips cases already in it.")] = Path("results.jsonl"),
     manifest: Annotated[Path | None, typer.Option("--manifest", "-m", help="Manifest CSV (case_id, path, roi, ...): predict its cases too.")] = None,
     heatmaps: Annotated[Path | None, typer.Option("--heatmaps", help="Folder for attention overlays (PNG) and attention maps on the input grid (NIfTI).")] = None,
-    roi: Annotated[str | None, typer.Option("--roi", help="Femoral-head box for every input: 'd0:d1,h0:h1,w0:w1' (voxels) or 'mm:x0:x1,y0:y1,z0:z1' (LPS mm).")] = None,
+    roi: Annotated[str | None, typer.Option("--roi", help="Femoral-head box for every input instead of finding the heads: 'd0:d1,h0:h1,w0:w1' (voxels) or 'mm:x0:x1,y0:y1,z0:z1' (LPS mm); 'whole': the whole volume is the crop (data already cropped; flagged no_roi).")] = None,
+    predict_metal: Annotated[bool, typer.Option("--predict-metal", help="Predict a hip with metal (prosthesis, screws) near its head too, flagged metal_near_head; by default it is skipped with a record saying why.")] = False,
     series: Annotated[str | None, typer.Option("--series", help="SeriesInstanceUID to use where a folder holds several series.")] = None,
     spacing_mm: SpacingOpt = None,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Cases per backend call.")] = 1,
@@ -41,11 +43,13 @@ def predict(
     max_volume_gib: MaxVolumeOpt = None,
     trusted_key: TrustedKeyOpt = None,
 ) -> None:
-    """Predict AVNFH probability, decision and attention for each case; write one JSON line per case to --out.
+    """Predict AVNFH probability, decision and attention for each hip; write one JSON line per hip to --out.
 
-    A failing case is recorded with its error and the others go on; the exit code is 1 if any case failed. The
-    artifact's content digest is checked before anything runs (and, with --trusted-key, its signature); --out is
-    locked while the run writes to it.
+    Without --roi each input is a whole study: it is read once, its femoral heads are found, and each hip is
+    predicted (roi_source auto). A side without a femoral head, or with metal near it, gets a record saying why and
+    no probability. A failing case is recorded with its error and the others go on; the exit code is 1 if any case
+    failed (a side refused for want of a femoral head is not a failure). The artifact's content digest is checked
+    before anything runs (and, with --trusted-key, its signature); --out is locked while the run writes to it.
     """
     from sranet.runtime.batch import cases_from, check_heatmaps_dir, predict_batch
     from sranet.runtime.integrity import load_trusted_keys
@@ -65,12 +69,14 @@ def predict(
     with Predictor.from_artifact(artifact, device=device, threads=threads, top_k=top_k, preprocess_on=preprocess_on,
                                  trusted_keys=trusted, **options) as predictor:
         summary = predict_batch(predictor, cases, out, batch=batch, retry_failed=retry_failed, heatmaps=heatmaps,
-                                progress=progress_enabled())
+                                progress=progress_enabled(), predict_metal=predict_metal)
     if summary.truncated_bytes:
         typer.echo(f"{out}: dropped a partial last line ({summary.truncated_bytes} bytes) left by an interrupted run.",
                    err=True)
     skip_text = f", {summary.skipped} already in {out.name} (skipped)" if summary.skipped else ""
-    typer.echo(f"{summary.predicted} predicted, {summary.failed} failed{skip_text} -> {out}")
+    refused_text = (f", {summary.refused} refused (no femoral head found, or metal near it: see their messages)"
+                    if summary.refused else "")
+    typer.echo(f"{summary.predicted} predicted, {summary.failed} failed{refused_text}{skip_text} -> {out}")
     if summary.failed:
         typer.echo(f"Error: {summary.failed} of {summary.predicted + summary.failed} cases failed; their errors are "
                    f"recorded in {out}.", err=True)

@@ -5,8 +5,9 @@ OUT/cases/P0001/slice_*.dcm   one CT DICOM series per study (fake patient "SYNTH
                               and orientation of its patient position (HFS, FFS, HFP, FFP)
 OUT/lesions/P0001_L.npy       uint8 0/1 lesion mask around that femoral head (zeros for stage 0); its voxel box
                               in the series (as ``load_volume`` returns it) is truth.csv's ``lesion_box``
-OUT/manifest.csv              case_id,path,stage,label,split,side: one row per hip a model can be asked about
-                              (in the field of view, not replaced by a prosthesis); no ROI: the localiser finds it
+OUT/manifest.csv              case_id,path,stage,label,split,side,lesion_mask,lesion_box: one row per hip a model
+                              can be asked about (in the field of view, not replaced by a prosthesis); no ROI: the
+                              localiser finds it
 OUT/truth.csv                 the truth per hip (and one row per study without hips), see TRUTH_COLUMNS
 OUT/synth.json                settings and per-study facts (grid, pose, variant), for reproducibility
 ```
@@ -109,7 +110,8 @@ def _write_study(job: dict) -> tuple[list[dict], list[dict], dict]:
                       "lesion_box": "" if hip.lesion_box is None else ",".join(f"{a}:{b}" for a, b in hip.lesion_box)})
         if hip.visibility != "none" and hip.stage is not None:
             manifest.append({"case_id": case_id, "path": base["path"], "stage": hip.stage, "label": int(hip.stage > 0),
-                             "split": job["split"], "side": side})
+                             "split": job["split"], "side": side, "lesion_mask": mask_path,
+                             "lesion_box": truth[-1]["lesion_box"] if mask_path else ""})
     info = {"seed": job["seed"], "kind": study.kind, "variant": study.variant, "shape": list(study.hu.shape),
             "spacing_mm": list(study.spacing_mm), "patient_position": study.patient_position, **study.info}
     return manifest, truth, info

@@ -5,7 +5,10 @@ Read here (prediction, preparation, calibration); ``sranet.data.manifest.write_m
 Columns (docs/CONTRACTS.md): ``case_id`` (required, unique), ``path`` (required; a DICOM series folder, a NIfTI or
 an .npy file; relative paths are resolved against the CSV's folder), ``label`` (0/1) and/or ``stage`` (ARCO 0-4;
 label = stage > 0), ``split`` (train/val/test), ``roi`` (``"d0:d1,h0:h1,w0:w1"`` voxels or ``"mm:x0:x1,y0:y1,z0:z1"``),
-``side`` (L/R), ``lesion_mask`` (.npy, (D, H, W) 0/1 on the loaded volume's grid). Empty cells mean "not given".
+``side`` (L/R), ``lesion_mask`` (.npy, (D, H, W) 0/1 on the loaded volume's grid), ``lesion_box`` (the full-series
+voxel box ``"d0:d1,h0:h1,w0:w1"`` where a ``lesion_mask`` that is a crop sits; its shape is the box's),
+``confidence`` (0-1) and ``qc`` (``;``-separated flags): what ``sranet locate`` says about the box it found, for the
+person checking it; no reader acts on those two. Empty cells mean "not given".
 Unknown columns are an error (with the nearest known name), never ignored. Every error names the file and the row.
 """
 
@@ -20,7 +23,7 @@ from sranet.errors import InputError, ManifestError, suggest
 from sranet.runtime import results
 from sranet.runtime.roi import parse_roi
 
-COLUMNS = ("case_id", "path", "label", "stage", "split", "roi", "side", "lesion_mask")
+COLUMNS = ("case_id", "path", "label", "stage", "split", "roi", "side", "lesion_mask", "lesion_box", "confidence", "qc")
 REQUIRED = ("case_id", "path")
 SPLITS = ("train", "val", "test")
 SIDES = ("L", "R")
@@ -49,6 +52,9 @@ class Case:
     side: str | None = None
     lesion_mask: Path | None = None
     row: int = 0
+    lesion_box: str | None = None
+    confidence: float | None = None
+    qc: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -162,8 +168,39 @@ def _case(cell: dict[str, str], base: Path, where: str, line: int, *, require_la
     if roi is not None:
         _check_roi(roi, where)
     lesion = cell.get("lesion_mask") or None
+    lesion_box = cell.get("lesion_box") or None
+    if lesion_box is not None:
+        _check_lesion_box(lesion_box, lesion, where)
+    confidence = cell.get("confidence") or None
+    if confidence is not None:
+        confidence = _confidence(confidence, where)
+    qc = tuple(f.strip() for f in (cell.get("qc") or "").split(";") if f.strip())
     return Case(case_id=case_id, path=base / cell["path"], label=label, stage=stage, split=split, roi=roi, side=side,
-                lesion_mask=None if lesion is None else base / lesion, row=line)
+                lesion_mask=None if lesion is None else base / lesion, row=line, lesion_box=lesion_box,
+                confidence=confidence, qc=qc)
+
+
+def _check_lesion_box(text: str, lesion: str | None, where: str) -> None:
+    """A lesion_box is a voxel box and places a lesion_mask crop; without the mask it means nothing."""
+    if lesion is None:
+        raise ManifestError(f"{where}: lesion_box={text!r} is given without a lesion_mask; the box places the mask "
+                            "(a crop) in the series. Add the mask or clear the box.")
+    try:
+        box = parse_roi(text)
+    except Exception as exc:
+        raise ManifestError(f"{where}: lesion_box={text!r} is not a valid voxel box d0:d1,h0:h1,w0:w1 ({exc}).") from exc
+    if box.units != "voxel":
+        raise ManifestError(f"{where}: lesion_box={text!r} must be in voxels (d0:d1,h0:h1,w0:w1), not millimetres.")
+
+
+def _confidence(text: str, where: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise ManifestError(f"{where}: confidence={text!r} is not a number between 0 and 1.")
+    return value
 
 
 def _check_roi(text: str, where: str) -> None:

@@ -25,18 +25,34 @@ from sranet.runtime.results import case_key
 from sranet.runtime.volume import Volume
 
 PREPROCESS_DEVICES = ("cpu", "gpu")
+ROI_SOURCES = ("auto", "manual", "manifest", "whole")
 
 
 @dataclass
 class CaseInput:
-    """One case to predict: a path (DICOM folder/file, NIfTI, npy) or an already loaded Volume."""
+    """One case to predict: a path (DICOM folder/file, NIfTI, npy) or an already loaded Volume.
+
+    roi_source says where the ROI comes from: "manual" (given with the case, ``--roi``), "manifest" (the manifest
+    row's ``roi``), "whole" (no ROI: the whole volume is the crop, flagged ``no_roi``) or "auto": without a ROI, a
+    whole study whose femoral heads ``sranet.runtime.study`` finds (``side`` then limits it to one hip); with one,
+    a hip whose ROI the localiser found. None: "manual" when ``roi`` is given, else "whole".
+    """
 
     source: str | os.PathLike | Volume
     case_id: str | None = None
     roi: Any = None  # ROI text ("d0:d1,h0:h1,w0:w1" or "mm:...") or a parsed Roi
     series: str | None = None
     spacing_mm: tuple[float, float, float] | None = None  # .npy inputs without a JSON sidecar
+    roi_source: str | None = None
+    side: str | None = None  # with roi_source "auto": only this hip ("L" / "R")
     max_gib: float | None = None  # memory budget of the read (load_volume's max_gib; None: its default)
+
+    def __post_init__(self) -> None:
+        if self.roi_source is None:
+            self.roi_source = "whole" if self.roi is None else "manual"
+        check_choice("roi_source", self.roi_source, ROI_SOURCES, InputError)
+        if self.side not in (None, "L", "R"):
+            raise InputError(f"side={self.side!r} is not 'L', 'R' or None.")
 
     @functools.cached_property
     def key(self) -> str:
@@ -75,6 +91,10 @@ class Prediction:
     model_sha256: str
     batch_size: int = 1
     side: str | None = None  # "L" / "R" where the ROI says which hip; None otherwise
+    roi_source: str = "manual"  # CaseInput.roi_source
+    roi: str | None = None  # the ROI's text form; None for the whole volume
+    localiser: dict[str, Any] | None = None  # roi_source "auto": the head found (centre, radius, confidence, qc)
+    input: str | None = None  # the key of the input (a whole study) this hip came from
     volume: Volume | None = field(default=None, repr=False)
     prepared: Any = field(default=None, repr=False)
 
@@ -82,10 +102,19 @@ class Prediction:
         """JSON-able dict for one results line (no arrays of the volume, no patient identifiers)."""
         from sranet import __version__
 
-        return {
-            "case": self.case,
+        record: dict[str, Any] = {"case": self.case}
+        if self.input is not None:
+            record["input"] = self.input
+        record.update({
             "source": self.source,
             "side": self.side,
+            "roi_source": self.roi_source,
+            "roi": self.roi,
+        })
+        if self.localiser is not None:
+            record["localiser"] = self.localiser
+        return {
+            **record,
             "probability": round(float(self.probability), 6),
             "decision": bool(self.decision),
             "threshold": float(self.threshold),
@@ -107,6 +136,9 @@ class PreparedCase:
     volume: Volume
     prepared: Any
     timings_ms: dict[str, float]
+    extra_qc: list[str] = field(default_factory=list)  # flags from outside the volume (the localiser's)
+    localiser: dict[str, Any] | None = None  # the femoral head this hip's ROI came from (roi_source "auto")
+    input: str | None = None  # the key of the whole-study input this hip belongs to
 
 
 class Predictor:
@@ -161,7 +193,10 @@ class Predictor:
     # -- one case -----------------------------------------------------------------------------------------------
     def predict(self, source: str | os.PathLike | Volume, roi: Any = None, *, series: str | None = None,
                 case_id: str | None = None) -> Prediction:
-        """Predict one case. ``source``: a path or a Volume ((D, H, W) HU with geometry). Raises SranetError."""
+        """Predict one case. ``source``: a path or a Volume ((D, H, W) HU with geometry). Raises SranetError.
+
+        Without ``roi`` the whole volume is the crop (flagged ``no_roi``); a whole study, whose femoral heads are to
+        be found first, goes through ``sranet.runtime.study.predict_study``."""
         prepared = self.prepare(CaseInput(source, case_id=case_id, roi=roi, series=series))
         return self.run([prepared])[0]
 
@@ -226,7 +261,13 @@ class Predictor:
     # -- stages ---------------------------------------------------------------------------------------------------
     def prepare(self, case: CaseInput) -> PreparedCase:
         """Read and preprocess one case (the artifact's PreprocessConfig): the network input and what post-processing
-        needs. Raises SranetError (or another exception) for a case that cannot be read."""
+        needs. Raises SranetError (or another exception) for a case that cannot be read.
+
+        A case with ``roi_source="auto"`` (a whole study, one finding per hip) goes through
+        ``sranet.runtime.study.predict_cases`` instead."""
+        if case.roi_source == "auto" and case.roi is None:
+            raise InputError("a case with roi_source='auto' is a whole study: predict it with "
+                             "sranet.runtime.study.predict_cases (or predict_study), which finds the hips first.")
         t0 = time.perf_counter()
         roi = case.roi
         if isinstance(roi, str):
@@ -241,7 +282,18 @@ class Predictor:
             # with a ROI, only the slices it needs are decoded
             volume = load_volume(case.source, roi=roi, series=case.series, spacing_mm=case.spacing_mm,
                                  max_gib=case.max_gib)
+        return self.prepare_volume(case, volume, roi, {"read": (time.perf_counter() - t0) * 1e3})
+
+    def prepare_volume(self, case: CaseInput, volume: Volume, roi: Any, timings_ms: dict[str, float]) -> PreparedCase:
+        """Preprocess ``volume`` (already read) inside ``roi`` (a parsed Roi, or None for the whole volume) for
+        ``case``; ``timings_ms`` (the read's stages) is extended with "preprocess". A ROI in millimetres is cut
+        out first (``sranet.runtime.roi_crop.crop_roi``): padded, and flagged ``roi_truncated``, where it reaches
+        past the scan, so the head keeps its place and scale in the network input."""
         t1 = time.perf_counter()
+        if roi is not None and roi.units == "mm":
+            from sranet.runtime.roi_crop import crop_roi
+
+            volume, _ = crop_roi(volume, roi, self.info.preprocess.pad_value_hu)
         if self.preprocess_on == "gpu":
             from sranet.runtime.preprocess_gpu import preprocess_gpu
 
@@ -257,7 +309,7 @@ class Predictor:
             raise InputError(
                 f"preprocessing gave shape {prepared.input.shape}, but the model takes ({S}, {S}, {S}).",
                 path=volume.source or None, hint="The artifact's preprocess and model configs disagree; re-export it.")
-        return PreparedCase(case, volume, prepared, {"read": (t1 - t0) * 1e3, "preprocess": (t2 - t1) * 1e3})
+        return PreparedCase(case, volume, prepared, {**timings_ms, "preprocess": (t2 - t1) * 1e3})
 
     def run(self, batch: list[PreparedCase]) -> list[Prediction]:
         """One backend call for ``batch`` (stacked to (B, 1, S, S, S)), then post-processing of each case."""
@@ -276,7 +328,9 @@ class Predictor:
     def _postprocess(self, p: PreparedCase, prob: float, attention: np.ndarray, batch_size: int) -> Prediction:
         grid = self.info.model.grid
         grid_att = np.asarray(attention, dtype=np.float32).reshape(grid, grid, grid)  # (P, P, P) in (D, H, W)
-        qc = list(dict.fromkeys([*p.volume.qc, *getattr(p.prepared, "qc", [])]))
+        qc = list(dict.fromkeys([*p.volume.qc, *getattr(p.prepared, "qc", []), *p.extra_qc]))
+        if p.case.roi is None:
+            qc.append("no_roi")  # the whole volume was the crop: nothing says a femoral head is in it
         if not np.isfinite(prob) or not np.isfinite(grid_att).all():
             raise SranetError("the model returned NaN or infinite outputs.", path=p.volume.source or None)
         return Prediction(
@@ -291,7 +345,11 @@ class Predictor:
             timings_ms={},
             model_sha256=self.model_sha256,
             batch_size=batch_size,
-            side=getattr(p.case.roi, "side", None),
+            side=getattr(p.case.roi, "side", None) or p.case.side,
+            roi_source=p.case.roi_source,
+            roi=_roi_text(p.case.roi),
+            localiser=p.localiser,
+            input=p.input,
             volume=p.volume,
             prepared=p.prepared,
         )
@@ -322,6 +380,13 @@ def top_patches(attention: np.ndarray, k: int, input_size: int, plan: Any, volum
             "patient_mm": [round(float(v), 2) for v in mm[rank]],
         })
     return out
+
+
+def _roi_text(roi: Any) -> str | None:
+    """A ROI as results show it: its text form ("d0:d1,..." or "mm:..."), None without one."""
+    if roi is None:
+        return None
+    return roi if isinstance(roi, str) else roi.text()
 
 
 def display_source(source: Any) -> str:

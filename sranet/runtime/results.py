@@ -120,7 +120,9 @@ def check_results_path(path: Path) -> bool:
 
 class ResultsWriter:
     """Append-only JSONL writer. ``done`` holds the keys of the inputs already recorded (successes and failures):
-    a record's ``input`` where it has one (an input that yields several records), else its ``case``.
+    a record's ``input`` where it has one (an input that yields several records), else its ``case``. An input whose
+    records carry ``input_records`` (how many it wrote) is done only when that many are there: a crash in the
+    middle of its write leaves it to be done again.
 
     With ``retry_failed=True`` inputs recorded with an error are not in ``done``, so a rerun tries them again; their
     new lines supersede the old ones (readers keep the last record per key).
@@ -159,8 +161,12 @@ class ResultsWriter:
         for r in records:
             if "case" in r:
                 latest[str(r["case"])] = r
-        failed = {input_key(r) for r in latest.values() if r.get("error")}
-        self.done = {input_key(r) for r in latest.values()} - (failed if retry_failed else set())
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for r in latest.values():
+            groups.setdefault(input_key(r), []).append(r)
+        complete = {k for k, rs in groups.items() if all(len(rs) >= _expected(r) for r in rs)}
+        failed = {k for k, rs in groups.items() if any(r.get("error") for r in rs)}
+        self.done = complete - (failed if retry_failed else set())
 
     @staticmethod
     def encode(records: dict[str, Any] | list[dict[str, Any]]) -> bytes:
@@ -205,6 +211,13 @@ class ResultsWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _expected(record: dict[str, Any]) -> int:
+    try:
+        return int(record.get("input_records", 1))
+    except (TypeError, ValueError):
+        return 1
 
 
 def _lock(fd: int, path: Path) -> None:

@@ -84,16 +84,19 @@ def test_end_to_end_stages_on_a_synthetic_case(tiny_onnx, monkeypatch):
 
     monkeypatch.setattr(tempfile, "TemporaryDirectory", spy)
     settings = Settings(batches=(1,), warmup_s=0.0, warmup_iters=0, min_iters=2, duration_s=0.0)
-    doc = run_benchmark([tiny_onnx], settings, case=EndToEnd(synthetic=True, synthetic_shape=(40, 96, 96)))
+    doc = run_benchmark([tiny_onnx], settings, case=EndToEnd(synthetic=True, synthetic_shape=(80, 256, 256)))
     assert len(made) == 1 and not Path(made[0].name).exists()  # the phantom's folder is gone after the run
     validate_result(doc)
     e2e = doc["end_to_end"]
     stages = e2e["results"][0]["stages"]
-    for name in ("load", "plan", "resample", "normalize", "batch", "infer", "postprocess"):
+    # a whole-pelvis phantom: read once, both femoral heads located, both hips cropped and inferred in one batch
+    assert e2e["stage_order"] == ["load", "locate", "crop", "plan", "resample", "normalize", "batch", "infer",
+                                  "postprocess"]
+    for name in e2e["stage_order"]:
         assert stages[name]["n"] == 2
     total = e2e["results"][0]["total"]["p50_ms"]
     assert sum(stages[n]["p50_ms"] for n in e2e["stage_order"]) == pytest.approx(total, rel=0.2)
-    assert e2e["case"]["shape"] == [40, 96, 96]
+    assert e2e["case"]["shape"] == [80, 256, 256] and set(e2e["case"]["heads"]) == {"L", "R"}
     assert "End to end" in to_markdown(doc)
     assert np.isfinite(total)
 

@@ -41,7 +41,8 @@ def test_benchmark_synthetic_end_to_end(tiny, tmp_path):
                                  "--min-iters", "2", "--json", str(out)])
     assert result.exit_code == 0, result.output
     stages = json.loads(out.read_text())["end_to_end"]["results"][0]["stages"]
-    assert {"load", "resample", "normalize", "infer", "postprocess"} <= set(stages)
+    assert {"load", "locate", "crop", "resample", "normalize", "infer", "postprocess"} <= set(stages)
+    assert "| artifact | load | locate | crop |" in result.output
 
 
 @pytest.mark.parametrize(
@@ -74,7 +75,7 @@ def test_benchmark_real_dicom_series_by_stage(tiny, tmp_path):
     folder = unpack_ge_series(tmp_path / "series")
     out = tmp_path / "dicom.json"
     result = runner.invoke(app, ["benchmark", str(tiny), "--input", str(folder), "--warmup-s", "0", "--min-iters",
-                                 "2", "--duration-s", "0", "--json", str(out)])
+                                 "2", "--duration-s", "0", "--json", str(out), "--roi", "whole"])
     assert result.exit_code == 0, result.output
     e2e = json.loads(out.read_text())["end_to_end"]
     assert e2e["stage_order"] == ["scan", "read", "decode", "hu", "stack", "plan", "resample", "normalize", "batch",
@@ -83,3 +84,10 @@ def test_benchmark_real_dicom_series_by_stage(tiny, tmp_path):
     stages, total = e2e["results"][0]["stages"], e2e["results"][0]["total"]
     assert sum(s["mean_ms"] for s in stages.values()) <= total["mean_ms"] * 1.01
     assert "| artifact | scan | read | decode | hu | stack | plan |" in result.output
+
+
+def test_benchmark_of_a_study_without_hips_is_refused(tiny, tmp_path):
+    """The GE series is a head CT: timing it as a whole study would time no hip, so it is refused with the fix."""
+    folder = unpack_ge_series(tmp_path / "series")
+    result = runner.invoke(app, ["benchmark", str(tiny), "--input", str(folder), "--duration-s", "0"])
+    assert result.exit_code == 1 and "no femoral head found" in result.output and "--roi whole" in result.output

@@ -1,4 +1,5 @@
-"""`sranet demo --quick`: the whole README path runs and says where everything went (tiny model, about 30 s)."""
+"""`sranet demo --quick`: the whole README path runs from whole-pelvis studies with no ROI anywhere and says where
+everything went (tiny model, about 30 s)."""
 
 from __future__ import annotations
 
@@ -20,14 +21,19 @@ def test_demo_quick_runs_the_whole_path(tmp_path):
     for step in ("synthesise", "prepare", "train", "evaluate", "export", "predict", "benchmark"):
         assert f"== {step}" in result.output
     assert "parity gate passed" in result.output and "done in" in result.output
-    for artefact in ("data/manifest.csv", "run/best.pt", "model.onnx", "model.onnx.parity.json",
-                     "predict/results.jsonl", "benchmark.json"):
+    for artefact in ("data/manifest.csv", "data/truth.csv", "run/best.pt", "model.onnx", "model.onnx.parity.json",
+                     "predict/results.jsonl", "predict/summary.json", "benchmark.json", "timings.json"):
         assert (out / artefact).is_file(), artefact
+    assert "automatic ROIs" in result.output and "per hip from whole studies: AUC" in result.output
     lines = [json.loads(line) for line in (out / "predict" / "results.jsonl").read_text().splitlines()]
-    assert lines and all("probability" in r and r["label"] in (0, 1) for r in lines)
-    assert any(r.get("heatmaps") for r in lines)
+    assert lines and all(r["roi_source"] == "auto" and r["side"] in ("L", "R") for r in lines)
+    assert any("probability" in r and "localiser" in r for r in lines)
+    assert any(r.get("heatmaps", {}).get("png", "").endswith("_study.png") for r in lines)
+    summary = json.loads((out / "predict" / "summary.json").read_text())
+    assert summary["localisation"]["by_visibility"]["full"]["found"] >= 1
+    assert summary["prediction"]["roi_mismatch_with_cache"] == 0
     bench = json.loads((out / "benchmark.json").read_text())
-    assert bench  # the benchmark document (schema checked by tests/bench)
+    assert "locate" in bench["end_to_end"]["stage_order"]  # the first test study, read and located
 
 
 def test_demo_refuses_a_non_empty_folder(tmp_path):

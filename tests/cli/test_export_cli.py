@@ -95,7 +95,7 @@ def test_fp32_export_with_triton_repo_signed_and_checked_end_to_end(ckpt, tmp_pa
 
     def predict(artifact, *keys):
         results = tmp_path / f"r{len(list(tmp_path.glob('r*.jsonl')))}.jsonl"
-        args = ["predict", str(artifact), str(case), "--spacing-mm", "2,0.8,0.8", "--out", str(results)]
+        args = ["predict", str(artifact), str(case), "--spacing-mm", "2,0.8,0.8", "--out", str(results), "--roi", "whole"]
         return runner.invoke(app, [*args, *(a for k in keys for a in ("--trusted-key", str(k)))])
 
     assert predict(out, pub).exit_code == 0

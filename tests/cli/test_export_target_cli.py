@@ -64,7 +64,8 @@ def test_target_openvino_writes_a_gated_ir(tmp_path, ckpt):
     lines = {}
     for artifact in ("m.xml", "m.onnx"):
         out = tmp_path / f"{artifact}.jsonl"
-        r = runner.invoke(app, ["predict", str(tmp_path / artifact), str(series), "--out", str(out)])
+        r = runner.invoke(app, ["predict", str(tmp_path / artifact), str(series), "--out", str(out), "--roi",
+                                "whole"])
         assert r.exit_code == 0, r.output
         lines[artifact] = json.loads(out.read_text().splitlines()[0])
     assert lines["m.xml"]["probability"] == pytest.approx(lines["m.onnx"]["probability"], abs=1e-5)

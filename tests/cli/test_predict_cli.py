@@ -1,4 +1,5 @@
-"""`sranet predict`: JSON lines, heatmaps, failures recorded with exit code 1, resumable reruns, argument errors."""
+"""`sranet predict` on crops (`--roi whole`): JSON lines, heatmaps, failures recorded with exit code 1, resumable
+reruns, argument errors. Whole studies (no --roi): tests/cli/test_predict_study_cli.py."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def _lines(path: Path) -> list[dict]:
 def test_predict_batch_with_corrupt_case_heatmaps_and_resume(tmp_path, tiny_artifacts, inputs):
     out, hm = tmp_path / "results.jsonl", tmp_path / "heatmaps"
     args = ["predict", str(tiny_artifacts[0]), *map(str, inputs), "--out", str(out), "--heatmaps", str(hm),
-            "--batch", "2", "--threads", "1", "--device", "cpu"]
+            "--batch", "2", "--threads", "1", "--device", "cpu", "--roi", "whole"]
     result = runner.invoke(app, args)
     assert result.exit_code == 1, result.output
     assert "3 predicted, 1 failed" in result.output and "1 of 4 cases failed" in result.output
@@ -53,6 +54,7 @@ def test_predict_batch_with_corrupt_case_heatmaps_and_resume(tmp_path, tiny_arti
         assert 0 <= r["probability"] <= 1 and r["threshold"] == 0.5 and len(r["model_sha256"]) == 64
         assert np.asarray(r["attention_grid"]).shape == (4, 4, 4) and len(r["top_patches"]) == 3
         assert set(r["timings_ms"]) == {"read", "preprocess", "infer", "post"}
+        assert r["roi_source"] == "whole" and r["roi"] is None and "no_roi" in r["qc"]
         assert Path(r["heatmaps"]["png"]).is_file() and Path(r["heatmaps"]["nifti"]).is_file()
     # no patient name or ID anywhere: case keys are hashes of paths, not DICOM tags
     text = out.read_text() + " ".join(p.name for p in hm.iterdir())
@@ -80,16 +82,18 @@ def test_manifest_cases_use_their_ids(tmp_path, tiny_artifacts, inputs):
     manifest = tmp_path / "m.csv"
     manifest.write_text(f"case_id,path,label,split\nhip 01,{inputs[0]},1,test\nhip-02,{inputs[1]},0,test\n")
     out = tmp_path / "r.jsonl"
-    result = runner.invoke(app, ["predict", str(tiny_artifacts[0]), "--manifest", str(manifest), "--out", str(out)])
+    result = runner.invoke(app, ["predict", str(tiny_artifacts[0]), "--manifest", str(manifest), "--out", str(out),
+                                 "--roi", "whole"])
     assert result.exit_code == 0, result.output
     assert [r["case"] for r in _lines(out)] == ["hip_01", "hip-02"]
 
 
 def test_pt_artifact_runs_the_same(tmp_path, tiny_artifacts, inputs):
     out_onnx, out_pt = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
-    assert runner.invoke(app, ["predict", str(tiny_artifacts[0]), str(inputs[1]), "--out", str(out_onnx)]).exit_code == 0
+    assert runner.invoke(app, ["predict", str(tiny_artifacts[0]), str(inputs[1]), "--out", str(out_onnx),
+                               "--roi", "whole"]).exit_code == 0
     assert runner.invoke(app, ["predict", str(tiny_artifacts[1]), str(inputs[1]), "--out", str(out_pt),
-                               "--device", "cpu", "--threads", "1"]).exit_code == 0
+                               "--device", "cpu", "--threads", "1", "--roi", "whole"]).exit_code == 0
     assert _lines(out_onnx)[0]["probability"] == pytest.approx(_lines(out_pt)[0]["probability"], abs=1e-5)
 
 
@@ -136,7 +140,8 @@ def test_npy_input_needs_spacing(tmp_path, tiny_artifacts):
     vol = tmp_path / "v.npy"
     np.save(vol, phantom_hu(seed=3))
     out = tmp_path / "r.jsonl"
-    r = runner.invoke(app, ["predict", str(tiny_artifacts[0]), str(vol), "--out", str(out), "--spacing-mm", "2,0.8,0.8"])
+    r = runner.invoke(app, ["predict", str(tiny_artifacts[0]), str(vol), "--out", str(out), "--spacing-mm", "2,0.8,0.8",
+                            "--roi", "whole"])
     assert r.exit_code == 0, r.output
     assert _lines(out)[0]["case"].startswith("path-")
     r = runner.invoke(app, ["predict", str(tiny_artifacts[0]), str(vol), "--out", str(out), "--spacing-mm", "2,0.8"])
@@ -149,7 +154,7 @@ def test_spacing_applies_to_npy_inputs_only(tmp_path, tiny_artifacts, inputs):
     np.save(vol, phantom_hu(seed=3))
     out = tmp_path / "r.jsonl"
     r = runner.invoke(app, ["predict", str(tiny_artifacts[0]), str(inputs[1]), str(vol), "--out", str(out),
-                            "--spacing-mm", "2,0.8,0.8"])
+                            "--spacing-mm", "2,0.8,0.8", "--roi", "whole"])
     assert r.exit_code == 0, r.output
     assert "2 predicted, 0 failed" in r.output and not any("error" in line for line in _lines(out))
 
@@ -189,7 +194,7 @@ def test_series_applies_to_folders_only(tmp_path, tiny_artifacts, inputs):
     uid = pydicom.dcmread(next(inputs[1].glob("*.dcm")), stop_before_pixels=True).SeriesInstanceUID
     out = tmp_path / "r.jsonl"
     r = runner.invoke(app, ["predict", str(tiny_artifacts[0]), str(inputs[1]), str(inputs[3]), "--out", str(out),
-                            "--series", uid[-10:]])
+                            "--series", uid[-10:], "--roi", "whole"])
     assert "0 failed" in r.output, (r.output, [line.get("message") for line in _lines(out)])
 
 

@@ -9,7 +9,8 @@ What came out is one of:
 
   error     exit 1 with exactly one ``Error:`` line (or a usage error from the argument parser, exit 2)
   failure   the run finished, and the case is a failure record (``predict``: a JSONL record with ``error``;
-            ``prepare``: a line of OUT/failures.jsonl)
+            ``prepare``: a line of OUT/failures.jsonl); a whole study's side refused for want of a femoral head
+            (or for metal near it) is one too, with exit code 0
   flagged   exit 0, and the case's record carries QC flags
   ok        exit 0, and no flag
   crash     anything else: a traceback, another exit code, an ``Error:`` line on success
@@ -171,9 +172,15 @@ def classify(run: Run, env: Env) -> tuple[str, str]:
             return "error", errors[0]
         return "crash", f"exit 1 with {len(errors)} 'Error:' lines:\n{run.output}"
     if run.exit_code == 0:
-        if errors or failed:
+        from sranet.runtime.study import REFUSALS
+
+        refused = [r for r in run.records if r.get("error") in REFUSALS]
+        if errors or len(failed) > len(refused):
             return "crash", f"exit 0 with errors:\n{run.output}"
-        flags = [f for r in run.records for f in r.get("qc", [])]
+        if refused:
+            return "failure", " | ".join(f"{r['error']}: {r['message']}" for r in refused)
+        # no_roi marks the mode the matrix runs its crops in (--roi whole), not something found in the input
+        flags = [f for r in run.records for f in r.get("qc", []) if f != "no_roi"]
         if (env.cache / "cases.csv").is_file():
             with open(env.cache / "cases.csv", newline="") as fh:
                 flags += [f for row in csv.DictReader(fh) for f in row["qc"].split(";") if f]

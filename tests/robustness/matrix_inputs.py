@@ -25,8 +25,10 @@ from tests.robustness.inputs import (
 
 
 def predict(env, *inputs, artifact=None, extra=()) -> list:
-    """argv of one `sranet predict` run of the tiny ONNX (or ``artifact``) writing to the case's own results file."""
-    return ["predict", artifact or env.base.onnx, *inputs, "--out", env.out, "--threads", "1", *extra]
+    """argv of one `sranet predict` run of the tiny ONNX (or ``artifact``) writing to the case's own results file.
+    The inputs are crops, so the whole volume is the crop (``--roi whole``) unless ``extra`` gives a ROI."""
+    roi = [] if "--roi" in [str(a) for a in extra] else ["--roi", "whole"]
+    return ["predict", artifact or env.base.onnx, *inputs, "--out", env.out, "--threads", "1", *roi, *extra]
 
 
 def with_nan(n_bad: int = 1, value=np.nan):

@@ -198,7 +198,8 @@ def _two_npys(env) -> tuple[Path, Path]:
 
 def _manifest_cases(env, header, rows_for):
     a, b = _two_npys(env)
-    return ["predict", env.base.onnx, "--manifest", _manifest(env, header, rows_for(a, b)), "--out", env.out]
+    return ["predict", env.base.onnx, "--manifest", _manifest(env, header, rows_for(a, b)), "--out", env.out, "--roi",
+            "whole"]
 
 
 def _long_ids(env):
@@ -341,8 +342,10 @@ CASES = [
     Case("roi_partly_outside_dicom", lambda e: predict(e, e.base.series, extra=["--roi", "10:30,0:40,0:40"]),
          "flagged", "roi_clipped"),
     Case("roi_mm_partly_outside", lambda e: predict(e, e.base.npy, extra=["--roi", "mm:-10:10,-10:10,0:100"]),
-         "flagged", "roi_clipped"),
+         "flagged", "roi_truncated"),  # a mm ROI is cut out padded to its full extent (sranet.runtime.roi_crop)
     Case("ok_roi_inside", lambda e: predict(e, e.base.npy, extra=["--roi", "0:20,5:35,5:35"]), "ok"),
+    Case("no_roi_crop_is_a_study_without_femoral_heads", lambda e: ["predict", e.base.onnx, e.base.npy, "--out", e.out],
+         "failure", "NoFemoralHeadError: no femoral head found"),
     Case("ok_roi_with_spaces", lambda e: predict(e, e.base.npy, extra=["--roi", " 0:20 , 5:35 , 5:35 "]), "ok"),
     Case("ok_roi_mm_inside", lambda e: predict(e, e.base.npy, extra=["--roi", "mm:0:38,2:20,2:20"]), "ok"),
     Case("roi_mm_inside_one_voxel", lambda e: predict(e, e.base.npy, extra=["--roi", "mm:0.1:0.2,0.1:0.2,0.1:0.2"]),
@@ -382,7 +385,8 @@ CASES = [
         e, b'{"case": "a"}\nnot json\n{"case": "b"}\n') else None, "error", "line 2 is not valid JSON"),
     Case("ok_out_partial_last_line_resumed", lambda e: predict(e, e.base.npy) if _out_with(
         e, b'{"case": "a"}\n{"case": "b", "prob') else None, "ok", "", _resumed),
-    Case("ok_out_in_new_nested_folder", lambda e: ["predict", e.base.onnx, e.base.npy, "--out", _nested(e)], "ok"),
+    Case("ok_out_in_new_nested_folder", lambda e: ["predict", e.base.onnx, e.base.npy, "--out", _nested(e), "--roi",
+                                                   "whole"], "ok"),
     Case("out_locked_by_another_run", lambda e: predict(e, e.base.npy) if _locked_out(e) else None, "error",
          "is being written by another sranet run", _release),
     Case("heatmaps_is_a_file", lambda e: predict(e, e.base.npy, extra=["--heatmaps", _key_file(e, b"x", "maps")]),
@@ -393,7 +397,7 @@ CASES = [
     Case("ok_manifest", lambda e: _manifest_cases(e, "case_id,path,label", lambda a, b: [f"a,{a},0", f"b,{b},1"]),
          "ok"),
     Case("ok_manifest_relative_paths_and_bom", lambda e: ["predict", e.base.onnx, "--manifest", _bom_manifest(e),
-                                                          "--out", e.out], "ok"),
+                                                          "--out", e.out, "--roi", "whole"], "ok"),
     Case("ok_manifest_id_of_150_characters", lambda e: _manifest_cases(e, "case_id,path", lambda a, b: [
         f"{'c' * 150},{a}"]), "ok", "", _key_is_100_chars),
     Case("manifest_ids_equal_in_first_100_characters", lambda e: ["predict", e.base.onnx, "--manifest", _long_ids(e),

@@ -55,7 +55,7 @@ def test_one_failure_schema():
 
 def test_predict_batch_records_resumes_and_annotates(tmp_path, predictor, volumes):
     paths, bad = volumes
-    cases = cases_from([*paths, bad], spacing_mm=(1.0, 1.0, 1.0))
+    cases = cases_from([*paths, bad], spacing_mm=(1.0, 1.0, 1.0), roi="whole")  # crops: the whole volume each
     out, maps = tmp_path / "r.jsonl", tmp_path / "maps"
     summary = predict_batch(predictor, cases, out, batch=2, heatmaps=maps, heatmap_limit=1,
                             annotate=lambda case: {"note": case.key[:5]})

@@ -65,7 +65,8 @@ def test_a_record_that_is_not_json_becomes_the_cases_failure_and_the_batch_goes_
     out = tmp_path / "r.jsonl"
     nan_for_first = lambda case: {"label": float("nan") if case.source == paths[0] else 1.0}  # noqa: E731
     with Predictor.from_artifact(tiny_artifacts[0], threads=1) as predictor:
-        summary = predict_batch(predictor, cases_from(paths, spacing_mm=(1.0, 1.0, 1.0)), out, annotate=nan_for_first)
+        summary = predict_batch(predictor, cases_from(paths, spacing_mm=(1.0, 1.0, 1.0), roi="whole"), out,
+                                annotate=nan_for_first)
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert (summary.predicted, summary.failed) == (1, 1) and len(records) == 2
     assert records[0]["error"] == "InputError" and "field 'label' is nan" in records[0]["message"]

@@ -48,9 +48,11 @@ def test_predicting_with_an_onnx_artifact_leaves_torch_unimported(tiny_artifacts
     np.save(volume, np.full((20, 24, 24), 40, np.int16))
     code = ("import sys\nfrom sranet.runtime.batch import cases_from, predict_batch\n"
             "from sranet.runtime.predictor import Predictor\n"
-            f"cases = cases_from([{str(volume)!r}], spacing_mm=(1.0, 1.0, 1.0))\n"
+            f"whole = cases_from([{str(volume)!r}], spacing_mm=(1.0, 1.0, 1.0), roi='whole')\n"
+            f"study = cases_from([{str(volume)!r}], spacing_mm=(1.0, 1.0, 1.0))\n"
             f"with Predictor.from_artifact({str(tiny_artifacts[0])!r}, threads=1) as p:\n"
-            f"    s = predict_batch(p, cases, {str(tmp_path / 'r.jsonl')!r})\n"
-            "print(s.predicted, [m for m in ('torch', 'tensorrt') if m in sys.modules])")
+            f"    s = predict_batch(p, whole, {str(tmp_path / 'r.jsonl')!r})\n"
+            f"    t = predict_batch(p, study, {str(tmp_path / 's.jsonl')!r}, heatmaps={str(tmp_path / 'maps')!r})\n"
+            "print(s.predicted, t.refused, [m for m in ('torch', 'tensorrt') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-    assert out == "1 []"
+    assert out == "1 2 []"  # the crop predicted; the 'study' (no femoral head in it) located and refused
