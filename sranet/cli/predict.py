@@ -29,6 +29,7 @@ def predict(
     out: Annotated[Path, typer.Option("--out", "-o", help="Results file (JSON Lines); appended to, and a rerun skips cases already in it.")] = Path("results.jsonl"),
     manifest: Annotated[Path | None, typer.Option("--manifest", "-m", help="Manifest CSV (case_id, path, roi, ...): predict its cases too.")] = None,
     heatmaps: Annotated[Path | None, typer.Option("--heatmaps", help="Folder for attention overlays (PNG) and attention maps on the input grid (NIfTI).")] = None,
+    dicom_out: Annotated[Path | None, typer.Option("--dicom-out", help="Folder for DICOM results of each DICOM input, in a subfolder named by its case key: a Comprehensive 3D SR with each hip's finding, a Parametric Map of each assessed hip's attention (and, with --heatmaps, a Secondary Capture of the picture). Needs highdicom (pip install 'sranet[dicom-node]').")] = None,
     roi: Annotated[str | None, typer.Option("--roi", help="Femoral-head box for every input instead of finding the heads: 'd0:d1,h0:h1,w0:w1' (voxels) or 'mm:x0:x1,y0:y1,z0:z1' (LPS mm); 'whole': the whole volume is the crop (data already cropped; flagged no_roi).")] = None,
     predict_metal: Annotated[bool, typer.Option("--predict-metal", help="Predict a hip with metal (prosthesis, screws) near its head too, flagged metal_near_head; by default it is skipped with a record saying why.")] = False,
     series: Annotated[str | None, typer.Option("--series", help="SeriesInstanceUID to use where a folder holds several series.")] = None,
@@ -64,12 +65,17 @@ def predict(
     check_heatmaps_dir(heatmaps)
     if heatmaps is not None:
         check_output_folder(heatmaps, "--heatmaps")
+    if dicom_out is not None:
+        from sranet.runtime.dicom_out.writer import require_highdicom
+
+        check_output_folder(dicom_out, "--dicom-out")
+        require_highdicom()
     trusted = load_trusted_keys(trusted_key) if trusted_key else None
     options = {} if provider is None else {"provider": provider}
     with Predictor.from_artifact(artifact, device=device, threads=threads, top_k=top_k, preprocess_on=preprocess_on,
                                  trusted_keys=trusted, **options) as predictor:
         summary = predict_batch(predictor, cases, out, batch=batch, retry_failed=retry_failed, heatmaps=heatmaps,
-                                progress=progress_enabled(), predict_metal=predict_metal)
+                                progress=progress_enabled(), predict_metal=predict_metal, dicom_out=dicom_out)
     if summary.truncated_bytes:
         typer.echo(f"{out}: dropped a partial last line ({summary.truncated_bytes} bytes) left by an interrupted run.",
                    err=True)
@@ -77,6 +83,10 @@ def predict(
     refused_text = (f", {summary.refused} refused (no femoral head found, or metal near it: see their messages)"
                     if summary.refused else "")
     typer.echo(f"{summary.predicted} predicted, {summary.failed} failed{refused_text}{skip_text} -> {out}")
+    if dicom_out is not None:
+        failed_text = (f"; {summary.dicom_failed} could not be written (see their records' dicom_out)"
+                       if summary.dicom_failed else "")
+        typer.echo(f"DICOM results of {summary.dicom_written} inputs -> {dicom_out}{failed_text}")
     if summary.failed:
         typer.echo(f"Error: {summary.failed} of {summary.predicted + summary.failed} cases failed; their errors are "
                    f"recorded in {out}.", err=True)

@@ -147,6 +147,8 @@ class BatchSummary:
     skipped: int = 0
     truncated_bytes: int = 0
     refused: int = 0
+    dicom_written: int = 0  # inputs whose DICOM objects were written (``dicom_out``)
+    dicom_failed: int = 0  # inputs whose DICOM objects could not be written (their records say why)
 
     def count(self, records: list[dict[str, Any]]) -> None:
         from sranet.runtime.study import REFUSALS
@@ -170,15 +172,18 @@ def check_heatmaps_dir(heatmaps: Path | None) -> None:
 def predict_batch(predictor: Predictor, cases: list[CaseInput], out: str | os.PathLike, *, batch: int = 1,
                   retry_failed: bool = False, heatmaps: Path | None = None, heatmap_limit: int | None = None,
                   annotate: Callable[[CaseInput], dict[str, Any]] | None = None,
-                  progress: bool = False, predict_metal: bool = False) -> BatchSummary:
+                  progress: bool = False, predict_metal: bool = False,
+                  dicom_out: Path | None = None) -> BatchSummary:
     """Predict ``cases`` into the JSON Lines file ``out``; return what was done.
 
     Inputs already recorded in ``out`` are skipped (with ``retry_failed``, those recorded with an error are tried
     again; the new record supersedes the old). ``heatmaps``: folder for each success's overlay PNG and NIfTI map
     (a whole study: one PNG with its overview and both hips), for the first ``heatmap_limit`` successes of this run
     (None: all). ``batch``: cases (or hips) per backend call (at most ``limits.MAX_BATCH``). ``predict_metal``:
-    predict a hip with metal near its head too (flagged ``metal_near_head``) instead of refusing it. InputError when
-    ``out`` is locked by another run or is not a regular file.
+    predict a hip with metal near its head too (flagged ``metal_near_head``) instead of refusing it. ``dicom_out``:
+    folder for each DICOM input's SR and attention maps (``sranet.runtime.dicom_out.cases``; a failure there is
+    recorded in the input's records and the batch goes on). InputError when ``out`` is locked by another run or is
+    not a regular file.
     """
     from sranet.runtime.study import predict_cases
 
@@ -200,6 +205,8 @@ def predict_batch(predictor: Predictor, cases: list[CaseInput], out: str | os.Pa
                 records = records_for(case, result, predictor, heatmaps=heatmaps if want_maps else None)
                 for record in records:
                     record.update(annotate(case) if annotate is not None else {})
+                if dicom_out is not None:
+                    _add_dicom_outputs(case, result, records, predictor, dicom_out, summary)
                 try:
                     writer.encode(records)
                 except InputError as exc:  # never stop the batch on one record: the case is recorded as failed
@@ -213,6 +220,20 @@ def predict_batch(predictor: Predictor, cases: list[CaseInput], out: str | os.Pa
             if bar is not None:
                 bar.close()
     return summary
+
+
+def _add_dicom_outputs(case: CaseInput, result: Any, records: list[dict[str, Any]], predictor: Predictor,
+                       folder: Path, summary: BatchSummary) -> None:
+    """The ``dicom_out`` hook: write the input's DICOM objects and say so in each of its records."""
+    from sranet.runtime.dicom_out.cases import write_case_outputs
+
+    written = write_case_outputs(case, result, records, predictor, folder)
+    for record in records:
+        record["dicom_out"] = written
+        if "error" in written and "qc" in record and "error" not in record:
+            record["qc"].append(f"dicom_out_failed: {written['error']}")
+    summary.dicom_written += "files" in written
+    summary.dicom_failed += "error" in written
 
 
 __all__ = ["WHOLE", "BatchSummary", "cases_from", "check_heatmaps_dir", "failure_record", "predict_batch", "records_for"]

@@ -324,5 +324,36 @@ def predict_study(predictor: Predictor, source: str | os.PathLike | Volume, *, c
     return records
 
 
-__all__ = ["REFUSALS", "HipChoice", "LocatedStudy", "StudyPrediction", "choose_hips", "hip_key", "locate_rows",
-           "locate_study", "predict_cases", "predict_study", "read_study", "side_failure_record", "study_records"]
+@dataclass
+class StudyOutcome:
+    """``predict_study``'s records and the in-memory result they were made from.
+
+    records     what ``predict_study`` returns: one record per side (JSON-able, schemas in docs/CONTRACTS.md).
+    prediction  the ``StudyPrediction`` (per side a ``Prediction``, with its attention grid, ``ResamplePlan`` and
+                the hip's crop, or the refusal or error standing instead), or the exception reading the study
+                raised. What the DICOM writers need (``sranet.runtime.dicom_out.study_findings``) without a trip
+                through JSON.
+    """
+
+    records: list[dict[str, Any]]
+    prediction: StudyPrediction | Exception
+
+
+def predict_study_outcome(predictor: Predictor, source: str | os.PathLike | Volume, *, case_id: str | None = None,
+                          series: str | None = None, spacing_mm: tuple[float, float, float] | None = None,
+                          side: str | None = None, predict_metal: bool = False,
+                          heatmaps: str | os.PathLike | None = None, settings: LocaliserSettings | None = None,
+                          max_gib: float | None = None) -> StudyOutcome:
+    """``predict_study`` (same arguments, same records), keeping the in-memory result next to the records; a
+    study's coronal overview is kept too when ``heatmaps`` is given. ``max_gib``: the read's memory budget."""
+    case = CaseInput(source, case_id=case_id, series=series, spacing_mm=spacing_mm, roi_source="auto", side=side,
+                     max_gib=max_gib)
+    folder = Path(heatmaps) if heatmaps is not None else None
+    [(c, outcome)] = list(predict_cases(predictor, [case], batch=2, predict_metal=predict_metal, settings=settings,
+                                        overview=folder is not None))
+    return StudyOutcome(study_records(outcome, c, predictor, heatmaps=folder), outcome)
+
+
+__all__ = ["REFUSALS", "HipChoice", "LocatedStudy", "StudyOutcome", "StudyPrediction", "choose_hips", "hip_key",
+           "locate_rows", "locate_study", "predict_cases", "predict_study", "predict_study_outcome", "read_study",
+           "side_failure_record", "study_records"]

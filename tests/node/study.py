@@ -57,3 +57,23 @@ def echo(port: int) -> int:
         return int(status.Status) if status else -1
     finally:
         assoc.release()
+
+
+def pelvis_study(folder: Path, seed: int, *, thick_copy: bool = False, **kwargs) -> tuple[Path, Path | None]:
+    """A whole-pelvis phantom study (tests.helpers.write_pelvis_study: 80 slices of 3 mm, 256 x 256) in
+    ``folder/thin``; with ``thick_copy`` a second CT series of the same study in ``folder/thick``: every other slice
+    (6 mm), as a scanner's thick reconstruction. Returns (thin folder, thick folder or None)."""
+    import pydicom
+
+    from sranet.data.dicom_write import write_dicom_series
+    from tests.helpers import PATIENT_ID, PATIENT_NAME, write_pelvis_study
+
+    thin, study = write_pelvis_study(folder / "thin", seed, **kwargs)
+    if not thick_copy:
+        return thin, None
+    study_uid = pydicom.dcmread(next(thin.glob("*.dcm")), stop_before_pixels=True).StudyInstanceUID
+    spacing = (study.spacing_mm[0] * 2, study.spacing_mm[1], study.spacing_mm[2])
+    write_dicom_series(study.hu[::2], spacing, folder / "thick", origin_mm=study.origin_mm, direction=study.direction,
+                       patient_name=PATIENT_NAME, patient_id=PATIENT_ID, study_uid=study_uid,
+                       patient_position=study.patient_position)
+    return thin, folder / "thick"

@@ -196,19 +196,34 @@ def _enhanced_planes(ds) -> list[tuple]:
     return planes
 
 
+def _usable(ds) -> bool:
+    """A CT image object the outputs can reference: CT storage class and modality, not a localizer (scout)."""
+    image_type = [str(v).upper() for v in (getattr(ds, "ImageType", None) or [])]
+    return (str(getattr(ds, "SOPClassUID", "")) in CT_STORAGE_CLASSES and str(getattr(ds, "Modality", "")) == "CT"
+            and "LOCALIZER" not in image_type)
+
+
+def _matches(uid: str, number: str, key: str) -> bool:
+    """``load_volume(series=)``'s rule: the full UID, a unique suffix of at least 4 characters, or the number."""
+    return uid == key or (len(key) >= 4 and uid.endswith(key)) or (bool(number) and number == key)
+
+
 def read_source_series(paths: str | os.PathLike | Iterable[str | os.PathLike], *,
                        series_uid: str | None = None) -> SourceSeries:
     """Read the headers (no pixels) of a CT series: a folder (searched recursively) or a list of files.
 
-    series_uid  the series to use when the files hold several CT series; required then (the error lists how many).
-    Files that are not DICOM, or not CT, are passed over.
+    series_uid  the series to use when the files hold several CT series (required then: the error says how many),
+                chosen as ``load_volume(series=)`` chooses: the full SeriesInstanceUID, a unique suffix of it (at
+                least 4 characters) or the series number.
+    Files that are not DICOM, not CT or localizers (scouts), and hidden files, are passed over.
     """
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     if isinstance(paths, (str, os.PathLike)):
         root = Path(paths)
-        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")) \
+            if root.is_dir() else [root]
     else:
         files = [Path(p) for p in paths]
     by_series: dict[str, list] = {}
@@ -217,14 +232,17 @@ def read_source_series(paths: str | os.PathLike | Iterable[str | os.PathLike], *
             ds = pydicom.dcmread(path, stop_before_pixels=True)
         except (InvalidDicomError, OSError, ValueError, EOFError):
             continue
-        if str(getattr(ds, "SOPClassUID", "")) in CT_STORAGE_CLASSES and str(getattr(ds, "Modality", "")) == "CT":
+        if _usable(ds):
             by_series.setdefault(str(getattr(ds, "SeriesInstanceUID", "")), []).append(ds)
     if series_uid is not None:
-        chosen = by_series.get(str(series_uid))
-        if not chosen:
-            raise NoUsableSeriesError(f"the given series is not among the {len(by_series)} CT series read.",
-                                      hint="Check the series UID.")
-        return SourceSeries.from_datasets(chosen)
+        key = str(series_uid).strip()
+        hits = [uid for uid, group in by_series.items()
+                if _matches(uid, str(getattr(group[0], "SeriesNumber", "") or ""), key)]
+        if len(hits) != 1:
+            raise NoUsableSeriesError(f"the given series matches {len(hits)} of the {len(by_series)} CT series read.",
+                                      hint="Give the full SeriesInstanceUID, a unique suffix of it, or the series "
+                                           "number.")
+        return SourceSeries.from_datasets(by_series[hits[0]])
     if len(by_series) != 1:
         raise NoUsableSeriesError(f"found {len(by_series)} CT series; exactly one was expected.",
                                   hint="Pass series_uid= to choose one." if by_series else "Check the path.")

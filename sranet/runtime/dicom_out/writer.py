@@ -99,15 +99,13 @@ def build_dicom_outputs(source: SourceSeries, findings: Sequence[HipFinding], al
 
 
 def save_dataset(dataset, path: str | os.PathLike) -> Path:
-    """Write one dataset as a DICOM file atomically (a temporary name in the same folder, fsync, rename)."""
+    """Write one dataset as a DICOM file atomically (``atomic_write``: a temporary name in the same folder, fsync,
+    rename, fsync of the folder: the node records a round as processed only after its results are durable)."""
+    from sranet.runtime.files import atomic_write
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    dataset.save_as(tmp, enforce_file_format=True)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda f: dataset.save_as(f, enforce_file_format=True), fsync_dir=True)
 
 
 def write_dicom_outputs(source: SourceSeries, findings: Sequence[HipFinding], algorithm: AlgorithmInfo,

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from sranet.errors import InputError
+from sranet.runtime.files import atomic_write
 
 STATES = ("ready", "processed", "sent", "failed", "skipped")
 
@@ -43,14 +44,9 @@ def fsync_dir(path: Path) -> None:
 
 
 def write_json_atomic(path: Path, data: dict[str, Any], tmp_dir: Path) -> None:
-    """Write ``data`` as JSON to ``path``: a temporary file in ``tmp_dir`` (same file system), fsync, rename."""
-    tmp = tmp_dir / f"{path.name}.{secrets.token_hex(6)}.partial"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    """Write ``data`` as JSON to ``path`` (``atomic_write``: a temporary file in ``tmp_dir``, fsync, rename, fsync
+    of the folder)."""
+    atomic_write(path, json.dumps(data, indent=1, sort_keys=True), tmp_dir=tmp_dir, fsync_dir=True)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

@@ -88,3 +88,46 @@ def algorithm():
     from sranet.runtime.dicom_out import AlgorithmInfo
 
     return AlgorithmInfo(model_sha256="ab" * 32, artifact="/home/someone/models/sranet-demo.onnx")
+
+
+def pixel_positions(pm) -> tuple[np.ndarray, np.ndarray]:
+    """(F, R, C, 3) LPS mm of every pixel of a Parametric Map and its (F, R, C) values, from the tags only."""
+    shared = pm.SharedFunctionalGroupsSequence[0]
+    iop = np.array(shared.PlaneOrientationSequence[0].ImageOrientationPatient, dtype=float)
+    rs, cs = (float(v) for v in shared.PixelMeasuresSequence[0].PixelSpacing)
+    rr, cc = np.meshgrid(np.arange(pm.Rows), np.arange(pm.Columns), indexing="ij")
+    out = []
+    for frame in pm.PerFrameFunctionalGroupsSequence:
+        ipp = np.array(frame.PlanePositionSequence[0].ImagePositionPatient, dtype=float)
+        out.append(ipp + cc[..., None] * cs * iop[:3] + rr[..., None] * rs * iop[3:])
+    return np.stack(out), pm.pixel_array.reshape(len(out), pm.Rows, pm.Columns)
+
+
+def sr_hips(sr) -> dict[str, dict]:
+    """What an SR (a pydicom Dataset or a path) says per side, read from its content tree: an assessed hip's
+    {"probability", "threshold", "decision", "qc"}, a hip not assessed {"not_assessed": [its texts]}."""
+    import pydicom
+
+    if not isinstance(sr, pydicom.Dataset):
+        sr = pydicom.dcmread(sr)
+
+    def meaning(item) -> str:
+        return item.ConceptNameCodeSequence[0].CodeMeaning
+
+    [measurements] = [item for item in sr.ContentSequence if meaning(item) == "Imaging Measurements"]
+    out: dict[str, dict] = {}
+    for group in measurements.ContentSequence:
+        items = list(group.ContentSequence)
+        [name] = [i.TextValue for i in items if meaning(i) == "Tracking Identifier"]
+        if not name.endswith(("hip AVNFH", "hip not assessed")):
+            continue
+        side = "R" if name.startswith("right") else "L"
+        texts = [i.TextValue for i in items if i.ValueType == "TEXT" and meaning(i) == "Quality Finding"]
+        if name.endswith("not assessed"):
+            out[side] = {"not_assessed": texts}
+            continue
+        numbers = {meaning(i): float(i.MeasuredValueSequence[0].NumericValue) for i in items if i.ValueType == "NUM"}
+        [necrosis] = [i for i in items if i.ValueType == "CODE" and meaning(i) == "Necrosis"]
+        out[side] = {"probability": numbers["Probability"], "threshold": numbers["Threshold Value"],
+                     "decision": necrosis.ConceptCodeSequence[0].CodeMeaning == "Present", "qc": texts}
+    return out

@@ -9,7 +9,16 @@ import pydicom
 import pytest
 
 from tests.helpers import REAL_CT
-from tests.runtime.dicom_out.builders import GRID, HOT, SIZE, algorithm, finding_for, hot_patch_centre_mm, write_phantom
+from tests.runtime.dicom_out.builders import (
+    GRID,
+    HOT,
+    SIZE,
+    algorithm,
+    finding_for,
+    hot_patch_centre_mm,
+    pixel_positions,
+    write_phantom,
+)
 from tests.runtime.dicom_out.conftest import run_tool
 
 DIRECTIONS = {  # column a = LPS direction of array axis a; axis 0 = axis 2 x axis 1
@@ -17,19 +26,6 @@ DIRECTIONS = {  # column a = LPS direction of array axis a; axis 0 = axis 2 x ax
     "feet_first_flipped": np.array([[0.0, 0.0, -1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]]).T,
     "coronal": np.array([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]]).T,
 }
-
-
-def pixel_positions(pm) -> tuple[np.ndarray, np.ndarray]:
-    """(F, R, C, 3) LPS mm of every pixel of a Parametric Map and its (F, R, C) values, from the tags only."""
-    shared = pm.SharedFunctionalGroupsSequence[0]
-    iop = np.array(shared.PlaneOrientationSequence[0].ImageOrientationPatient, dtype=float)
-    rs, cs = (float(v) for v in shared.PixelMeasuresSequence[0].PixelSpacing)
-    rr, cc = np.meshgrid(np.arange(pm.Rows), np.arange(pm.Columns), indexing="ij")
-    out = []
-    for frame in pm.PerFrameFunctionalGroupsSequence:
-        ipp = np.array(frame.PlanePositionSequence[0].ImagePositionPatient, dtype=float)
-        out.append(ipp + cc[..., None] * cs * iop[:3] + rr[..., None] * rs * iop[3:])
-    return np.stack(out), pm.pixel_array.reshape(len(out), pm.Rows, pm.Columns)
 
 
 @pytest.mark.parametrize("orientation", list(DIRECTIONS))
