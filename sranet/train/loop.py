@@ -138,6 +138,44 @@ def _progress(iterable, enabled: bool, **kwargs):
     return tqdm(iterable, leave=False, dynamic_ncols=True, **kwargs)
 
 
+@dataclass
+class _Run:
+    """What one training run carries from step to step (built by ``_open_run``)."""
+
+    config: TrainConfig
+    ctx: Any  # sranet.train.distributed.DistContext
+    index: Any  # sranet.data.dataset.CacheIndex
+    out_dir: Path
+    model: Any  # SRANet, or DistributedDataParallel around it
+    optimizer: Any
+    scheduler: Any
+    scaler: Any = None
+    train_set: Any = None
+    val_set: Any = None
+    sampler: Any = None
+    start_epoch: int = 0
+    best: dict[str, Any] = field(
+        default_factory=lambda: {"auc": -math.inf, "val_loss": math.inf, "epoch": -1, "threshold": 0.5})
+    history: list[dict[str, Any]] = field(default_factory=list)
+    start_time: float = 0.0
+
+    @property
+    def raw_model(self):
+        return getattr(self.model, "module", self.model)
+
+    @property
+    def last_path(self) -> Path:
+        return self.out_dir / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.out_dir / "best.pt"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.out_dir / "metrics.jsonl"
+
+
 def train(config: TrainConfig, cache_dir: str | Path, out_dir: str | Path, *, resume: bool = False,
           progress: bool = False, log=None) -> TrainResult:
     """Train SRANet on a prepared cache; write RUN/best.pt, RUN/last.pt and RUN/metrics.jsonl under ``out_dir``.
@@ -148,136 +186,184 @@ def train(config: TrainConfig, cache_dir: str | Path, out_dir: str | Path, *, re
     progress   show tqdm bars (the CLI passes True on a terminal).
     log        callable taking one line of text per epoch (None: silent).
     """
-    import torch
-    from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
-
-    from sranet.data.augment import AugmentConfig
-    from sranet.data.dataset import CachedDataset, read_cache
-    from sranet.model.loss import sranet_loss
-    from sranet.model.sranet import SRANet
+    from sranet.data.dataset import read_cache
     from sranet.train import distributed as dist
-    from sranet.train.checkpoint import load_checkpoint, save_checkpoint
 
     start_time = time.perf_counter()
-    out_dir = Path(out_dir)
     index = read_cache(cache_dir)
     _check_splits(index, config)
     ctx = dist.setup(config.device)
     try:
-        torch.manual_seed(config.seed)
-        np.random.seed(config.seed)
-        model = SRANet(config.model_config).to(ctx.device)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step_epochs, gamma=config.lr_gamma)
-        start_epoch, best = 0, {"auc": -math.inf, "val_loss": math.inf, "epoch": -1, "threshold": 0.5}
-        history: list[dict[str, Any]] = []
-        last_path, best_path, metrics_path = out_dir / "last.pt", out_dir / "best.pt", out_dir / "metrics.jsonl"
-        if resume:
-            ckpt = load_checkpoint(last_path)
-            _check_resume(ckpt.train_config, config, last_path)
-            model.load_state_dict(ckpt.model_state)
-            if ckpt.optimizer_state is not None:
-                optimizer.load_state_dict(ckpt.optimizer_state)
-            if ckpt.scheduler_state is not None:
-                scheduler.load_state_dict(ckpt.scheduler_state)
-            if ckpt.rng_state is not None:
-                torch.set_rng_state(ckpt.rng_state)
-            start_epoch = ckpt.epoch
-            best = {**best, **ckpt.best}
-            if metrics_path.is_file():
-                history = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
-                history = [h for h in history if h["epoch"] <= start_epoch]
-                if ctx.is_main:  # drop lines of an epoch that crashed before its checkpoint was written
-                    metrics_path.write_text("".join(json.dumps(h) + "\n" for h in history))
-        elif ctx.is_main:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            metrics_path.write_text("")
-        if ctx.distributed:
-            model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[ctx.device] if ctx.device.type == "cuda" else None)
-
-        train_set = CachedDataset(index, "train", augment_cfg=AugmentConfig() if config.augment else None,
-                                  seed=config.seed, min_bone_fraction=config.min_bone_fraction)
-        val_set = CachedDataset(index, "val", seed=config.seed, min_bone_fraction=config.min_bone_fraction)
-        if ctx.distributed:
-            sampler = DistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=config.seed)
-        else:
-            sampler = RandomSampler(train_set, generator=torch.Generator())
-        scaler = torch.amp.GradScaler("cuda", enabled=config.amp == "fp16" and ctx.device.type == "cuda")
-        bar = progress and ctx.is_main
-
-        for epoch in range(start_epoch, config.epochs):
-            train_set.set_epoch(epoch)
-            if ctx.distributed:
-                sampler.set_epoch(epoch)
-            else:
-                sampler.generator.manual_seed(config.seed * 100_003 + epoch)
-            loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, num_workers=config.workers,
-                                drop_last=False, pin_memory=ctx.device.type == "cuda")
-            model.train()
-            total, total_c, total_s, count = 0.0, 0.0, 0.0, 0
-            lr = optimizer.param_groups[0]["lr"]
-            for batch in _progress(loader, bar, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch"):
-                x = batch["volume"].to(ctx.device, non_blocking=True)
-                with _autocast(config, ctx.device):
-                    out = model(x)
-                loss = sranet_loss(out, batch["label"].to(ctx.device), batch["targets"].to(ctx.device), config.alpha)
-                finite = torch.isfinite(loss.total.detach()).float()
-                if ctx.distributed:
-                    torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
-                if finite.item() < 1:
-                    raise TrainingError(
-                        f"loss became non-finite at epoch {epoch + 1} (lr {lr:g}, amp {config.amp}).",
-                        hint="Lower --lr, turn --amp off, or check the cache for NaN volumes.")
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss.total).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                total += float(loss.total.detach()) * len(x)
-                total_c += float(loss.classification.detach()) * len(x)
-                total_s += float(loss.structure.detach()) * len(x)
-                count += len(x)
-            scheduler.step()
-            train_loss, train_volumes = dist.mean_across(total / max(count, 1), count, ctx)
-            train_l_c, _ = dist.mean_across(total_c / max(count, 1), count, ctx)
-            train_l_s, _ = dist.mean_across(total_s / max(count, 1), count, ctx)
-
+        run = _open_run(config, index, ctx, Path(out_dir), resume, start_time)
+        for epoch in range(run.start_epoch, config.epochs):
+            record = _train_epoch(run, epoch, progress and ctx.is_main)
             if ctx.is_main:
-                raw = getattr(model, "module", model)
-                record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss,
-                                          "train_loss_classification": train_l_c, "train_loss_structure": train_l_s,
-                                          "train_volumes": train_volumes, "world_size": ctx.world_size}
-                validate = (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs
-                if validate:
-                    labels, probs, _, val_loss = predict_split(raw, val_set, ctx.device, config, config.batch_size)
-                    threshold = youden_threshold(labels, probs)
-                    val = summarize(labels, probs, threshold)
-                    record.update({"val_loss": val_loss, **{f"val_{k}": v for k, v in val.items()}})
-                    auc = roc_auc(labels, probs)
-                    improved = auc > best["auc"] or (auc == best["auc"] and val_loss < best["val_loss"])
-                    if improved:
-                        best = {"auc": auc, "val_loss": val_loss, "epoch": epoch + 1, "threshold": threshold}
+                validated = (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs
+                if validated:
+                    _validate(run, epoch, record)
                 record["seconds"] = round(time.perf_counter() - start_time, 2)
-                history.append(record)
-                with metrics_path.open("a") as f:
-                    f.write(json.dumps(json_safe(record)) + "\n")
-                common = {"model": raw, "preprocess_config": index.preprocess, "train_config": config.to_dict(),
-                          "optimizer": optimizer, "scheduler": scheduler, "best": best, "epoch": epoch + 1,
-                          "metrics": json_safe(record)}
-                threshold_now = record.get("val_threshold", best["threshold"])
-                # best.pt first: last.pt marks the epoch as done, so a crash in between must redo the epoch on resume
-                if validate and best["epoch"] == epoch + 1:
-                    save_checkpoint(best_path, threshold=best["threshold"], **common)
-                save_checkpoint(last_path, threshold=threshold_now, **common)
+                _write_epoch(run, epoch, record, validated)
                 if log is not None:
                     log(_epoch_line(record, config.epochs))
             dist.barrier(ctx)
     finally:
         dist.cleanup(ctx)
-    if not best_path.is_file() and ctx.is_main:
-        raise TrainingError("no epoch was run, so there is no best.pt.", path=out_dir,
-                            hint=f"The run already has {start_epoch} epochs; raise --epochs to continue it.")
-    return TrainResult(out_dir, best_path, last_path, int(best["epoch"]), float(best["auc"]), float(best["threshold"]),
-                       history, time.perf_counter() - start_time, ctx.rank)
+    if not run.best_path.is_file() and ctx.is_main:
+        raise TrainingError("no epoch was run, so there is no best.pt.", path=run.out_dir,
+                            hint=f"The run already has {run.start_epoch} epochs; raise --epochs to continue it.")
+    best = run.best
+    return TrainResult(run.out_dir, run.best_path, run.last_path, int(best["epoch"]), float(best["auc"]),
+                       float(best["threshold"]), run.history, time.perf_counter() - start_time, ctx.rank)
+
+
+def _open_run(config: TrainConfig, index, ctx, out_dir: Path, resume: bool, start_time: float) -> _Run:
+    """Seed; build the model, optimizer and scheduler; restore them from OUT/last.pt when resuming; build the data."""
+    import torch
+    from torch.utils.data import DistributedSampler, RandomSampler
+
+    from sranet.data.augment import AugmentConfig
+    from sranet.data.dataset import CachedDataset
+    from sranet.model.sranet import SRANet
+
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    model = SRANet(config.model_config).to(ctx.device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step_epochs, gamma=config.lr_gamma)
+    run = _Run(config, ctx, index, out_dir, model, optimizer, scheduler, start_time=start_time)
+    if resume:
+        _restore(run)
+    elif ctx.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        run.metrics_path.write_text("")
+    if ctx.distributed:
+        run.model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[ctx.device] if ctx.device.type == "cuda" else None)
+    run.train_set = CachedDataset(index, "train", augment_cfg=AugmentConfig() if config.augment else None,
+                                  seed=config.seed, min_bone_fraction=config.min_bone_fraction)
+    run.val_set = CachedDataset(index, "val", seed=config.seed, min_bone_fraction=config.min_bone_fraction)
+    if ctx.distributed:
+        run.sampler = DistributedSampler(run.train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
+                                         seed=config.seed)
+    else:
+        run.sampler = RandomSampler(run.train_set, generator=torch.Generator())
+    run.scaler = torch.amp.GradScaler("cuda", enabled=config.amp == "fp16" and ctx.device.type == "cuda")
+    return run
+
+
+def _restore(run: _Run) -> None:
+    """Load weights, optimizer, scheduler, RNG, epoch and best-so-far from OUT/last.pt; trim metrics.jsonl to match."""
+    import torch
+
+    from sranet.train.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(run.last_path)
+    _check_resume(ckpt.train_config, run.config, run.last_path)
+    run.model.load_state_dict(ckpt.model_state)
+    if ckpt.optimizer_state is not None:
+        run.optimizer.load_state_dict(ckpt.optimizer_state)
+    if ckpt.scheduler_state is not None:
+        run.scheduler.load_state_dict(ckpt.scheduler_state)
+    if ckpt.rng_state is not None:
+        torch.set_rng_state(ckpt.rng_state)
+    run.start_epoch = ckpt.epoch
+    run.best = {**run.best, **ckpt.best}
+    if run.metrics_path.is_file():
+        lines = run.metrics_path.read_text().splitlines()
+        run.history = [h for h in (json.loads(line) for line in lines if line.strip()) if h["epoch"] <= run.start_epoch]
+        if run.ctx.is_main:  # drop lines of an epoch that crashed before its checkpoint was written
+            run.metrics_path.write_text("".join(json.dumps(h) + "\n" for h in run.history))
+
+
+def _epoch_loader(run: _Run, epoch: int):
+    """The training DataLoader of ``epoch``: order and augmentation are functions of (seed, epoch)."""
+    from torch.utils.data import DataLoader
+
+    run.train_set.set_epoch(epoch)
+    if run.ctx.distributed:
+        run.sampler.set_epoch(epoch)
+    else:
+        run.sampler.generator.manual_seed(run.config.seed * 100_003 + epoch)
+    return DataLoader(run.train_set, batch_size=run.config.batch_size, sampler=run.sampler,
+                      num_workers=run.config.workers, drop_last=False, pin_memory=run.ctx.device.type == "cuda")
+
+
+def _train_epoch(run: _Run, epoch: int, bar: bool) -> dict[str, Any]:
+    """One pass over the training split; returns the epoch's record so far (lr, mean losses, volumes seen)."""
+    from sranet.train import distributed as dist
+
+    config, ctx = run.config, run.ctx
+    run.model.train()
+    total, total_c, total_s, count = 0.0, 0.0, 0.0, 0
+    lr = run.optimizer.param_groups[0]["lr"]
+    loader = _epoch_loader(run, epoch)
+    for batch in _progress(loader, bar, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch"):
+        loss, n = _train_step(run, batch, epoch, lr)
+        total += float(loss.total.detach()) * n
+        total_c += float(loss.classification.detach()) * n
+        total_s += float(loss.structure.detach()) * n
+        count += n
+    run.scheduler.step()
+    train_loss, train_volumes = dist.mean_across(total / max(count, 1), count, ctx)
+    train_l_c, _ = dist.mean_across(total_c / max(count, 1), count, ctx)
+    train_l_s, _ = dist.mean_across(total_s / max(count, 1), count, ctx)
+    return {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_loss_classification": train_l_c,
+            "train_loss_structure": train_l_s, "train_volumes": train_volumes, "world_size": ctx.world_size}
+
+
+def _train_step(run: _Run, batch: dict[str, Any], epoch: int, lr: float):
+    """Forward, loss, a finite-loss check on every rank, backward and optimizer step. Returns (LossParts, batch size)."""
+    import torch
+
+    from sranet.model.loss import sranet_loss
+
+    config, ctx = run.config, run.ctx
+    x = batch["volume"].to(ctx.device, non_blocking=True)
+    with _autocast(config, ctx.device):
+        out = run.model(x)
+    loss = sranet_loss(out, batch["label"].to(ctx.device), batch["targets"].to(ctx.device), config.alpha)
+    finite = torch.isfinite(loss.total.detach()).float()
+    if ctx.distributed:
+        torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+    if finite.item() < 1:
+        raise TrainingError(
+            f"loss became non-finite at epoch {epoch + 1} (lr {lr:g}, amp {config.amp}).",
+            hint="Lower --lr, turn --amp off, or check the cache for NaN volumes.")
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss.total).backward()
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    return loss, len(x)
+
+
+def _validate(run: _Run, epoch: int, record: dict[str, Any]) -> None:
+    """Score the val split (rank 0): loss, AUC, Youden threshold and the metrics at it; update the best epoch."""
+    config = run.config
+    labels, probs, _, val_loss = predict_split(run.raw_model, run.val_set, run.ctx.device, config, config.batch_size)
+    threshold = youden_threshold(labels, probs)
+    val = summarize(labels, probs, threshold)
+    record.update({"val_loss": val_loss, **{f"val_{k}": v for k, v in val.items()}})
+    auc = roc_auc(labels, probs)
+    best = run.best
+    if auc > best["auc"] or (auc == best["auc"] and val_loss < best["val_loss"]):
+        run.best = {"auc": auc, "val_loss": val_loss, "epoch": epoch + 1, "threshold": threshold}
+
+
+def _write_epoch(run: _Run, epoch: int, record: dict[str, Any], validated: bool) -> None:
+    """Append the record to metrics.jsonl; write best.pt when this epoch is the best, then last.pt."""
+    from sranet.train import checkpoint
+
+    run.history.append(record)
+    with run.metrics_path.open("a") as f:
+        f.write(json.dumps(json_safe(record)) + "\n")
+    common = {"model": run.raw_model, "preprocess_config": run.index.preprocess,
+              "train_config": run.config.to_dict(), "optimizer": run.optimizer, "scheduler": run.scheduler,
+              "best": run.best, "epoch": epoch + 1, "metrics": json_safe(record)}
+    threshold_now = record.get("val_threshold", run.best["threshold"])
+    # best.pt first: last.pt marks the epoch as done, so a crash in between must redo the epoch on resume
+    if validated and run.best["epoch"] == epoch + 1:
+        checkpoint.save_checkpoint(run.best_path, threshold=run.best["threshold"], **common)
+    checkpoint.save_checkpoint(run.last_path, threshold=threshold_now, **common)
 
 
 def _epoch_line(record: dict[str, Any], epochs: int) -> str:
