@@ -38,14 +38,19 @@ def lesion_patches(lesion: np.ndarray, grid: int) -> np.ndarray:
 
 def localisation(attention: np.ndarray, lesions: list[np.ndarray | None], labels: np.ndarray, grid: int) -> dict[str, Any]:
     """Localisation scores over positive cases with a lesion mask. attention (n, grid**3); lesions n masks or None."""
+    inside = [None if lesion is None else lesion_patches(lesion, grid) for lesion in lesions]
+    return localisation_from_patches(attention, inside, labels)
+
+
+def localisation_from_patches(attention: np.ndarray, inside: list[np.ndarray | None], labels: np.ndarray) -> dict[str, Any]:
+    """``localisation`` from per-case lesion patch flags ``inside`` ((N,) bool from ``lesion_patches``, or None)."""
     hits, masses, chance = [], [], []
-    for a, lesion, y in zip(attention, lesions, labels, strict=True):
-        if lesion is None or y != 1 or not lesion.any():
+    for a, flags, y in zip(attention, inside, labels, strict=True):
+        if flags is None or y != 1 or not flags.any():
             continue
-        inside = lesion_patches(lesion, grid)
-        hits.append(bool(inside[int(np.argmax(a))]))
-        masses.append(float(a[inside].sum()))
-        chance.append(float(inside.mean()))
+        hits.append(bool(flags[int(np.argmax(a))]))
+        masses.append(float(a[flags].sum()))
+        chance.append(float(flags.mean()))
     if not hits:
         return {"n_cases": 0, "top_patch_hit_rate": None, "lesion_attention_mass": None, "chance_level": None}
     return {
@@ -91,7 +96,8 @@ def evaluate(ckpt_path: str | Path, cache_dir: str | Path, split: str, out_dir: 
                             path=index.root / "cases.csv", hint="Pick one with --split.")
     dev = resolve_device(device)
     model = ckpt.build_model(dev)
-    labels, probs, attention, _ = predict_split(model, dataset, dev, None, batch_size)
+    prediction = predict_split(model, dataset, dev, None, batch_size)
+    labels, probs, attention = prediction.labels, prediction.probs, prediction.attention
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 

@@ -15,7 +15,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -76,7 +76,8 @@ def _check_splits(index, cfg: TrainConfig) -> None:
 
 # Settings that define the optimisation; resuming with other values would silently change the run, so it is refused.
 RESUME_FIXED = ("model", "lr", "weight_decay", "lr_step_epochs", "lr_gamma", "batch_size", "alpha",
-                "min_bone_fraction", "augment", "seed")
+                "min_bone_fraction", "augment", "seed", "init", "warmup_epochs", "grad_clip", "sampler",
+                "alpha_start", "alpha_ramp_epochs")
 
 
 def _check_resume(stored: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
@@ -104,15 +105,27 @@ def _autocast(cfg: TrainConfig, device):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def predict_split(model, dataset, device, cfg: TrainConfig | None = None, batch_size: int = 4):
-    """Run ``model`` over a dataset without augmentation. Returns (labels (n,), probs (n,), attention (n, N), loss)."""
+class SplitPrediction(NamedTuple):
+    labels: np.ndarray  # (n,) int64 0/1
+    probs: np.ndarray  # (n,) p(AVNFH present)
+    attention: np.ndarray  # (n, N) weights a_n
+    attention_logits: np.ndarray  # (n, N) raw scores q_n
+    targets: np.ndarray  # (n, N) regulariser targets f_n
+    loss: float  # alpha * l_c + (1 - alpha) * l_s, NaN without a TrainConfig
+    loss_classification: float  # l_c
+    loss_structure: float  # l_s
+
+
+def predict_split(model, dataset, device, cfg: TrainConfig | None = None, batch_size: int = 4) -> SplitPrediction:
+    """Run ``model`` over a dataset without augmentation; losses at ``cfg.alpha`` when a TrainConfig is given."""
     import torch
     from torch.utils.data import DataLoader
 
     from sranet.model.loss import sranet_loss
 
     model.eval()
-    labels, probs, attention, losses = [], [], [], []
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("labels", "probs", "attention", "logits", "targets")}
+    losses = np.zeros(3)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     with torch.no_grad():
         for batch in loader:
@@ -121,13 +134,16 @@ def predict_split(model, dataset, device, cfg: TrainConfig | None = None, batch_
                 out = model(x)
             if cfg is not None:
                 loss = sranet_loss(out, batch["label"].to(device), batch["targets"].to(device), cfg.alpha)
-                losses.append(float(loss.total) * len(x))
-            labels.append(batch["label"].numpy())
-            probs.append(torch.sigmoid(out.logit.float()).cpu().numpy())
-            attention.append(out.attention.float().cpu().numpy())
-    n = len(dataset)
-    loss = sum(losses) / n if losses else math.nan
-    return np.concatenate(labels).astype(np.int64), np.concatenate(probs), np.concatenate(attention), loss
+                losses += np.array([float(loss.total), float(loss.classification), float(loss.structure)]) * len(x)
+            parts["labels"].append(batch["label"].numpy())
+            parts["probs"].append(torch.sigmoid(out.logit.float()).cpu().numpy())
+            parts["attention"].append(out.attention.float().cpu().numpy())
+            parts["logits"].append(out.attention_logits.float().cpu().numpy())
+            parts["targets"].append(batch["targets"].numpy())
+    joined = {k: np.concatenate(v) for k, v in parts.items()}
+    mean_losses = losses / len(dataset) if cfg is not None else np.full(3, math.nan)
+    return SplitPrediction(joined["labels"].astype(np.int64), joined["probs"], joined["attention"], joined["logits"],
+                           joined["targets"], *(float(v) for v in mean_losses))
 
 
 def _progress(iterable, enabled: bool, **kwargs):
@@ -158,6 +174,8 @@ class _Run:
         default_factory=lambda: {"auc": -math.inf, "val_loss": math.inf, "epoch": -1, "threshold": 0.5})
     history: list[dict[str, Any]] = field(default_factory=list)
     start_time: float = 0.0
+    gradients: Any = None  # sranet.train.diagnostics.GradientMonitor
+    val_lesion_patches: list[np.ndarray | None] = field(default_factory=list)  # (N,) bool per val case, or None
 
     @property
     def raw_model(self):
@@ -222,12 +240,14 @@ def _open_run(config: TrainConfig, index, ctx, out_dir: Path, resume: bool, star
     from torch.utils.data import DistributedSampler, RandomSampler
 
     from sranet.data.augment import AugmentConfig
-    from sranet.data.dataset import CachedDataset
-    from sranet.model.sranet import SRANet
+    from sranet.data.dataset import BalancedSampler, CachedDataset
+    from sranet.model.sranet import SRANet, initialize
+    from sranet.train.diagnostics import GradientMonitor
+    from sranet.train.evaluate import lesion_patches
 
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
-    model = SRANet(config.model_config).to(ctx.device)
+    model = initialize(SRANet(config.model_config), config.init).to(ctx.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step_epochs, gamma=config.lr_gamma)
     run = _Run(config, ctx, index, out_dir, model, optimizer, scheduler, start_time=start_time)
@@ -242,12 +262,18 @@ def _open_run(config: TrainConfig, index, ctx, out_dir: Path, resume: bool, star
     run.train_set = CachedDataset(index, "train", augment_cfg=AugmentConfig() if config.augment else None,
                                   seed=config.seed, min_bone_fraction=config.min_bone_fraction)
     run.val_set = CachedDataset(index, "val", seed=config.seed, min_bone_fraction=config.min_bone_fraction)
-    if ctx.distributed:
+    if config.sampler == "balanced":
+        run.sampler = BalancedSampler([c.label for c in run.train_set.cases], config.seed, ctx.rank, ctx.world_size)
+    elif ctx.distributed:
         run.sampler = DistributedSampler(run.train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
                                          seed=config.seed)
     else:
         run.sampler = RandomSampler(run.train_set, generator=torch.Generator())
     run.scaler = torch.amp.GradScaler("cuda", enabled=config.amp == "fp16" and ctx.device.type == "cuda")
+    run.gradients = GradientMonitor(model, clip=config.grad_clip or None)
+    if ctx.is_main:
+        run.val_lesion_patches = [None if (lesion := run.val_set.load_lesion(i)) is None
+                                  else lesion_patches(lesion, index.grid) for i in range(len(run.val_set))]
     return run
 
 
@@ -280,7 +306,7 @@ def _epoch_loader(run: _Run, epoch: int):
     from torch.utils.data import DataLoader
 
     run.train_set.set_epoch(epoch)
-    if run.ctx.distributed:
+    if hasattr(run.sampler, "set_epoch"):
         run.sampler.set_epoch(epoch)
     else:
         run.sampler.generator.manual_seed(run.config.seed * 100_003 + epoch)
@@ -289,30 +315,42 @@ def _epoch_loader(run: _Run, epoch: int):
 
 
 def _train_epoch(run: _Run, epoch: int, bar: bool) -> dict[str, Any]:
-    """One pass over the training split; returns the epoch's record so far (lr, mean losses, volumes seen)."""
+    """One pass over the training split; returns the epoch's record so far: lr, alpha, mean losses, volumes seen,
+    the share of regulariser targets that are 1, gradient norms per block and the epoch's training time."""
+    import torch
+
     from sranet.train import distributed as dist
 
     config, ctx = run.config, run.ctx
+    t0 = time.perf_counter()
     run.model.train()
-    total, total_c, total_s, count = 0.0, 0.0, 0.0, 0
-    lr = run.optimizer.param_groups[0]["lr"]
+    run.gradients.reset()
+    sums = torch.zeros(5, dtype=torch.float64)  # total, l_c, l_s, volumes, targets that are 1
+    n_targets = 0
+    lr, alpha = run.optimizer.param_groups[0]["lr"], config.alpha_at(epoch)
     loader = _epoch_loader(run, epoch)
-    for batch in _progress(loader, bar, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch"):
-        loss, n = _train_step(run, batch, epoch, lr)
-        total += float(loss.total.detach()) * n
-        total_c += float(loss.classification.detach()) * n
-        total_s += float(loss.structure.detach()) * n
-        count += n
+    warmup_steps = config.warmup_epochs * len(loader)
+    for step, batch in enumerate(_progress(loader, bar, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch")):
+        warm = min(1.0, (epoch * len(loader) + step + 1) / warmup_steps) if warmup_steps else 1.0
+        loss, n = _train_step(run, batch, epoch, lr, alpha, warm)
+        sums += torch.tensor([float(loss.total.detach()) * n, float(loss.classification.detach()) * n,
+                              float(loss.structure.detach()) * n, n, float(batch["targets"].sum())], dtype=torch.float64)
+        n_targets += batch["targets"].numel()
     run.scheduler.step()
-    train_loss, train_volumes = dist.mean_across(total / max(count, 1), count, ctx)
-    train_l_c, _ = dist.mean_across(total_c / max(count, 1), count, ctx)
-    train_l_s, _ = dist.mean_across(total_s / max(count, 1), count, ctx)
-    return {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_loss_classification": train_l_c,
-            "train_loss_structure": train_l_s, "train_volumes": train_volumes, "world_size": ctx.world_size}
+    count = int(sums[3])
+    train_loss, train_volumes = dist.mean_across(float(sums[0]) / max(count, 1), count, ctx)
+    train_l_c, _ = dist.mean_across(float(sums[1]) / max(count, 1), count, ctx)
+    train_l_s, _ = dist.mean_across(float(sums[2]) / max(count, 1), count, ctx)
+    target_share, _ = dist.mean_across(float(sums[4]) / max(n_targets, 1), n_targets, ctx)
+    return {"epoch": epoch + 1, "lr": lr, "alpha": alpha, "train_loss": train_loss,
+            "train_loss_classification": train_l_c, "train_loss_structure": train_l_s, "train_volumes": train_volumes,
+            "world_size": ctx.world_size, "train_target_share": target_share, **run.gradients.result(),
+            "train_seconds": round(time.perf_counter() - t0, 3)}
 
 
-def _train_step(run: _Run, batch: dict[str, Any], epoch: int, lr: float):
-    """Forward, loss, a finite-loss check on every rank, backward and optimizer step. Returns (LossParts, batch size)."""
+def _train_step(run: _Run, batch: dict[str, Any], epoch: int, lr: float, alpha: float, warm: float = 1.0):
+    """Forward, loss at ``alpha``, a finite-loss check on every rank, backward, gradient norms (and clipping),
+    optimizer step at ``warm`` times the scheduler's lr. Returns (LossParts, batch size)."""
     import torch
 
     from sranet.model.loss import sranet_loss
@@ -321,7 +359,7 @@ def _train_step(run: _Run, batch: dict[str, Any], epoch: int, lr: float):
     x = batch["volume"].to(ctx.device, non_blocking=True)
     with _autocast(config, ctx.device):
         out = run.model(x)
-    loss = sranet_loss(out, batch["label"].to(ctx.device), batch["targets"].to(ctx.device), config.alpha)
+    loss = sranet_loss(out, batch["label"].to(ctx.device), batch["targets"].to(ctx.device), alpha)
     finite = torch.isfinite(loss.total.detach()).float()
     if ctx.distributed:
         torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
@@ -331,22 +369,45 @@ def _train_step(run: _Run, batch: dict[str, Any], epoch: int, lr: float):
             hint="Lower --lr, turn --amp off, or check the cache for NaN volumes.")
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(loss.total).backward()
+    run.scaler.unscale_(run.optimizer)
+    run.gradients.step()
+    groups = run.optimizer.param_groups
+    scheduled = [g["lr"] for g in groups]
+    for g in groups:  # the warm-up scales this step only; StepLR keeps stepping from the scheduled lr
+        g["lr"] *= warm
     run.scaler.step(run.optimizer)
     run.scaler.update()
+    for g, value in zip(groups, scheduled, strict=True):
+        g["lr"] = value
     return loss, len(x)
 
 
 def _validate(run: _Run, epoch: int, record: dict[str, Any]) -> None:
-    """Score the val split (rank 0): loss, AUC, Youden threshold and the metrics at it; update the best epoch."""
+    """Score the val split (rank 0): loss terms, AUC, Youden threshold and the metrics at it, attention and ReLU
+    diagnostics, localisation on visible lesions; update the best epoch."""
+    from sranet.train.diagnostics import ReLUMonitor, attention_stats
+    from sranet.train.evaluate import localisation_from_patches
+
     config = run.config
-    labels, probs, _, val_loss = predict_split(run.raw_model, run.val_set, run.ctx.device, config, config.batch_size)
-    threshold = youden_threshold(labels, probs)
-    val = summarize(labels, probs, threshold)
-    record.update({"val_loss": val_loss, **{f"val_{k}": v for k, v in val.items()}})
-    auc = roc_auc(labels, probs)
+    t0 = time.perf_counter()
+    with ReLUMonitor(run.raw_model) as relu:
+        pred = predict_split(run.raw_model, run.val_set, run.ctx.device, config, config.batch_size)
+    threshold = youden_threshold(pred.labels, pred.probs)
+    val = summarize(pred.labels, pred.probs, threshold)
+    loc = localisation_from_patches(pred.attention, run.val_lesion_patches, pred.labels)
+    dead, zero = relu.result()
+    record.update({"val_loss": pred.loss, "val_loss_classification": pred.loss_classification,
+                   "val_loss_structure": pred.loss_structure, **{f"val_{k}": v for k, v in val.items()},
+                   "val_top_patch_hit_rate": loc["top_patch_hit_rate"],
+                   "val_lesion_attention_mass": loc["lesion_attention_mass"],
+                   "val_lesion_chance_level": loc["chance_level"], "val_lesion_cases": loc["n_cases"],
+                   "attn_patches": int(pred.attention.shape[1]),
+                   **attention_stats(pred.attention, pred.attention_logits, pred.targets),
+                   "dead_relu": dead, "zero_activation": zero, "val_seconds": round(time.perf_counter() - t0, 3)})
+    auc = roc_auc(pred.labels, pred.probs)
     best = run.best
-    if auc > best["auc"] or (auc == best["auc"] and val_loss < best["val_loss"]):
-        run.best = {"auc": auc, "val_loss": val_loss, "epoch": epoch + 1, "threshold": threshold}
+    if auc > best["auc"] or (auc == best["auc"] and pred.loss < best["val_loss"]):
+        run.best = {"auc": auc, "val_loss": pred.loss, "epoch": epoch + 1, "threshold": threshold}
 
 
 def _write_epoch(run: _Run, epoch: int, record: dict[str, Any], validated: bool) -> None:
@@ -364,6 +425,17 @@ def _write_epoch(run: _Run, epoch: int, record: dict[str, Any], validated: bool)
     if validated and run.best["epoch"] == epoch + 1:
         checkpoint.save_checkpoint(run.best_path, threshold=run.best["threshold"], **common)
     checkpoint.save_checkpoint(run.last_path, threshold=threshold_now, **common)
+    _write_plots(run)
+
+
+def _write_plots(run: _Run) -> None:
+    """RUN/plots/diagnostics.png from the history so far (rewritten every epoch, so a stopped run has it too)."""
+    from sranet.train.diagnostics import diagnostics_png
+
+    cfg = run.config
+    title = (f"{cfg.model} seed {cfg.seed}: lr {cfg.lr:g}, batch {cfg.batch_size}, alpha {cfg.alpha:g}, "
+             f"augment {cfg.augment}  ({run.out_dir.name})")
+    diagnostics_png(run.history, run.out_dir / "plots" / "diagnostics.png", title=title)
 
 
 def _epoch_line(record: dict[str, Any], epochs: int) -> str:
