@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sranet.config import MODEL_PRESETS, ModelConfig, _ConfigMixin, _from_dict
+from sranet.data.augment import AUGMENT_MODES
 from sranet.errors import ConfigError, check_choice
 
 AMP_CHOICES = ("off", "bf16", "fp16")
@@ -29,7 +30,9 @@ class TrainConfig(_ConfigMixin):
     batch_size      volumes per optimizer step (per process under torchrun).
     alpha           loss = alpha * l_c + (1 - alpha) * l_s (0..1).
     min_bone_fraction  f_n = 1 when patch n holds any bone (0, the paper rule) or at least this fraction of bone.
-    augment         random flips + crop-zoom/affine on training volumes (sranet.data.augment).
+    augment         random flips + a geometric transform on training volumes (sranet.data.augment).
+    augment_mode    the transform: "crop_zoom" (the reference loader's), "head_crop_zoom" (keeps the central
+                    femoral-head box, so a lesion is never cut out), "affine" or "none" (flips only).
     seed            seeds initialisation, data order and augmentation.
     workers         DataLoader worker processes (0 = load in the main process).
     device          "cpu", "cuda", "cuda:N" or "auto".
@@ -54,6 +57,7 @@ class TrainConfig(_ConfigMixin):
     alpha: float = 0.9
     min_bone_fraction: float = 0.0
     augment: bool = True
+    augment_mode: str = "crop_zoom"
     seed: int = 0
     workers: int = 0
     device: str = "cpu"
@@ -71,6 +75,7 @@ class TrainConfig(_ConfigMixin):
         check_choice("amp", self.amp, AMP_CHOICES)
         check_choice("init", self.init, INIT_CHOICES)
         check_choice("sampler", self.sampler, SAMPLER_CHOICES)
+        check_choice("augment_mode", self.augment_mode, AUGMENT_MODES)
         for name in ("epochs", "batch_size", "lr_step_epochs", "val_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

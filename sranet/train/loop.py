@@ -76,7 +76,7 @@ def _check_splits(index, cfg: TrainConfig) -> None:
 
 # Settings that define the optimisation; resuming with other values would silently change the run, so it is refused.
 RESUME_FIXED = ("model", "lr", "weight_decay", "lr_step_epochs", "lr_gamma", "batch_size", "alpha",
-                "min_bone_fraction", "augment", "seed", "init", "warmup_epochs", "grad_clip", "sampler",
+                "min_bone_fraction", "augment", "augment_mode", "seed", "init", "warmup_epochs", "grad_clip", "sampler",
                 "alpha_start", "alpha_ramp_epochs")
 
 
@@ -259,7 +259,8 @@ def _open_run(config: TrainConfig, index, ctx, out_dir: Path, resume: bool, star
     if ctx.distributed:
         run.model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[ctx.device] if ctx.device.type == "cuda" else None)
-    run.train_set = CachedDataset(index, "train", augment_cfg=AugmentConfig() if config.augment else None,
+    augment_cfg = AugmentConfig(mode=config.augment_mode) if config.augment else None
+    run.train_set = CachedDataset(index, "train", augment_cfg=augment_cfg,
                                   seed=config.seed, min_bone_fraction=config.min_bone_fraction)
     run.val_set = CachedDataset(index, "val", seed=config.seed, min_bone_fraction=config.min_bone_fraction)
     if config.sampler == "balanced":
