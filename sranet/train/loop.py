@@ -402,6 +402,7 @@ def _validate(run: _Run, epoch: int, record: dict[str, Any]) -> None:
                    "val_top_patch_hit_rate": loc["top_patch_hit_rate"],
                    "val_lesion_attention_mass": loc["lesion_attention_mass"],
                    "val_lesion_chance_level": loc["chance_level"], "val_lesion_cases": loc["n_cases"],
+                   "val_auc_visible": _auc_visible(pred.labels, pred.probs, run.val_lesion_patches),
                    "attn_patches": int(pred.attention.shape[1]),
                    **attention_stats(pred.attention, pred.attention_logits, pred.targets),
                    "dead_relu": dead, "zero_activation": zero, "val_seconds": round(time.perf_counter() - t0, 3)})
@@ -409,6 +410,16 @@ def _validate(run: _Run, epoch: int, record: dict[str, Any]) -> None:
     best = run.best
     if auc > best["auc"] or (auc == best["auc"] and pred.loss < best["val_loss"]):
         run.best = {"auc": auc, "val_loss": pred.loss, "epoch": epoch + 1, "threshold": threshold}
+
+
+def _auc_visible(labels: np.ndarray, probs: np.ndarray, lesions: list[np.ndarray | None]) -> float | None:
+    """AUC of negatives against the positives whose lesion mask is not empty (CT-visible lesions; ARCO stage I is
+    invisible on CT). None unless every positive has a lesion mask (synthetic or annotated data)."""
+    positives = labels == 1
+    if not positives.any() or any(lesions[i] is None for i in np.flatnonzero(positives)):
+        return None
+    keep = ~positives | np.array([flags is not None and bool(flags.any()) for flags in lesions])
+    return roc_auc(labels[keep], probs[keep])
 
 
 def _write_epoch(run: _Run, epoch: int, record: dict[str, Any], validated: bool) -> None:
