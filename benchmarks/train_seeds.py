@@ -71,8 +71,8 @@ def epochs_to(history: list[dict[str, Any]], key: str, level: float) -> int | No
 
 
 def auc_ceiling(cache: Path, split: str) -> float | None:
-    """The AUC of an oracle on ``split`` that calls every CT-visible positive and nothing else: ARCO stage I
-    positives are invisible on CT by design, so they tie with the negatives (each pair counts 1/2)."""
+    """The expected AUC of an oracle on ``split`` that calls every CT-visible positive and nothing else: ARCO
+    stage I positives are invisible on CT by definition, so they rank among the negatives at random (1/2 a pair)."""
     from sranet.data.dataset import read_cache
 
     cases = read_cache(cache).split(split)
@@ -117,7 +117,7 @@ def run_seed(cfg, cache: Path, run_dir: Path, data_seed: int) -> dict[str, Any]:
     result = train(cfg, cache, run_dir, log=lambda line: print(f"  seed {cfg.seed}: {line}", flush=True))
     wall_s = time.perf_counter() - t0
     metrics = evaluate(result.best_path, cache, "test", run_dir / "eval", overlays=0)
-    loc = metrics["localisation"]
+    loc = metrics["localisation_visible"]
     history = result.history
     train_s = sum(r.get("train_seconds", 0.0) for r in history)
     volumes = sum(r.get("train_volumes", 0) for r in history)
@@ -132,6 +132,7 @@ def run_seed(cfg, cache: Path, run_dir: Path, data_seed: int) -> dict[str, Any]:
         "test_n_positive": metrics["n_positive"],
         "top_patch_hit_rate": loc["top_patch_hit_rate"],
         "lesion_cases": loc["n_cases"],
+        "top_patch_hit_rate_all_lesion_masks": metrics["localisation"]["top_patch_hit_rate"],
         "lesion_attention_mass": loc["lesion_attention_mass"],
         "lesion_chance_level": loc["chance_level"],
         "best_epoch": result.best_epoch,

@@ -11,7 +11,8 @@ Attention localisation (cases with a lesion mask and label 1): a patch is a lesi
 lesion mask falls in it. ``top_patch_hit_rate`` = fraction of cases whose highest-attention patch is a lesion
 patch; ``lesion_attention_mass`` = mean over cases of the summed attention on lesion patches. Both are reported
 next to their chance level (the mean fraction of patches that are lesion patches), since a lesion that covers many
-patches is easy to "hit".
+patches is easy to "hit". ``localisation_visible`` gives the same scores over the positives with a CT-visible
+lesion: ARCO stage I is invisible on CT by definition (a phantom's stage-I mask marks where the lesion would be).
 """
 
 from __future__ import annotations
@@ -34,6 +35,17 @@ def lesion_patches(lesion: np.ndarray, grid: int) -> np.ndarray:
     p = S // grid
     blocks = (lesion > 0).reshape(grid, p, grid, p, grid, p)
     return blocks.any(axis=(1, 3, 5)).reshape(-1)
+
+
+def visible_lesion_patches(dataset, lesions: list[np.ndarray | None] | None = None) -> list[np.ndarray | None]:
+    """Per case of a CachedDataset: (N,) lesion patch flags where the case has a lesion mask with voxels and its
+    ARCO stage is not I (invisible on CT by definition; a phantom's stage-I mask marks where the lesion would be),
+    else None. ``lesions``: the dataset's lesion masks when already loaded."""
+    flags = []
+    for i, case in enumerate(dataset.cases):
+        lesion = None if case.stage == 1 else (dataset.load_lesion(i) if lesions is None else lesions[i])
+        flags.append(None if lesion is None or not lesion.any() else lesion_patches(lesion, dataset.index.grid))
+    return flags
 
 
 def localisation(attention: np.ndarray, lesions: list[np.ndarray | None], labels: np.ndarray, grid: int) -> dict[str, Any]:
@@ -105,6 +117,7 @@ def evaluate(ckpt_path: str | Path, cache_dir: str | Path, split: str, out_dir: 
     fpr, tpr, thr = roc_curve(labels, probs)
     lesions = [dataset.load_lesion(i) for i in range(len(dataset))]
     metrics["localisation"] = localisation(attention, lesions, labels, ckpt.model_config.grid)
+    metrics["localisation_visible"] = localisation_from_patches(attention, visible_lesion_patches(dataset, lesions), labels)
     metrics["roc"] = {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": thr.tolist()}
     metrics.update({"split": split, "checkpoint": str(ckpt_path), "checkpoint_epoch": ckpt.epoch,
                     "sensitivity_definition": "TP/(TP+FN)"})

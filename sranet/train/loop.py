@@ -175,7 +175,8 @@ class _Run:
     history: list[dict[str, Any]] = field(default_factory=list)
     start_time: float = 0.0
     gradients: Any = None  # sranet.train.diagnostics.GradientMonitor
-    val_lesion_patches: list[np.ndarray | None] = field(default_factory=list)  # (N,) bool per val case, or None
+    # (N,) bool lesion patches per val case with a CT-visible lesion (a lesion mask, ARCO stage not I), else None
+    val_lesion_patches: list[np.ndarray | None] = field(default_factory=list)
 
     @property
     def raw_model(self):
@@ -243,7 +244,7 @@ def _open_run(config: TrainConfig, index, ctx, out_dir: Path, resume: bool, star
     from sranet.data.dataset import BalancedSampler, CachedDataset
     from sranet.model.sranet import SRANet, initialize
     from sranet.train.diagnostics import GradientMonitor
-    from sranet.train.evaluate import lesion_patches
+    from sranet.train.evaluate import visible_lesion_patches
 
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
@@ -273,8 +274,7 @@ def _open_run(config: TrainConfig, index, ctx, out_dir: Path, resume: bool, star
     run.scaler = torch.amp.GradScaler("cuda", enabled=config.amp == "fp16" and ctx.device.type == "cuda")
     run.gradients = GradientMonitor(model, clip=config.grad_clip or None)
     if ctx.is_main:
-        run.val_lesion_patches = [None if (lesion := run.val_set.load_lesion(i)) is None
-                                  else lesion_patches(lesion, index.grid) for i in range(len(run.val_set))]
+        run.val_lesion_patches = visible_lesion_patches(run.val_set)
     return run
 
 
@@ -402,7 +402,7 @@ def _validate(run: _Run, epoch: int, record: dict[str, Any]) -> None:
                    "val_top_patch_hit_rate": loc["top_patch_hit_rate"],
                    "val_lesion_attention_mass": loc["lesion_attention_mass"],
                    "val_lesion_chance_level": loc["chance_level"], "val_lesion_cases": loc["n_cases"],
-                   "val_auc_visible": _auc_visible(pred.labels, pred.probs, run.val_lesion_patches),
+                   "val_auc_visible": _auc_visible(pred.labels, pred.probs, run.val_set.cases),
                    "attn_patches": int(pred.attention.shape[1]),
                    **attention_stats(pred.attention, pred.attention_logits, pred.targets),
                    "dead_relu": dead, "zero_activation": zero, "val_seconds": round(time.perf_counter() - t0, 3)})
@@ -412,13 +412,13 @@ def _validate(run: _Run, epoch: int, record: dict[str, Any]) -> None:
         run.best = {"auc": auc, "val_loss": pred.loss, "epoch": epoch + 1, "threshold": threshold}
 
 
-def _auc_visible(labels: np.ndarray, probs: np.ndarray, lesions: list[np.ndarray | None]) -> float | None:
-    """AUC of negatives against the positives whose lesion mask is not empty (CT-visible lesions; ARCO stage I is
-    invisible on CT). None unless every positive has a lesion mask (synthetic or annotated data)."""
-    positives = labels == 1
-    if not positives.any() or any(lesions[i] is None for i in np.flatnonzero(positives)):
+def _auc_visible(labels: np.ndarray, probs: np.ndarray, cases) -> float | None:
+    """AUC of the negatives against the positives whose ARCO stage is known and not I (stage I is invisible on CT
+    by definition, so it caps the AUC below 1). None when a positive has no stage."""
+    stages = [c.stage for c in cases]
+    if any(s is None for s, y in zip(stages, labels, strict=True) if y == 1):
         return None
-    keep = ~positives | np.array([flags is not None and bool(flags.any()) for flags in lesions])
+    keep = np.array([y == 0 or s != 1 for s, y in zip(stages, labels, strict=True)])
     return roc_auc(labels[keep], probs[keep])
 
 
