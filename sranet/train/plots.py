@@ -114,11 +114,12 @@ PALETTE = [(200, 80, 20), (40, 40, 220), (40, 160, 40), (160, 40, 160), (0, 140,
 
 
 def line_panel(series: list[tuple[str, list[float], list[float]]], title: str, *, log_y: bool = False,
-               y_range: tuple[float, float] | None = None, width_px: int = 430, height_px: int = 270) -> np.ndarray:
+               y_range: tuple[float, float] | None = None, width_px: int = 430, height_px: int = 300) -> np.ndarray:
     """One line chart as a BGR image: ``series`` is [(label, xs, ys)]; NaN/None points are skipped. ``log_y`` plots
     log10 of positive values; ``y_range`` fixes the axis (default: the data's range)."""
     img = np.full((height_px, width_px, 3), 255, np.uint8)
-    left, right, top, bottom = 48, 10, 24, 26
+    legend_rows = (len(series) + 1) // 2
+    left, right, top, bottom = 48, 10, 24 + 14 * legend_rows, 26  # the legend sits between title and plot
     w, h = width_px - left - right, height_px - top - bottom
     clean = []
     for label, xs, ys in series:
@@ -153,7 +154,7 @@ def line_panel(series: list[tuple[str, list[float], list[float]]], title: str, *
             cv2.polylines(img, [xy], False, color, 2, cv2.LINE_AA)
         elif len(xy) == 1:
             cv2.circle(img, tuple(int(v) for v in xy[0]), 3, color, -1)
-        _text(img, label, (left + 6 + (n % 2) * (w // 2), top + 14 + (n // 2) * 14), 0.36, color)
+        _text(img, label, (left + 6 + (n % 2) * (w // 2), 34 + (n // 2) * 14), 0.36, color)
     return img
 
 
