@@ -3,7 +3,8 @@
 For each seed: train (the small configuration: ``demo_train_config()``, what ``sranet demo`` trains; the paper
 configuration: ``TrainConfig()``, the defaults of ``sranet train``), evaluate the best checkpoint on the held-out
 test split, and record test AUC, sensitivity, specificity, the top-attention patch's lesion hit rate over
-visible-lesion positives, the epoch at which validation AUC first reached 0.9, wall time and training volumes/s.
+visible-lesion positives, the epoch at which validation AUC first reached 0.9, wall time (training and validation
+summed over epochs; checkpoint writes left out) and training volumes/s.
 
 The data are the demo's: 160 phantoms (``sranet synth`` with the demo's shape and 60/20/20 splits), prepared with
 the demo's bone window at the model's input size. They are generated once under --work and reused. With
@@ -26,7 +27,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -108,20 +108,23 @@ def lesion_cut_rates(cache: Path, draws: int = 4, cut_fraction: float = 0.1) -> 
     return rates
 
 
-def run_seed(cfg, cache: Path, run_dir: Path, data_seed: int) -> dict[str, Any]:
+def run_seed(cfg, cache: Path, run_dir: Path, data_seed: int, resume: bool) -> dict[str, Any]:
     from sranet.train.evaluate import evaluate
     from sranet.train.loop import train
 
     load_start = os.getloadavg()[0]
-    t0 = time.perf_counter()
-    result = train(cfg, cache, run_dir, log=lambda line: print(f"  seed {cfg.seed}: {line}", flush=True))
-    wall_s = time.perf_counter() - t0
+    resumed_at = _epochs_done(run_dir) if resume else 0
+    earlier = run_dir / "sweep_seed.json"  # what the invocation that trained these epochs recorded
+    earlier_load = json.loads(earlier.read_text())["load_average_1min"] if resume and earlier.is_file() else None
+    result = train(cfg, cache, run_dir, resume=resumed_at > 0,
+                   log=lambda line: print(f"  seed {cfg.seed}: {line}", flush=True))
+    wall_s = sum(r.get("train_seconds", 0.0) + r.get("val_seconds", 0.0) for r in result.history)
     metrics = evaluate(result.best_path, cache, "test", run_dir / "eval", overlays=0)
     loc = metrics["localisation_visible"]
     history = result.history
     train_s = sum(r.get("train_seconds", 0.0) for r in history)
     volumes = sum(r.get("train_volumes", 0) for r in history)
-    return {
+    record = {
         "seed": cfg.seed,
         "data_seed": data_seed,
         "test_auc": metrics["auc"],
@@ -146,8 +149,20 @@ def run_seed(cfg, cache: Path, run_dir: Path, data_seed: int) -> dict[str, Any]:
         "train_s": round(train_s, 1),
         "train_volumes_per_s": round(volumes / train_s, 2) if train_s else None,
         "load_average_1min": {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)},
+        "resumed_after_epoch": resumed_at,  # > 0: those epochs ran in an earlier invocation, under another load
+        "load_average_1min_earlier": earlier_load,
         "val_auc_by_epoch": [round(r["val_auc"], 4) if r.get("val_auc") is not None else None for r in history],
     }
+    earlier.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def _epochs_done(run_dir: Path) -> int:
+    """Epochs an earlier invocation completed in ``run_dir`` (0 when it has no last.pt)."""
+    metrics = run_dir / "metrics.jsonl"
+    if not (run_dir / "last.pt").is_file() or not metrics.is_file():
+        return 0
+    return sum(1 for line in metrics.read_text().splitlines() if line.strip())
 
 
 def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -176,11 +191,11 @@ def sweep(args) -> Path:
         data_seed = seed if args.vary_data else args.data_seed
         cache = prepare_data(work, data_seed, cfg.model_config.input_size, args.cases)
         run_dir = work / f"{args.config}{'-' + args.tag if args.tag else ''}-d{data_seed}-s{seed}"
-        if run_dir.exists():
+        if run_dir.exists() and not args.resume:
             import shutil
 
             shutil.rmtree(run_dir)
-        r = run_seed(cfg.replace(seed=seed), cache, run_dir, data_seed)
+        r = run_seed(cfg.replace(seed=seed), cache, run_dir, data_seed, args.resume)
         print(f"seed {seed}: test AUC {r['test_auc']:.3f}, sens {r['test_sensitivity']:.2f}, spec "
               f"{r['test_specificity']:.2f}, top patch in lesion {r['top_patch_hit_rate']}, val AUC >= 0.9 at epoch "
               f"{r['epochs_to_val_auc_0.9']}, {r['wall_s']:.0f} s", flush=True)
@@ -283,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", default=str(ROOT / "runs" / "train_seeds"), help="data and run folders")
     ap.add_argument("--tag", default="", help="suffix of the result file and run folders")
     ap.add_argument("--out", default="", help="result JSON (default benchmarks/results/train_seeds_<config>.json)")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue (or just evaluate) runs an earlier invocation left in --work instead of restarting")
     ap.add_argument("--tables", action="store_true", help="only rewrite the tables from the committed JSON")
     args = ap.parse_args(argv)
     if args.tables:

@@ -57,16 +57,16 @@ class TrainConfig(_ConfigMixin):
     alpha: float = 0.9
     min_bone_fraction: float = 0.0
     augment: bool = True
-    augment_mode: str = "crop_zoom"
+    augment_mode: str = "head_crop_zoom"
     seed: int = 0
     workers: int = 0
     device: str = "cpu"
     amp: str = "off"
     val_every: int = 1
-    init: str = "torch"
-    warmup_epochs: int = 0
-    grad_clip: float = 0.0
-    sampler: str = "random"
+    init: str = "kaiming"
+    warmup_epochs: int = 1
+    grad_clip: float = 5.0
+    sampler: str = "balanced"
     alpha_start: float = 1.0
     alpha_ramp_epochs: int = 0
 
