@@ -151,10 +151,27 @@ def run_seed(cfg, cache: Path, run_dir: Path, data_seed: int, resume: bool) -> d
         "load_average_1min": {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)},
         "resumed_after_epoch": resumed_at,  # > 0: those epochs ran in an earlier invocation, under another load
         "load_average_1min_earlier": earlier_load,
-        "val_auc_by_epoch": [round(r["val_auc"], 4) if r.get("val_auc") is not None else None for r in history],
+        "history": [compact(r) for r in history],
     }
     earlier.write_text(json.dumps(record, indent=2) + "\n")
     return record
+
+
+HISTORY_KEYS = ("train_loss_classification", "train_loss_structure", "val_auc", "val_auc_visible",
+                "val_top_patch_hit_rate", "attn_effective_patches", "attn_top_share", "attn_logit_range",
+                "attn_onehot_share", "attn_uniform_share", "train_target_share", "grad_norm_total",
+                "grad_clipped_share", "train_seconds")
+
+
+def compact(record: dict[str, Any]) -> dict[str, Any]:
+    """The per-epoch diagnostics the sweep keeps (metrics.jsonl has them all), rounded."""
+    out: dict[str, Any] = {"epoch": record["epoch"]}
+    for key in HISTORY_KEYS:
+        value = record.get(key)
+        out[key] = round(value, 4) if isinstance(value, float) else value
+    for key in ("dead_relu", "grad_norm"):
+        out[key] = {k: round(v, 4) for k, v in (record.get(key) or {}).items()}
+    return out
 
 
 def _epochs_done(run_dir: Path) -> int:
