@@ -15,6 +15,7 @@ seed); otherwise every seed trains on the phantoms of ``--data-seed``.
     .venv/bin/python benchmarks/train_seeds.py --config small --seeds 0,1,2 --vary-data      # `sranet demo --seed S`
     .venv/bin/python benchmarks/train_seeds.py --config paper --seeds 0,1 --epochs 40
     .venv/bin/python benchmarks/train_seeds.py --tables      # rewrite the tables in docs/training.md and README.md
+    .venv/bin/python benchmarks/train_seeds.py --init-probe  # fresh models per init scheme -> train_init_probe.json
 
 Writes benchmarks/results/train_seeds_<config>[_<tag>].json (machine, versions, command, date, the training
 config, per-seed results, the load average at the start and end of each seed: other processes on the machine
@@ -246,6 +247,57 @@ def sweep(args) -> Path:
     return out
 
 
+def init_probe(cache: Path, preset: str, volumes: int = 8) -> list[dict[str, Any]]:
+    """The state a fresh model starts from, per initialisation scheme, on ``volumes`` validation phantoms: the patch
+    embedding's scale, how much the logit varies across volumes, the attention's spread, and the gradient norm of
+    l_c alone per block (what the classifier can move at step one)."""
+    import torch
+
+    from sranet.config import ModelConfig
+    from sranet.data.dataset import CachedDataset, read_cache
+    from sranet.model.sranet import INIT_SCHEMES, SRANet, initialize, patchify
+    from sranet.train.diagnostics import attention_stats, gradient_blocks
+
+    ds = CachedDataset(read_cache(cache), "val")
+    items = [ds[i] for i in range(0, len(ds), max(1, len(ds) // volumes))][:volumes]
+    x = torch.stack([t["volume"] for t in items])
+    y = torch.stack([t["label"] for t in items])
+    rows = []
+    for scheme in INIT_SCHEMES:
+        torch.manual_seed(0)
+        model = initialize(SRANet(ModelConfig.preset(preset)), scheme)
+        out = model(x)
+        torch.nn.functional.binary_cross_entropy_with_logits(out.logit, y).backward()
+        with torch.no_grad():
+            h = model.patch_cnn(patchify(x, model.cfg.grid))  # (B*N, M)
+        attn = attention_stats(out.attention.detach().numpy(), out.attention_logits.detach().numpy())
+        rows.append({"init": scheme, "volumes": len(items), "embedding_rms": float(h.pow(2).mean().sqrt()),
+                     "logit_std_across_volumes": float(out.logit.std()),
+                     "attn_effective_patches": attn["attn_effective_patches"],
+                     "attn_logit_range": attn["attn_logit_range"],
+                     "grad_norm_l_c": {k: float(torch.cat([p.grad.flatten() for p in v]).norm())
+                                       for k, v in gradient_blocks(model).items()}})
+        print(preset, rows[-1], flush=True)
+    return rows
+
+
+def probe(args) -> Path:
+    from sranet.bench.env import collect_environment, machine_label
+
+    env = collect_environment(argv=[Path(sys.executable).name, *sys.argv])
+    results = {}
+    for name in ("small", "paper"):
+        cfg = train_config(name, None, {})
+        results[name] = init_probe(prepare_data(Path(args.work), args.data_seed, cfg.model_config.input_size,
+                                                args.cases), cfg.model)
+    doc = {"benchmark": "train_init_probe", "what": "a fresh model on 8 validation phantoms, per init scheme",
+           "machine": machine_label(env, gpu=False), "environment": env, "results": results}
+    out = Path(args.out) if args.out else RESULTS / "train_init_probe.json"
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {out}")
+    return out
+
+
 # ---- tables: docs/training.md and README.md, generated from the committed JSON ----------------------------------
 
 def _f(x, d: int = 3) -> str:
@@ -318,9 +370,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true",
                     help="continue (or just evaluate) runs an earlier invocation left in --work instead of restarting")
     ap.add_argument("--tables", action="store_true", help="only rewrite the tables from the committed JSON")
+    ap.add_argument("--init-probe", action="store_true", help="only measure fresh models per init scheme")
     args = ap.parse_args(argv)
     if args.tables:
         tables()
+    elif args.init_probe:
+        probe(args)
     else:
         sweep(args)
     return 0
