@@ -16,6 +16,7 @@ training steps. Keys written per validated epoch (N patches, n validation volume
     val_lesion_attention_mass, val_lesion_chance_level
     dead_relu               {layer: share of its channels that are 0 on every validation volume and patch}
     zero_activation         {layer: share of its activations that are 0}
+                            (convolution maps are sampled at every s-th voxel per axis, at most 8 per axis)
 and per trained epoch:
     grad_norm               {block: mean over steps of the block's gradient L2 norm, before clipping}
     grad_norm_total         mean over steps of the whole model's gradient norm (max in grad_norm_total_max)
@@ -92,7 +93,8 @@ def _relu_layers(model) -> dict[str, Any]:
 
 class ReLUMonitor:
     """Context manager: forward hooks on every ReLU of ``model`` that count, per layer, the channels that are ever
-    positive and the activations that are 0. ``result()`` -> (dead_relu, zero_activation) dicts {layer: share}."""
+    positive and the activations that are 0 (convolution maps sampled at every s-th voxel per axis, at most 8 per
+    axis). ``result()`` -> (dead_relu, zero_activation) dicts {layer: share}."""
 
     def __init__(self, model):
         self.layers = _relu_layers(model)
@@ -103,11 +105,16 @@ class ReLUMonitor:
 
     def _hook(self, name: str):
         def record(_module, _inputs, output):
-            y = output.detach()  # (B*N, C, ...) conv maps or (B*N, M) embeddings
-            dims = [d for d in range(y.dim()) if d != 1]
-            active = (y > 0).any(dim=dims[0]) if y.dim() == 2 else (y > 0).flatten(2).any(dim=2).any(dim=0)
+            import torch
+
+            y = output.detach()  # (B*N, C, d, d, d) conv maps or (B*N, M) embeddings
+            if y.dim() == 5:  # every s-th voxel per axis, at most 8 per axis: a full pass over conv1's maps
+                step = -(-y.shape[-1] // 8)  # of the paper configuration costs as much as the convolution itself
+                y = y[:, :, ::step, ::step, ::step].contiguous()
+            dims = [0] + list(range(2, y.dim()))
+            active = y.amax(dim=dims) > 0  # (C,)
             self.alive[name] = active if name not in self.alive else self.alive[name] | active
-            self.zeros[name] = self.zeros.get(name, 0.0) + float((y <= 0).sum())
+            self.zeros[name] = self.zeros.get(name, 0.0) + float(y.numel() - torch.count_nonzero(y))
             self.counts[name] = self.counts.get(name, 0.0) + float(y.numel())
         return record
 
