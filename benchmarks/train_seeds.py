@@ -109,7 +109,33 @@ def lesion_cut_rates(cache: Path, draws: int = 4, cut_fraction: float = 0.1) -> 
     return rates
 
 
-def run_seed(cfg, cache: Path, run_dir: Path, data_seed: int, resume: bool) -> dict[str, Any]:
+def test_every_epoch(cache: Path, device: str):
+    """An ``on_epoch`` callback that scores the model on the test split after every epoch (analysis only: the
+    checkpoint is chosen on validation as always). Returns (callback, {epoch: test AUC})."""
+    from sranet.data.dataset import CachedDataset, read_cache
+    from sranet.train.distributed import resolve_device
+    from sranet.train.loop import predict_split
+    from sranet.train.metrics import roc_auc
+
+    test_set = CachedDataset(read_cache(cache), "test")
+    aucs: dict[int, float] = {}
+
+    def on_epoch(record, model):
+        pred = predict_split(model, test_set, resolve_device(device), None, 8)
+        aucs[record["epoch"]] = roc_auc(pred.labels, pred.probs)
+
+    return on_epoch, aucs
+
+
+def selected_epochs(history: list[dict[str, Any]]) -> dict[str, int]:
+    """The epoch each selection rule picks from the validation records (as sranet.train.loop does)."""
+    validated = [r for r in history if r.get("val_auc") is not None]
+    by_auc = max(validated, key=lambda r: (r["val_auc"], -r["val_loss"], -r["epoch"]))
+    by_loss = min(validated, key=lambda r: (r["val_loss_classification"], r["epoch"]))
+    return {"val_auc": by_auc["epoch"], "val_loss": by_loss["epoch"], "last": history[-1]["epoch"]}
+
+
+def run_seed(cfg, cache: Path, run_dir: Path, data_seed: int, resume: bool, every_epoch: bool) -> dict[str, Any]:
     from sranet.train.evaluate import evaluate
     from sranet.train.loop import train
 
@@ -117,7 +143,8 @@ def run_seed(cfg, cache: Path, run_dir: Path, data_seed: int, resume: bool) -> d
     resumed_at = _epochs_done(run_dir) if resume else 0
     earlier = run_dir / "sweep_seed.json"  # what the invocation that trained these epochs recorded
     earlier_load = json.loads(earlier.read_text())["load_average_1min"] if resume and earlier.is_file() else None
-    result = train(cfg, cache, run_dir, resume=resumed_at > 0,
+    on_epoch, test_aucs = test_every_epoch(cache, cfg.device) if every_epoch else (None, {})
+    result = train(cfg, cache, run_dir, resume=resumed_at > 0, on_epoch=on_epoch,
                    log=lambda line: print(f"  seed {cfg.seed}: {line}", flush=True))
     wall_s = sum(r.get("train_seconds", 0.0) + r.get("val_seconds", 0.0) for r in result.history)
     metrics = evaluate(result.best_path, cache, "test", run_dir / "eval", overlays=0)
@@ -129,6 +156,7 @@ def run_seed(cfg, cache: Path, run_dir: Path, data_seed: int, resume: bool) -> d
         "seed": cfg.seed,
         "data_seed": data_seed,
         "test_auc": metrics["auc"],
+        "test_auc_visible": test_auc_visible(run_dir / "eval"),
         "test_sensitivity": metrics["sensitivity"],
         "test_specificity": metrics["specificity"],
         "test_accuracy": metrics["accuracy"],
@@ -154,6 +182,11 @@ def run_seed(cfg, cache: Path, run_dir: Path, data_seed: int, resume: bool) -> d
         "load_average_1min_earlier": earlier_load,
         "history": [compact(r) for r in history],
     }
+    if test_aucs:  # analysis: what the test AUC was at each epoch, and at the epoch each selection rule picks
+        record["test_auc_by_epoch"] = [round(test_aucs[r["epoch"]], 4) if r["epoch"] in test_aucs else None
+                                       for r in history]
+        record["test_auc_if_selected_by"] = {rule: test_aucs.get(epoch)
+                                             for rule, epoch in selected_epochs(history).items()}
     earlier.write_text(json.dumps(record, indent=2) + "\n")
     return record
 
@@ -183,10 +216,29 @@ def _epochs_done(run_dir: Path) -> int:
     return sum(1 for line in metrics.read_text().splitlines() if line.strip())
 
 
+def test_auc_visible(eval_dir: Path) -> float | None:
+    """Test AUC without the ARCO stage-I positives (invisible on CT), from the evaluation's predictions.csv."""
+    import csv
+
+    from sranet.train.metrics import roc_auc
+
+    with (eval_dir / "predictions.csv").open() as f:
+        rows = [r for r in csv.DictReader(f) if not (r["label"] == "1" and r["stage"] == "1")]
+    labels = [int(r["label"]) for r in rows]
+    return roc_auc(labels, [float(r["prob"]) for r in rows]) if 0 < sum(labels) < len(labels) else None
+
+
 def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     aucs = sorted(r["test_auc"] for r in results)
     hits = [r["top_patch_hit_rate"] for r in results if r["top_patch_hit_rate"] is not None]
+    by_rule = {}
+    for rule in ("val_loss", "last"):
+        picked = [r["test_auc_if_selected_by"][rule] for r in results if "test_auc_if_selected_by" in r]
+        if picked and None not in picked:
+            by_rule[f"seeds_test_auc_ge_0.95_if_selected_by_{rule}"] = sum(a >= 0.95 for a in picked)
     return {
+        **by_rule,
+        "seeds_test_auc_visible_eq_1": sum(r["test_auc_visible"] == 1.0 for r in results),
         "seeds": len(results),
         "test_auc_min": aucs[0],
         "test_auc_median": aucs[len(aucs) // 2],
@@ -213,7 +265,8 @@ def sweep(args) -> Path:
             import shutil
 
             shutil.rmtree(run_dir)
-        r = run_seed(cfg.replace(seed=seed), cache, run_dir, data_seed, args.resume)
+        every_epoch = args.test_every_epoch if args.test_every_epoch is not None else args.config == "small"
+        r = run_seed(cfg.replace(seed=seed), cache, run_dir, data_seed, args.resume, every_epoch)
         print(f"seed {seed}: test AUC {r['test_auc']:.3f}, sens {r['test_sensitivity']:.2f}, spec "
               f"{r['test_specificity']:.2f}, top patch in lesion {r['top_patch_hit_rate']}, val AUC >= 0.9 at epoch "
               f"{r['epochs_to_val_auc_0.9']}, {r['wall_s']:.0f} s", flush=True)
@@ -367,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", default=str(ROOT / "runs" / "train_seeds"), help="data and run folders")
     ap.add_argument("--tag", default="", help="suffix of the result file and run folders")
     ap.add_argument("--out", default="", help="result JSON (default benchmarks/results/train_seeds_<config>.json)")
+    ap.add_argument("--test-every-epoch", action=argparse.BooleanOptionalAction, default=None,
+                    help="also score the test split after every epoch, for analysis (default: on for small)")
     ap.add_argument("--resume", action="store_true",
                     help="continue (or just evaluate) runs an earlier invocation left in --work instead of restarting")
     ap.add_argument("--tables", action="store_true", help="only rewrite the tables from the committed JSON")

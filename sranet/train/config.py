@@ -17,6 +17,7 @@ from sranet.errors import ConfigError, check_choice
 AMP_CHOICES = ("off", "bf16", "fp16")
 INIT_CHOICES = ("kaiming", "torch")  # sranet.model.sranet.INIT_SCHEMES (this module stays torch-free)
 SAMPLER_CHOICES = ("random", "balanced")
+SELECT_CHOICES = ("val_auc", "val_loss")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class TrainConfig(_ConfigMixin):
                     batch of even size holds as many positives as negatives).
     alpha_start     alpha at epoch 0 when alpha_ramp_epochs > 0; alpha moves linearly from it to ``alpha``.
     alpha_ramp_epochs  epochs over which alpha moves from alpha_start to alpha (0: alpha throughout).
+    select          which validated epoch becomes best.pt: "val_auc" (highest AUC, ties to the lower loss) or
+                    "val_loss" (lowest classification loss l_c on validation).
     """
 
     model: str = "paper"
@@ -69,6 +72,7 @@ class TrainConfig(_ConfigMixin):
     sampler: str = "balanced"
     alpha_start: float = 1.0
     alpha_ramp_epochs: int = 0
+    select: str = "val_auc"
 
     def __post_init__(self) -> None:
         check_choice("model", self.model, MODEL_PRESETS)
@@ -76,6 +80,7 @@ class TrainConfig(_ConfigMixin):
         check_choice("init", self.init, INIT_CHOICES)
         check_choice("sampler", self.sampler, SAMPLER_CHOICES)
         check_choice("augment_mode", self.augment_mode, AUGMENT_MODES)
+        check_choice("select", self.select, SELECT_CHOICES)
         for name in ("epochs", "batch_size", "lr_step_epochs", "val_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

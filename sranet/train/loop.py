@@ -77,7 +77,7 @@ def _check_splits(index, cfg: TrainConfig) -> None:
 # Settings that define the optimisation; resuming with other values would silently change the run, so it is refused.
 RESUME_FIXED = ("model", "lr", "weight_decay", "lr_step_epochs", "lr_gamma", "batch_size", "alpha",
                 "min_bone_fraction", "augment", "augment_mode", "seed", "init", "warmup_epochs", "grad_clip", "sampler",
-                "alpha_start", "alpha_ramp_epochs")
+                "alpha_start", "alpha_ramp_epochs", "select")
 
 
 def _check_resume(stored: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
@@ -196,7 +196,7 @@ class _Run:
 
 
 def train(config: TrainConfig, cache_dir: str | Path, out_dir: str | Path, *, resume: bool = False,
-          progress: bool = False, log=None) -> TrainResult:
+          progress: bool = False, log=None, on_epoch=None) -> TrainResult:
     """Train SRANet on a prepared cache; write RUN/best.pt, RUN/last.pt and RUN/metrics.jsonl under ``out_dir``.
 
     config     TrainConfig (model preset, epochs, lr, ...).
@@ -204,6 +204,8 @@ def train(config: TrainConfig, cache_dir: str | Path, out_dir: str | Path, *, re
     out_dir    run folder; created if missing. With resume=True it must hold last.pt.
     progress   show tqdm bars (the CLI passes True on a terminal).
     log        callable taking one line of text per epoch (None: silent).
+    on_epoch   callable(record, model) after each epoch's checkpoints, on rank 0 (e.g. a benchmark's extra
+               evaluation); the model is in eval mode and must be left unchanged.
     """
     from sranet.data.dataset import read_cache
     from sranet.train import distributed as dist
@@ -224,6 +226,9 @@ def train(config: TrainConfig, cache_dir: str | Path, out_dir: str | Path, *, re
                 _write_epoch(run, epoch, record, validated)
                 if log is not None:
                     log(_epoch_line(record, config.epochs))
+                if on_epoch is not None:
+                    run.raw_model.eval()
+                    on_epoch(record, run.raw_model)
             dist.barrier(ctx)
     finally:
         dist.cleanup(ctx)
@@ -408,8 +413,13 @@ def _validate(run: _Run, epoch: int, record: dict[str, Any]) -> None:
                    "dead_relu": dead, "zero_activation": zero, "val_seconds": round(time.perf_counter() - t0, 3)})
     auc = roc_auc(pred.labels, pred.probs)
     best = run.best
-    if auc > best["auc"] or (auc == best["auc"] and pred.loss < best["val_loss"]):
-        run.best = {"auc": auc, "val_loss": pred.loss, "epoch": epoch + 1, "threshold": threshold}
+    if config.select == "val_loss":
+        improved = pred.loss_classification < best.get("val_loss_classification", math.inf)
+    else:
+        improved = auc > best["auc"] or (auc == best["auc"] and pred.loss < best["val_loss"])
+    if improved:
+        run.best = {"auc": auc, "val_loss": pred.loss, "val_loss_classification": pred.loss_classification,
+                    "epoch": epoch + 1, "threshold": threshold}
 
 
 def _auc_visible(labels: np.ndarray, probs: np.ndarray, cases) -> float | None:

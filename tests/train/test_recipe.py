@@ -109,3 +109,19 @@ def test_recipe_options_in_a_run(tiny_cache, tmp_path):
     assert {"conv1", "conv2", "embed"} <= set(lines[1]["dead_relu"])
     assert lines[1]["attn_patches"] == 64 and 1 <= lines[1]["attn_effective_patches"] <= 64
     assert (tmp_path / "plots" / "diagnostics.png").is_file() and result.best_path.is_file()
+
+
+def test_select_by_val_loss_and_on_epoch(tiny_cache, tmp_path):
+    seen = []
+
+    def on_epoch(record, model):
+        seen.append((record["epoch"], model.training))
+
+    cfg = TrainConfig(model="tiny", epochs=3, lr=3e-3, batch_size=4, seed=2, select="val_loss", augment=False)
+    result = train(cfg, tiny_cache, tmp_path, on_epoch=on_epoch)
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["val_loss_classification"] for r in lines]
+    assert result.best_epoch == 1 + losses.index(min(losses))
+    assert seen == [(1, False), (2, False), (3, False)]
+    with pytest.raises(ConfigError, match="Did you mean 'val_loss'"):
+        TrainConfig(select="val_los")
