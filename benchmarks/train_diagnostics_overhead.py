@@ -1,10 +1,11 @@
-"""What the training diagnostics cost: training steps and validation passes with and without them, interleaved.
+"""What the training diagnostics cost, next to what they are added to.
 
 ``sranet train`` records per-step gradient norms (``GradientMonitor.step``: one norm per block plus clipping), hooks
 on every ReLU during the validation pass (``ReLUMonitor``), attention statistics per validated epoch, and redraws
-RUN/plots/diagnostics.png every epoch. This script times, in one process and alternating A/B so that other load on
-the machine hits both sides alike (the fastest repeat of each side is compared): a training step (forward, loss, backward, AdamW) with and without the gradient
-monitor; a validation forward with and without the ReLU hooks; and the plot of a 50-epoch history.
+RUN/plots/diagnostics.png every epoch. This script times, in one process and alternating so that other load on the
+machine hits all sides alike (the fastest repeat of each is compared): a training step (forward, loss, backward,
+AdamW), the gradient monitor on that step's gradients, a validation pass of a few batches with and without the
+ReLU hooks and attention statistics, and the plot of a 50-epoch history.
 
     .venv/bin/python benchmarks/train_diagnostics_overhead.py                 # small and paper, random inputs
     .venv/bin/python benchmarks/train_diagnostics_overhead.py --models tiny --repeats 2 --out /tmp/o.json   # check
@@ -26,7 +27,7 @@ import numpy as np
 RESULTS = Path(__file__).parent / "results"
 
 
-def measure(model_name: str, batch: int, repeats: int) -> dict:
+def measure(model_name: str, batch: int, repeats: int, val_batches: int) -> dict:
     import torch
 
     from sranet.config import ModelConfig
@@ -44,43 +45,47 @@ def measure(model_name: str, batch: int, repeats: int) -> dict:
     f = (torch.rand(batch, N) > 0.5).float()
     monitor = GradientMonitor(model, clip=5.0)
 
-    def step(with_monitor: bool) -> float:
+    def step() -> float:
         t0 = time.perf_counter()
         model.train()
         loss = sranet_loss(model(x), y, f, 0.9).total
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if with_monitor:
-            monitor.step()
         opt.step()
         return time.perf_counter() - t0
 
-    def validate(with_hooks: bool) -> float:
+    def monitor_step() -> float:  # on the gradients the last step left
+        t0 = time.perf_counter()
+        monitor.step()
+        return time.perf_counter() - t0
+
+    def validate(with_hooks: bool) -> float:  # val_batches batches, one monitor over the pass as in the loop
         t0 = time.perf_counter()
         model.eval()
         with torch.no_grad():
-            if with_hooks:
-                with ReLUMonitor(model) as relu:
-                    out = model(x)
+            relu = ReLUMonitor(model) if with_hooks else None
+            if relu:
+                relu.__enter__()
+            outs = [model(x) for _ in range(val_batches)]
+            if relu:
+                relu.__exit__(None, None, None)
                 relu.result()
-                attention_stats(out.attention.numpy(), out.attention_logits.numpy(), f.numpy())
-            else:
-                model(x)
+                attention_stats(torch.cat([o.attention for o in outs]).numpy(),
+                                torch.cat([o.attention_logits for o in outs]).numpy(), f.repeat(val_batches, 1).numpy())
         return time.perf_counter() - t0
 
-    step(True), step(False), validate(True), validate(False)  # warm-up
-    times = {k: [] for k in ("step_plain", "step_monitored", "val_plain", "val_hooked")}
-    for _ in range(repeats):
-        times["step_plain"].append(step(False))
-        times["step_monitored"].append(step(True))
+    step(), monitor_step(), validate(True), validate(False)  # warm-up
+    times = {k: [] for k in ("step", "monitor_step", "val_plain", "val_hooked")}
+    for _ in range(repeats):  # A/B alternate, so that other load hits both sides alike
+        times["step"].append(step())
+        times["monitor_step"].append(monitor_step())
         times["val_plain"].append(validate(False))
         times["val_hooked"].append(validate(True))
     best = {k: float(np.min(v)) for k, v in times.items()}  # the least disturbed repeat of each
-    med = {k: float(np.median(v)) for k, v in times.items()}
-    return {"model": model_name, "input_size": S, "batch": batch, "repeats": repeats, "min_s": best,
-            "median_s": med, "samples_s": {k: [round(t, 4) for t in v] for k, v in times.items()},
-            "step_overhead_ratio": best["step_monitored"] / best["step_plain"],
-            "val_overhead_ratio": best["val_hooked"] / best["val_plain"]}
+    return {"model": model_name, "input_size": S, "batch": batch, "val_batches": val_batches, "repeats": repeats,
+            "min_s": best, "samples_s": {k: [round(t, 5) for t in v] for k, v in times.items()},
+            "monitor_share_of_step": best["monitor_step"] / best["step"],
+            "val_hooks_ratio": best["val_hooked"] / best["val_plain"]}
 
 
 def plot_seconds(epochs: int = 50) -> float:
@@ -104,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", nargs="+", default=["small", "paper"])
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=8)
+    ap.add_argument("--val-batches", type=int, default=4, help="batches per timed validation pass")
     ap.add_argument("--out", type=Path, default=RESULTS / "train_diagnostics_overhead.json")
     args = ap.parse_args(argv)
 
@@ -113,16 +119,17 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()[0]
     results = []
     for name in args.models:
-        r = measure(name, args.batch, args.repeats)
-        print(f"{name}: step {r['min_s']['step_plain'] * 1e3:.0f} -> {r['min_s']['step_monitored'] * 1e3:.0f} ms "
-              f"(x{r['step_overhead_ratio']:.3f}); val {r['min_s']['val_plain'] * 1e3:.0f} -> "
-              f"{r['min_s']['val_hooked'] * 1e3:.0f} ms (x{r['val_overhead_ratio']:.3f}) (fastest of each)", flush=True)
+        r = measure(name, args.batch, args.repeats, args.val_batches)
+        m = r["min_s"]
+        print(f"{name}: step {m['step'] * 1e3:.1f} ms, gradient monitor {m['monitor_step'] * 1e3:.2f} ms "
+              f"({r['monitor_share_of_step']:.2%} of a step); validation pass {m['val_plain'] * 1e3:.0f} -> "
+              f"{m['val_hooked'] * 1e3:.0f} ms with hooks (x{r['val_hooks_ratio']:.3f}) (fastest of each)", flush=True)
         results.append(r)
     plot_s = plot_seconds()
     print(f"diagnostics.png of 50 epochs: {plot_s * 1e3:.0f} ms")
     doc = {"benchmark": "train_diagnostics_overhead",
-           "what": "A/B interleaved in one process: training step with/without GradientMonitor (norms + clip), "
-                   "validation forward with/without ReLU hooks and attention statistics; random inputs",
+           "what": "in one process, alternating: a training step, GradientMonitor.step (norms + clip) on its "
+                   "gradients, a validation pass with/without ReLU hooks and attention statistics; random inputs",
            "machine": machine_label(env), "environment": env,
            "load_average_1min": {"start": round(load_start, 2), "end": round(os.getloadavg()[0], 2)},
            "shared_machine_note": "other jobs shared the cores; the A/B ratios are measured alternately within "
