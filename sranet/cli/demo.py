@@ -206,8 +206,7 @@ def _score(records: list[dict], truth: list[dict], cache: Path, threshold: float
     import numpy as np
 
     from sranet.data.dataset import read_cache
-    from sranet.train.evaluate import lesion_patches
-    from sranet.train.metrics import confusion, roc_auc
+    from sranet.train.metrics import confusion, lesion_patches, roc_auc
 
     by_case = {r["case"]: r for r in records}
     cached_index = read_cache(cache)

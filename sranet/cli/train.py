@@ -26,13 +26,23 @@ def train(
     seed: SeedOpt = 0,
     workers: Annotated[int, typer.Option("--workers", help="DataLoader worker processes (0 = main process).")] = 0,
     amp: Annotated[str, typer.Option("--amp", help="Mixed precision: off, bf16 or fp16 (fp16 needs CUDA).")] = "off",
+    init: Annotated[str | None, typer.Option("--init", help="Weight initialisation: kaiming or torch (PyTorch's default). Default: TrainConfig's (docs/training.md).")] = None,
+    warmup: Annotated[int | None, typer.Option("--warmup-epochs", help="Linear lr warm-up over this many epochs (0: off). Default: TrainConfig's (docs/training.md).")] = None,
+    grad_clip: Annotated[float | None, typer.Option("--grad-clip", help="Clip the gradient norm per step to this (0: off). Default: TrainConfig's (docs/training.md).")] = None,
+    sampler: Annotated[str | None, typer.Option("--sampler", help="random, or balanced (as many positives as negatives per batch). Default: TrainConfig's (docs/training.md).")] = None,
+    select: Annotated[str | None, typer.Option("--select", help="best.pt is the epoch with the highest val_auc, or the lowest val_loss (classification). Default: val_auc.")] = None,
+    augment_mode: Annotated[str | None, typer.Option("--augment-mode", help="head_crop_zoom (keeps the femoral head), crop_zoom, affine or none (flips only). Default: TrainConfig's (docs/training.md).")] = None,
 ) -> None:
-    """Train SRANet; writes OUT/best.pt (best validation AUC), OUT/last.pt and OUT/metrics.jsonl (one line per epoch)."""
+    """Train SRANet; writes OUT/best.pt (best validation AUC), OUT/last.pt, OUT/metrics.jsonl (one line per epoch,
+    with diagnostics) and OUT/plots/diagnostics.png. The recipe is described in docs/training.md."""
     from sranet.train.config import TrainConfig
     from sranet.train.loop import train as run_training
 
+    recipe = {"init": init, "warmup_epochs": warmup, "grad_clip": grad_clip, "sampler": sampler,
+              "augment_mode": augment_mode, "select": select}
     config = TrainConfig(model=model, epochs=epochs, lr=lr, lr_step_epochs=lr_step, batch_size=batch_size,
-                         alpha=alpha, augment=augment, seed=seed, workers=workers, device=device, amp=amp)
+                         alpha=alpha, augment=augment, seed=seed, workers=workers, device=device, amp=amp,
+                         **{k: v for k, v in recipe.items() if v is not None})
     if resume and not (Path(out) / "last.pt").is_file():
         from sranet.errors import InputError
 

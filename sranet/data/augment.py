@@ -2,8 +2,14 @@
 
 In the spirit of the reference loader: a random geometric transform, then random axis flips.
 
-- ``crop_zoom`` (default): crop a random cube of edge S / z (z uniform in ``zoom_range``) anywhere inside the
-  volume and resize it back to S (trilinear for the CT, nearest for the mask).
+- ``crop_zoom`` (default, the reference loader's): crop a random cube of edge S / z (z uniform in ``zoom_range``)
+  anywhere inside the volume and resize it back to S (trilinear for the CT, nearest for the mask). It can cut the
+  edge of the femoral head, and with it a subchondral lesion, out of a crop whose label stays positive.
+- ``head_crop_zoom`` (lesion-preserving): the same crop-zoom, but the cube always contains the central box of edge
+  ``keep_fraction`` * S, where a crop prepared around the femoral head holds the head; z is drawn from
+  ``head_zoom_range``, whose low end below 1 zooms out (the cube reaches past the volume, filled with air), and is
+  capped at 1 / keep_fraction. The choice never looks at the label or the lesion, so it is the same for
+  positives and negatives.
 - ``affine``: rotate about a random axis by up to ``max_rotate_deg``, scale by ``scale_range`` and shift by up to
   ``max_shift_fraction`` of the edge; voxels that come from outside take the volume's minimum (air).
 - flips: each axis in ``flip_axes`` (0 = D, 1 = H, 2 = W) is reversed with probability ``flip_prob``.
@@ -23,11 +29,15 @@ import numpy as np
 from sranet.config import _ConfigMixin
 from sranet.errors import ConfigError, check_choice
 
+AUGMENT_MODES = ("crop_zoom", "head_crop_zoom", "affine", "none")
+
 
 @dataclass(frozen=True)
 class AugmentConfig(_ConfigMixin):
-    mode: str = "crop_zoom"  # "crop_zoom", "affine" or "none"
+    mode: str = "crop_zoom"  # "crop_zoom", "head_crop_zoom", "affine" or "none"
     zoom_range: tuple[float, float] = (1.0, 1.25)
+    head_zoom_range: tuple[float, float] = (0.9, 1.2)
+    keep_fraction: float = 0.8
     max_rotate_deg: float = 10.0
     scale_range: tuple[float, float] = (0.9, 1.1)
     max_shift_fraction: float = 0.05
@@ -35,9 +45,14 @@ class AugmentConfig(_ConfigMixin):
     flip_prob: float = 0.5
 
     def __post_init__(self) -> None:
-        check_choice("AugmentConfig.mode", self.mode, ("crop_zoom", "affine", "none"))
+        check_choice("AugmentConfig.mode", self.mode, AUGMENT_MODES)
         if not 1.0 <= self.zoom_range[0] <= self.zoom_range[1]:
             raise ConfigError(f"AugmentConfig.zoom_range must be (low, high) with 1 <= low <= high, got {self.zoom_range!r}.")
+        if not 0 < self.head_zoom_range[0] <= self.head_zoom_range[1]:
+            raise ConfigError(f"AugmentConfig.head_zoom_range must be (low, high) with 0 < low <= high, got "
+                              f"{self.head_zoom_range!r}.")
+        if not 0 < self.keep_fraction <= 1:
+            raise ConfigError(f"AugmentConfig.keep_fraction must be in (0, 1], got {self.keep_fraction!r}.")
         if not 0 < self.scale_range[0] <= self.scale_range[1]:
             raise ConfigError(f"AugmentConfig.scale_range must be (low, high) with 0 < low <= high, got {self.scale_range!r}.")
         if any(a not in (0, 1, 2) for a in self.flip_axes):
@@ -59,6 +74,14 @@ def random_transform(cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray
         z = rng.uniform(*cfg.zoom_range)
         half = 1.0 / z  # crop half-edge in normalised units
         centre = rng.uniform(-(1 - half), 1 - half, size=3) if half < 1 else np.zeros(3)
+        return np.concatenate([np.eye(3) * half, centre[:, None]], axis=1)
+    if cfg.mode == "head_crop_zoom":
+        z = min(rng.uniform(*cfg.head_zoom_range), 1.0 / cfg.keep_fraction)
+        half = 1.0 / z  # crop half-edge; the crop [c - half, c + half] must hold [-keep, keep] on every axis
+        reach = half - cfg.keep_fraction  # >= 0 by the cap on z
+        if half <= 1:
+            reach = min(reach, 1 - half)  # zooming in: the crop also stays inside the volume
+        centre = rng.uniform(-reach, reach, size=3)
         return np.concatenate([np.eye(3) * half, centre[:, None]], axis=1)
     if cfg.mode == "affine":
         axis = rng.normal(size=3)

@@ -162,3 +162,49 @@ class CachedDataset(Dataset):
             "label": torch.tensor(float(self.cases[i].label)),
             "index": torch.tensor(i, dtype=torch.int64),
         }
+
+
+class BalancedSampler(torch.utils.data.Sampler):
+    """Class-balanced order for a binary-labelled split: every epoch yields ``len(labels)`` indices (rounded up to
+    even), half of each class, as pairs (one of each class, in random order). So every batch of even size holds as
+    many positives as negatives, and the minority class is repeated rather than the majority one left out for long.
+
+    Within a class, indices come from successive shuffles (no case repeats before all of its class was drawn).
+    The order is a function of (seed, epoch) only; under torchrun each rank takes every world_size-th pair (the
+    pair count is rounded up so that every rank gets as many).
+    ``set_epoch(e)`` must be called before each epoch, as with DistributedSampler.
+    """
+
+    def __init__(self, labels, seed: int = 0, rank: int = 0, world_size: int = 1):
+        labels = np.asarray(labels)
+        self.classes = [np.flatnonzero(labels == c) for c in (0, 1)]
+        if any(len(c) == 0 for c in self.classes):
+            raise TrainingError(f"balanced sampling needs both labels in the training split; it has only label "
+                                f"{int(labels[0]) if labels.size else 'none'}.",
+                                hint="Use --sampler random, or add cases of the missing class.")
+        pairs = (labels.size + 1) // 2
+        self.pairs = -(-pairs // world_size) * world_size  # every rank gets as many pairs (DDP steps in lockstep)
+        self.seed, self.rank, self.world_size, self.epoch = int(seed), int(rank), int(world_size), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _draw(self, members: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+        rounds = -(-count // members.size)
+        return np.concatenate([rng.permutation(members) for _ in range(rounds)])[:count]
+
+    def epoch_pairs(self) -> np.ndarray:
+        """(pairs, 2) indices of this epoch for all ranks: column order random per pair."""
+        rng = np.random.default_rng([self.seed, self.epoch, 7919])
+        neg, pos = (self._draw(c, self.pairs, rng) for c in self.classes)
+        pairs = np.stack([neg, pos], axis=1)
+        swap = rng.random(self.pairs) < 0.5
+        pairs[swap] = pairs[swap][:, ::-1]
+        return pairs
+
+    def __iter__(self):
+        pairs = self.epoch_pairs()[self.rank::self.world_size]
+        return iter(pairs.reshape(-1).tolist())
+
+    def __len__(self) -> int:
+        return 2 * (self.pairs // self.world_size)

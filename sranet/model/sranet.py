@@ -118,5 +118,37 @@ class SRANet(nn.Module):
         return SRANetOutput(logit, a, q)
 
 
+INIT_SCHEMES = ("kaiming", "torch")
+
+
+def initialize(model: SRANet, scheme: str = "kaiming", attention_std: float = 1e-3) -> SRANet:
+    """Re-initialise ``model``'s weights in place (training only; the architecture is unchanged). Returns it.
+
+    "kaiming"  Conv3d and the patch embedding (each followed by a ReLU): Kaiming-normal, fan_in, gain sqrt(2), bias 0,
+               so activations keep their scale through the ReLUs instead of shrinking by ~1/3 per layer under
+               PyTorch's default (a=sqrt(5)). K and Q: Xavier-uniform (tanh / sigmoid units), bias 0. The attention
+               output w: normal(0, attention_std), bias 0, so the scores q_n start nearly equal: softmax weights
+               start at ~1/N, and min-shift (scale-free) starts from the spread of the features alone. Head: bias 0.
+    "torch"    PyTorch's default initialisation, as constructed (nothing is changed).
+    """
+    from sranet.errors import check_choice
+
+    check_choice("init", scheme, INIT_SCHEMES)
+    if scheme == "torch":
+        return model
+    with torch.no_grad():
+        for module in model.patch_cnn.modules():
+            if isinstance(module, (nn.Conv3d, nn.Linear)):
+                nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+                nn.init.zeros_(module.bias)
+        for layer in (model.attention.K, model.attention.Q):
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        nn.init.normal_(model.attention.w.weight, std=attention_std)
+        nn.init.zeros_(model.attention.w.bias)
+        nn.init.zeros_(model.head.bias)
+    return model
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

@@ -11,9 +11,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sranet.config import MODEL_PRESETS, ModelConfig, _ConfigMixin, _from_dict
+from sranet.data.augment import AUGMENT_MODES
 from sranet.errors import ConfigError, check_choice
 
 AMP_CHOICES = ("off", "bf16", "fp16")
+INIT_CHOICES = ("kaiming", "torch")  # sranet.model.sranet.INIT_SCHEMES (this module stays torch-free)
+SAMPLER_CHOICES = ("random", "balanced")
+SELECT_CHOICES = ("val_auc", "val_loss")
 
 
 @dataclass(frozen=True)
@@ -27,12 +31,23 @@ class TrainConfig(_ConfigMixin):
     batch_size      volumes per optimizer step (per process under torchrun).
     alpha           loss = alpha * l_c + (1 - alpha) * l_s (0..1).
     min_bone_fraction  f_n = 1 when patch n holds any bone (0, the paper rule) or at least this fraction of bone.
-    augment         random flips + crop-zoom/affine on training volumes (sranet.data.augment).
+    augment         random flips + a geometric transform on training volumes (sranet.data.augment).
+    augment_mode    the transform: "crop_zoom" (the reference loader's), "head_crop_zoom" (keeps the central
+                    femoral-head box, so a lesion is never cut out), "affine" or "none" (flips only).
     seed            seeds initialisation, data order and augmentation.
     workers         DataLoader worker processes (0 = load in the main process).
     device          "cpu", "cuda", "cuda:N" or "auto".
     amp             "off", "bf16" or "fp16" autocast (CUDA only for fp16; bf16 also works on CPU).
     val_every       validate every this many epochs (and always on the last).
+    init            "kaiming" or "torch" (PyTorch's default); see sranet.model.sranet.initialize.
+    warmup_epochs   the lr rises linearly from lr / (steps of warm-up) to lr over this many epochs (0: off).
+    grad_clip       clip the whole model's gradient norm to this value per step (0: off).
+    sampler         "random" (shuffle) or "balanced" (every class equally often, classes alternating, so every
+                    batch of even size holds as many positives as negatives).
+    alpha_start     alpha at epoch 0 when alpha_ramp_epochs > 0; alpha moves linearly from it to ``alpha``.
+    alpha_ramp_epochs  epochs over which alpha moves from alpha_start to alpha (0: alpha throughout).
+    select          which validated epoch becomes best.pt: "val_auc" (highest AUC, ties to the lower loss) or
+                    "val_loss" (lowest classification loss l_c on validation).
     """
 
     model: str = "paper"
@@ -45,19 +60,39 @@ class TrainConfig(_ConfigMixin):
     alpha: float = 0.9
     min_bone_fraction: float = 0.0
     augment: bool = True
+    augment_mode: str = "crop_zoom"
     seed: int = 0
     workers: int = 0
     device: str = "cpu"
     amp: str = "off"
     val_every: int = 1
+    init: str = "torch"
+    warmup_epochs: int = 0
+    grad_clip: float = 0.0
+    sampler: str = "random"
+    alpha_start: float = 1.0
+    alpha_ramp_epochs: int = 0
+    select: str = "val_auc"
 
     def __post_init__(self) -> None:
         check_choice("model", self.model, MODEL_PRESETS)
         check_choice("amp", self.amp, AMP_CHOICES)
+        check_choice("init", self.init, INIT_CHOICES)
+        check_choice("sampler", self.sampler, SAMPLER_CHOICES)
+        check_choice("augment_mode", self.augment_mode, AUGMENT_MODES)
+        check_choice("select", self.select, SELECT_CHOICES)
         for name in ("epochs", "batch_size", "lr_step_epochs", "val_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"TrainConfig.{name} must be a positive integer, got {value!r}.")
+        for name in ("warmup_epochs", "alpha_ramp_epochs"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"TrainConfig.{name} must be an integer >= 0, got {value!r}.")
+        if not (isinstance(self.grad_clip, (int, float)) and self.grad_clip >= 0):
+            raise ConfigError(f"TrainConfig.grad_clip must be >= 0 (0 = off), got {self.grad_clip!r}.")
+        if not (isinstance(self.alpha_start, (int, float)) and 0 <= self.alpha_start <= 1):
+            raise ConfigError(f"TrainConfig.alpha_start must be in [0, 1], got {self.alpha_start!r}.")
         if not isinstance(self.workers, int) or self.workers < 0:
             raise ConfigError(f"TrainConfig.workers must be an integer >= 0, got {self.workers!r}.")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):
@@ -72,6 +107,12 @@ class TrainConfig(_ConfigMixin):
             raise ConfigError(
                 f"TrainConfig.alpha={self.alpha!r} is outside [0, 1]; loss = alpha * l_c + (1 - alpha) * l_s. Use e.g. 0.9."
             )
+
+    def alpha_at(self, epoch: int) -> float:
+        """alpha of 0-based ``epoch``: alpha_start moving linearly to alpha over alpha_ramp_epochs, then alpha."""
+        if self.alpha_ramp_epochs <= 0 or epoch >= self.alpha_ramp_epochs:
+            return float(self.alpha)
+        return float(self.alpha_start + (self.alpha - self.alpha_start) * epoch / self.alpha_ramp_epochs)
 
     @property
     def model_config(self) -> ModelConfig:

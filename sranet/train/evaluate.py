@@ -11,7 +11,8 @@ Attention localisation (cases with a lesion mask and label 1): a patch is a lesi
 lesion mask falls in it. ``top_patch_hit_rate`` = fraction of cases whose highest-attention patch is a lesion
 patch; ``lesion_attention_mass`` = mean over cases of the summed attention on lesion patches. Both are reported
 next to their chance level (the mean fraction of patches that are lesion patches), since a lesion that covers many
-patches is easy to "hit".
+patches is easy to "hit". ``localisation_visible`` gives the same scores over the positives with a CT-visible
+lesion: ARCO stage I is invisible on CT by definition (a phantom's stage-I mask marks where the lesion would be).
 """
 
 from __future__ import annotations
@@ -25,33 +26,14 @@ from typing import Any
 import numpy as np
 
 from sranet.errors import TrainingError
-from sranet.runtime.patches import patch_blocks
-from sranet.train.metrics import json_safe, roc_curve, summarize
-
-
-def lesion_patches(lesion: np.ndarray, grid: int) -> np.ndarray:
-    """(S, S, S) 0/1 lesion mask -> (grid**3,) bool, True where the patch holds any lesion voxel (n = g*g*i+g*j+k)."""
-    return patch_blocks(lesion > 0, grid).any(axis=(3, 4, 5)).reshape(-1)
-
-
-def localisation(attention: np.ndarray, lesions: list[np.ndarray | None], labels: np.ndarray, grid: int) -> dict[str, Any]:
-    """Localisation scores over positive cases with a lesion mask. attention (n, grid**3); lesions n masks or None."""
-    hits, masses, chance = [], [], []
-    for a, lesion, y in zip(attention, lesions, labels, strict=True):
-        if lesion is None or y != 1 or not lesion.any():
-            continue
-        inside = lesion_patches(lesion, grid)
-        hits.append(bool(inside[int(np.argmax(a))]))
-        masses.append(float(a[inside].sum()))
-        chance.append(float(inside.mean()))
-    if not hits:
-        return {"n_cases": 0, "top_patch_hit_rate": None, "lesion_attention_mass": None, "chance_level": None}
-    return {
-        "n_cases": len(hits),
-        "top_patch_hit_rate": float(np.mean(hits)),
-        "lesion_attention_mass": float(np.mean(masses)),
-        "chance_level": float(np.mean(chance)),
-    }
+from sranet.train.metrics import (
+    json_safe,
+    localisation,
+    localisation_from_patches,
+    roc_curve,
+    summarize,
+    visible_lesion_patches,
+)
 
 
 def safe_name(text: str) -> str:
@@ -89,7 +71,8 @@ def evaluate(ckpt_path: str | Path, cache_dir: str | Path, split: str, out_dir: 
                             path=index.root / "cases.csv", hint="Pick one with --split.")
     dev = resolve_device(device)
     model = ckpt.build_model(dev)
-    labels, probs, attention, _ = predict_split(model, dataset, dev, None, batch_size)
+    prediction = predict_split(model, dataset, dev, None, batch_size)
+    labels, probs, attention = prediction.labels, prediction.probs, prediction.attention
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -97,6 +80,7 @@ def evaluate(ckpt_path: str | Path, cache_dir: str | Path, split: str, out_dir: 
     fpr, tpr, thr = roc_curve(labels, probs)
     lesions = [dataset.load_lesion(i) for i in range(len(dataset))]
     metrics["localisation"] = localisation(attention, lesions, labels, ckpt.model_config.grid)
+    metrics["localisation_visible"] = localisation_from_patches(attention, visible_lesion_patches(dataset, lesions), labels)
     metrics["roc"] = {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": thr.tolist()}
     metrics.update({"split": split, "checkpoint": str(ckpt_path), "checkpoint_epoch": ckpt.epoch,
                     "sensitivity_definition": "TP/(TP+FN)"})

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from sranet.errors import InputError
+from sranet.runtime.patches import patch_blocks
 
 
 def _check(labels, scores) -> tuple[np.ndarray, np.ndarray]:
@@ -167,3 +169,44 @@ def json_safe(value):
     if isinstance(value, np.generic):
         return json_safe(value.item())
     return value
+
+
+def lesion_patches(lesion: np.ndarray, grid: int) -> np.ndarray:
+    """(S, S, S) 0/1 lesion mask -> (grid**3,) bool, True where the patch holds any lesion voxel (n = g*g*i+g*j+k)."""
+    return patch_blocks(lesion > 0, grid).any(axis=(3, 4, 5)).reshape(-1)
+
+
+def visible_lesion_patches(dataset, lesions: list[np.ndarray | None] | None = None) -> list[np.ndarray | None]:
+    """Per case of a CachedDataset: (N,) lesion patch flags where the case has a lesion mask with voxels and its
+    ARCO stage is not I (invisible on CT by definition; a phantom's stage-I mask marks where the lesion would be),
+    else None. ``lesions``: the dataset's lesion masks when already loaded."""
+    flags = []
+    for i, case in enumerate(dataset.cases):
+        lesion = None if case.stage == 1 else (dataset.load_lesion(i) if lesions is None else lesions[i])
+        flags.append(None if lesion is None or not lesion.any() else lesion_patches(lesion, dataset.index.grid))
+    return flags
+
+
+def localisation(attention: np.ndarray, lesions: list[np.ndarray | None], labels: np.ndarray, grid: int) -> dict[str, Any]:
+    """Localisation scores over positive cases with a lesion mask. attention (n, grid**3); lesions n masks or None."""
+    inside = [None if lesion is None else lesion_patches(lesion, grid) for lesion in lesions]
+    return localisation_from_patches(attention, inside, labels)
+
+
+def localisation_from_patches(attention: np.ndarray, inside: list[np.ndarray | None], labels: np.ndarray) -> dict[str, Any]:
+    """``localisation`` from per-case lesion patch flags ``inside`` ((N,) bool from ``lesion_patches``, or None)."""
+    hits, masses, chance = [], [], []
+    for a, flags, y in zip(attention, inside, labels, strict=True):
+        if flags is None or y != 1 or not flags.any():
+            continue
+        hits.append(bool(flags[int(np.argmax(a))]))
+        masses.append(float(a[flags].sum()))
+        chance.append(float(flags.mean()))
+    if not hits:
+        return {"n_cases": 0, "top_patch_hit_rate": None, "lesion_attention_mass": None, "chance_level": None}
+    return {
+        "n_cases": len(hits),
+        "top_patch_hit_rate": float(np.mean(hits)),
+        "lesion_attention_mass": float(np.mean(masses)),
+        "chance_level": float(np.mean(chance)),
+    }

@@ -107,3 +107,65 @@ def attention_overlay_png(volume: np.ndarray, attention: np.ndarray, path: str |
     header = np.full((26, body.shape[1], 3), 255, np.uint8)
     _text(header, title + ("  (white: lesion)" if lesion is not None else ""), (6, 18), 0.5)
     return _write(path, np.concatenate([header, body], axis=0))
+
+
+PALETTE = [(200, 80, 20), (40, 40, 220), (40, 160, 40), (160, 40, 160), (0, 140, 220), (120, 120, 0),
+           (80, 80, 80), (200, 160, 0), (0, 80, 160)]
+
+
+def line_panel(series: list[tuple[str, list[float], list[float]]], title: str, *, log_y: bool = False,
+               y_range: tuple[float, float] | None = None, width_px: int = 430, height_px: int = 300) -> np.ndarray:
+    """One line chart as a BGR image: ``series`` is [(label, xs, ys)]; NaN/None points are skipped. ``log_y`` plots
+    log10 of positive values; ``y_range`` fixes the axis (default: the data's range)."""
+    img = np.full((height_px, width_px, 3), 255, np.uint8)
+    legend_rows = (len(series) + 1) // 2
+    left, right, top, bottom = 48, 10, 24 + 14 * legend_rows, 26  # the legend sits between title and plot
+    w, h = width_px - left - right, height_px - top - bottom
+    clean = []
+    for label, xs, ys in series:
+        pts = [(float(x), float(y)) for x, y in zip(xs, ys, strict=True)
+               if y is not None and np.isfinite(y) and (not log_y or y > 0)]
+        clean.append((label, [(x, np.log10(y) if log_y else y) for x, y in pts]))
+    all_pts = [p for _, pts in clean for p in pts]
+    _text(img, title, (left, 16), 0.45)
+    if not all_pts:
+        _text(img, "no data", (left + w // 3, top + h // 2), 0.45, GREY)
+        return img
+    x0, x1 = min(p[0] for p in all_pts), max(p[0] for p in all_pts)
+    y0, y1 = y_range if y_range is not None else (min(p[1] for p in all_pts), max(p[1] for p in all_pts))
+    x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1e-3)
+
+    def px(x, y):
+        return int(round(left + (x - x0) / (x1 - x0) * w)), int(round(top + (1 - (y - y0) / (y1 - y0)) * h))
+
+    cv2.rectangle(img, (left, top), (left + w, top + h), BLACK, 1)
+    for v in np.linspace(y0, y1, 5):
+        cv2.line(img, px(x0, v), px(x1, v), (235, 235, 235), 1)
+        label = f"1e{v:.1f}" if log_y else (f"{v:.2f}" if abs(y1 - y0) < 20 else f"{v:.0f}")
+        _text(img, label, (2, px(x0, v)[1] + 4), 0.32)
+    step = max(1, int(np.ceil((x1 - x0) / 6)))
+    for v in np.arange(np.ceil(x0), x1 + 1e-9, step):
+        _text(img, f"{v:.0f}", (px(v, y0)[0] - 6, top + h + 14), 0.32)
+    _text(img, "epoch", (left + w - 40, height_px - 2), 0.32, GREY)
+    for n, (label, pts) in enumerate(clean):
+        color = PALETTE[n % len(PALETTE)]
+        xy = np.array([px(x, min(max(y, y0), y1)) for x, y in pts], np.int32)
+        if len(xy) > 1:
+            cv2.polylines(img, [xy], False, color, 2, cv2.LINE_AA)
+        elif len(xy) == 1:
+            cv2.circle(img, tuple(int(v) for v in xy[0]), 3, color, -1)
+        _text(img, label, (left + 6 + (n % 2) * (w // 2), 34 + (n // 2) * 14), 0.36, color)
+    return img
+
+
+def panels_png(panels: list[np.ndarray], path: str | Path, *, columns: int = 3, title: str = "") -> Path:
+    """Tile equally sized panel images into a grid (row-major) under an optional title line; write a PNG."""
+    h, w = panels[0].shape[:2]
+    blank = np.full((h, w, 3), 255, np.uint8)
+    rows = [panels[i:i + columns] for i in range(0, len(panels), columns)]
+    grid = np.concatenate([np.concatenate(r + [blank] * (columns - len(r)), axis=1) for r in rows], axis=0)
+    if title:
+        header = np.full((24, grid.shape[1], 3), 255, np.uint8)
+        _text(header, title, (8, 17), 0.5)
+        grid = np.concatenate([header, grid], axis=0)
+    return _write(path, grid)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from sranet.errors import TrainingError
-from sranet.train.evaluate import evaluate, lesion_patches, localisation, safe_name
-from sranet.train.metrics import roc_auc
+from sranet.train.evaluate import evaluate, safe_name
+from sranet.train.metrics import lesion_patches, localisation, roc_auc
 
 
 def test_evaluate_writes_report(tiny_run, tiny_cache, tmp_path):
