@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 DEMO_OUT ?= runs/demo
 
-.PHONY: demo test test-slow test-pacs test-triton triton-server venv clean
+.PHONY: demo test test-integration test-slow test-pacs test-triton triton-server venv clean
 TRITON_ENV ?= .triton/env
 
 $(VENV)/.installed: pyproject.toml
@@ -22,6 +22,10 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest -q
+
+# end-to-end paths of several seconds each (every export variant, node round trips, CLI runs, the demo)
+test-integration: venv
+	$(PY) -m pytest -q -m integration
 
 test-slow: venv
 	$(PY) -m pytest -q -m slow

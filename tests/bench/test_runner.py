@@ -19,6 +19,7 @@ def doc(tiny_onnx, tiny_onnx_b):
     return run_benchmark([tiny_onnx, tiny_onnx_b], FAST, peak_gflops=50.0, argv=["test"])
 
 
+@pytest.mark.integration
 def test_document_validates_and_round_trips(doc, tmp_path):
     validate_result(doc)
     path = write_json(doc, tmp_path / "r.json")
@@ -133,6 +134,7 @@ def test_backends_and_temp_folder_are_released_when_a_run_fails(tiny_onnx, tmp_p
     assert len(folders) == 1 and not folders[0].exists() and opened[-1] == [True]
 
 
+@pytest.mark.integration
 def test_spectral_graph_is_measured_against_both_floors(tiny_artifacts, tiny_onnx, tmp_path):
     from sranet.config import ModelConfig
     from sranet.export.onnx import export_onnx

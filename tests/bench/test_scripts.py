@@ -19,6 +19,7 @@ def load_script(name: str):
     return module
 
 
+@pytest.mark.integration
 def test_peak_matmul_and_tables(tmp_path, tiny_onnx):
     results = tmp_path / "results"
     libs = "onnxruntime,numpy" + (",openvino" if importlib.util.find_spec("openvino") else "")  # torch: slow import
@@ -73,6 +74,7 @@ def test_cpu_backends_quick(tmp_path):
     assert [r["config"] for r in doc["blocks"][0]["rows"]][0] == "torch_eager"
 
 
+@pytest.mark.integration
 def test_gpu_check_dry_run_on_the_package_harness(tmp_path):
     """The GPU check's CPU dry run: every section runs through sranet.bench (timing loop and statistics)."""
     out = tmp_path / "gpu_check_dry.json"

@@ -35,6 +35,7 @@ def test_benchmark_two_artifacts_json_and_markdown(tiny, tmp_path):
     assert "p50 ms" in result.output
 
 
+@pytest.mark.integration
 def test_benchmark_synthetic_end_to_end(tiny, tmp_path):
     out = tmp_path / "e2e.json"
     result = runner.invoke(app, ["benchmark", str(tiny), "--synthetic", "--duration-s", "0.2", "--warmup-s", "0",
@@ -70,6 +71,7 @@ def test_benchmark_missing_artifact(tmp_path):
     assert "nope.onnx" in result.output and "does not exist" in result.output
 
 
+@pytest.mark.integration
 def test_benchmark_real_dicom_series_by_stage(tiny, tmp_path):
     """A real GE CT series (tests/data/realct/dcm_qa_ct, see its LICENSE): each loader step timed on its own."""
     folder = unpack_ge_series(tmp_path / "series")

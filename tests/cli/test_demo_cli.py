@@ -14,6 +14,7 @@ pytest.importorskip("torch")
 runner = CliRunner()
 
 
+@pytest.mark.integration
 def test_demo_quick_runs_the_whole_path(tmp_path):
     out = tmp_path / "demo"
     result = runner.invoke(app, ["demo", "--quick", "--out", str(out)])

@@ -66,6 +66,7 @@ def test_bad_options_exit_1_before_export(ckpt, tmp_path, extra, needle):
     assert not list(tmp_path.iterdir())  # refused before any work
 
 
+@pytest.mark.integration
 def test_fp32_export_with_triton_repo_signed_and_checked_end_to_end(ckpt, tmp_path):
     pytest.importorskip("cryptography")
     from tests.robustness.inputs import make_keys
@@ -125,6 +126,7 @@ def test_fp32_export_with_triton_repo_signed_and_checked_end_to_end(ckpt, tmp_pa
     assert r.exit_code == 1 and "signature does not verify" in r.output, r.output
 
 
+@pytest.mark.integration
 def test_int8_from_manifest(ckpt, tmp_path):
     from sranet.data.synthetic_dataset import write_dataset
 
@@ -136,6 +138,7 @@ def test_int8_from_manifest(ckpt, tmp_path):
     assert 1 <= calib["calibration_volumes"] <= 4
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
 def test_engine_without_tensorrt_writes_onnx_then_fails(ckpt, tmp_path):
     out = tmp_path / "m.onnx"

@@ -40,6 +40,7 @@ def test_refused_before_any_work(tmp_path, ckpt, out, extra, needle):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.integration
 def test_target_onnxruntime_falls_back_to_direct_for_a_small_model(tmp_path, ckpt):
     r = _run(ckpt, "--out", tmp_path / "m.onnx", "--target", "onnxruntime-cpu", "--parity-cases", "2")
     assert r.exit_code == 0, r.output
@@ -47,6 +48,7 @@ def test_target_onnxruntime_falls_back_to_direct_for_a_small_model(tmp_path, ckp
     assert (tmp_path / "m.onnx").is_file()
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino is not installed")
 def test_target_openvino_writes_a_gated_ir(tmp_path, ckpt):
     r = _run(ckpt, "--out", tmp_path / "m.xml", "--target", "openvino-cpu", "--parity-cases", "2")

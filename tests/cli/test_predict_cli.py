@@ -198,6 +198,7 @@ def test_series_applies_to_folders_only(tmp_path, tiny_artifacts, inputs):
     assert "0 failed" in r.output, (r.output, [line.get("message") for line in _lines(out)])
 
 
+@pytest.mark.integration
 def test_nothing_is_written_outside_the_named_folders(tmp_path, tiny_artifacts, inputs):
     """A separate process with its own home, working and temporary folders: after a run with heatmaps, only --out
     and --heatmaps hold files (ONNX Runtime's telemetry database under ~/.cache stays off)."""

@@ -129,6 +129,7 @@ def test_real_abdomen_without_hips_gets_no_prediction(tmp_path, tiny_artifacts):
     assert len(lines) == 2 and all(r["error"] == "NoFemoralHeadError" and "probability" not in r for r in lines)
 
 
+@pytest.mark.integration
 def test_locate_writes_boxes_that_read_back_as_a_manifest(tmp_path, studies):
     (pelvis, truth), (abdomen, _) = studies["pelvis"], studies["abdomen"]
     out = tmp_path / "boxes.csv"

@@ -1,6 +1,7 @@
 """``sranet synth --anatomy pelvis`` through CliRunner: whole studies, their truth, and the options that go with it."""
 
 import pydicom
+import pytest
 from typer.testing import CliRunner
 
 from sranet.cli.main import app
@@ -10,6 +11,7 @@ from sranet.runtime.manifest import read_manifest
 runner = CliRunner()
 
 
+@pytest.mark.integration
 def test_synth_pelvis_writes_studies_with_truth(tmp_path):
     out = tmp_path / "ds"
     result = runner.invoke(app, ["synth", "--anatomy", "pelvis", "-o", str(out), "-n", "2", "--seed", "4",

@@ -36,6 +36,7 @@ def _rows(cache):
         return {r["case_id"]: r for r in csv.DictReader(fh)}
 
 
+@pytest.mark.integration
 def test_rows_without_roi_are_cropped_around_the_located_head(dataset, tmp_path, monkeypatch):
     import sranet.runtime.io as io
 

@@ -25,6 +25,7 @@ def _hu_at(study, point_mm) -> float:
     return float(study.hu[tuple(idx)])
 
 
+@pytest.mark.integration
 def test_study_shape_values_and_truth(by_position):
     s = by_position["HFS"]
     assert s.hu.shape == (80, 256, 256) and s.hu.dtype == np.float32
@@ -62,6 +63,7 @@ def test_patient_positions_store_the_same_patient_flipped(by_position):
     assert w_left < w_right
 
 
+@pytest.mark.integration
 def test_same_seed_same_patient_other_stage_changes_only_that_hip():
     a = generate_pelvis_study(9, stages={"L": 0, "R": 0}, **SMALL)
     b = generate_pelvis_study(9, stages={"L": 4, "R": 0}, **SMALL)
@@ -131,6 +133,7 @@ def test_study_plan_mixes_kinds_variants_stages_and_splits():
                                                                         {"train": 1.0})]
 
 
+@pytest.mark.integration
 def test_dataset_on_disk_reads_back_with_its_truth(tmp_path):
     manifest = write_pelvis_dataset(tmp_path / "ds", 3, seed=2, negatives=0.34, grid=SMALL)
     cases = read_manifest(manifest)

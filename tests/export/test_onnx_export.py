@@ -33,6 +33,7 @@ def exported(tmp_path_factory):
     return ckpt, result
 
 
+@pytest.mark.integration
 def test_graph_interface_and_dynamic_batch(exported):
     _, result = exported
     model = onnx.load(result.path)
@@ -81,6 +82,7 @@ def test_parity_report_saved_next_to_model(exported):
     assert data["tensorrt_op_check"]["ok"] is True
 
 
+@pytest.mark.integration
 def test_broken_model_fails_gate_and_writes_nothing(tmp_path, monkeypatch):
     ckpt = make_checkpoint(tmp_path / "best.pt", seed=1)
     real = export_mod.to_onnx_proto
@@ -144,6 +146,7 @@ def test_paper_configuration_spectral_128_path(tmp_path):
     assert ops.count("Conv") == 1 and spectral.trt_ops.ok
 
 
+@pytest.mark.integration
 def test_spectral_export_matches_pytorch_without_conv_nodes(tmp_path):
     """Both tiny Conv3d layers forced into the frequency domain: the gate passes against the unmodified model,
     the graph has MatMuls instead of Conv nodes, the metadata says so, and the batch stays dynamic."""

@@ -42,6 +42,7 @@ def test_fp32_export_is_gated_and_carries_its_metadata(tmp_path, ckpt):
     assert 'element_type="f16"' not in xml and 'element_type="f32"' in xml  # weights kept in float32
 
 
+@pytest.mark.integration
 @needs_bf16
 def test_bf16_export_is_gated_in_bf16(tmp_path, ckpt):
     result = export_openvino(ckpt, tmp_path / "m.bf16.xml", precision="bf16", conv_impl="s2d", parity_cases=4)
@@ -54,6 +55,7 @@ def test_bf16_export_is_gated_in_bf16(tmp_path, ckpt):
         assert backend.describe()["config_applied"]["INFERENCE_PRECISION_HINT"] == "bf16"
 
 
+@pytest.mark.integration
 @needs_bf16
 def test_a_failed_gate_writes_nothing(tmp_path, ckpt, monkeypatch):
     from sranet.export import parity

@@ -32,6 +32,7 @@ def _float_io(model) -> None:
         assert vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT, vi.name
 
 
+@pytest.mark.integration
 def test_fp16_variant(checkpoint, tmp_path):
     result = export_onnx(checkpoint, tmp_path / "m16.onnx", precision="fp16", parity_cases=2)
     model = onnx.load(result.path)
@@ -59,6 +60,7 @@ def test_fp16_variant(checkpoint, tmp_path):
     assert prob.dtype == np.float32 and att.shape == (2, 64)
 
 
+@pytest.mark.integration
 def test_int8_qdq_variant(checkpoint, tmp_path):
     calib, _ = parity_inputs(CFG, PREP, 6, seed=100)
     result = export_onnx(checkpoint, tmp_path / "m8.onnx", precision="int8", calib_volumes=list(calib[:, 0]),
@@ -86,6 +88,7 @@ def test_int8_qdq_variant(checkpoint, tmp_path):
     assert result.trt_ops.ok
 
 
+@pytest.mark.integration
 def test_int8_needs_volumes(checkpoint):
     from sranet.export.onnx import load_model, to_onnx_proto
 

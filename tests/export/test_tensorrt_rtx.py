@@ -43,6 +43,7 @@ CONVOLUTIONS = {
 }
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", list(CONVOLUTIONS))
 def test_every_export_variant_is_built_by_tensorrt_rtx(variants, name):
     from sranet.bench.trt_rtx import VARIANTS, build_variant
@@ -66,6 +67,7 @@ def test_every_export_variant_is_built_by_tensorrt_rtx(variants, name):
         assert 4_000_000 < summary["plan_bytes"] < 20_000_000  # 8.0 MB here for 11.7 M fp16 weights
 
 
+@pytest.mark.integration
 def test_default_targets_are_every_target_the_precision_builds_for(variants):
     import tensorrt_rtx
 
@@ -80,6 +82,7 @@ def test_default_targets_are_every_target_the_precision_builds_for(variants):
     assert fp32["targets"] == [cc for cc in offered if cc != "7.5"]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("name", "precision"), [("fp32", "fp32"), ("int8_qdq", "int8")])
 def test_turing_without_fp16_is_the_builders_own_clear_error(variants, name, precision):
     from sranet.bench.trt_rtx import build_variant
@@ -90,6 +93,7 @@ def test_turing_without_fp16_is_the_builders_own_clear_error(variants, name, pre
     assert "add --fp16, or leave 7.5 out of --compute-capability" in str(info.value)
 
 
+@pytest.mark.integration
 def test_a_target_the_version_does_not_have_is_refused(variants):
     from sranet.bench.trt_rtx import build_variant
 
@@ -119,6 +123,7 @@ def test_a_parser_error_names_the_onnx_node(tmp_path):
     assert str(tmp_path / "bad.onnx") in str(info.value)
 
 
+@pytest.mark.integration
 def test_the_static_operator_table_agrees_with_the_real_parser(variants):
     """The static table (TensorRT 10.15's, kept for TensorRT 10.3 on Jetson where no parser runs at export) against
     TensorRT-RTX's own parser: every op our exports use is supported by both, and the whole table differs in one op."""
@@ -139,6 +144,7 @@ def test_the_static_operator_table_agrees_with_the_real_parser(variants):
     assert all(table[op]["supported"] and parser.supports_operator(op) for op in used), sorted(used)
 
 
+@pytest.mark.integration
 def test_build_engine_writes_a_plan_whose_sidecar_records_flavour_targets_and_platform(variants, tmp_path):
     import platform
 

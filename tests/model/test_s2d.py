@@ -59,6 +59,7 @@ def test_refuses_layers_it_does_not_compute(conv, pool, n, match):
         S2dConvPool3d(conv, pool, n)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("preset", ["tiny", "small", "paper"])
 def test_s2d_copy_keeps_the_model_and_its_outputs(preset):
     cfg = ModelConfig.preset(preset)

@@ -63,6 +63,7 @@ def test_full_spool_refuses_with_out_of_resources(start_node, tmp_path):
     assert send(files[:2], node.port) == [0xA700, 0xA700]
 
 
+@pytest.mark.integration
 def test_two_series_in_one_study_is_a_logged_study_failure(start_node, tmp_path, caplog):
     caplog.set_level("INFO", logger="sranet.node")
     node = start_node(fixed_finding)
@@ -82,6 +83,7 @@ def test_two_series_in_one_study_is_a_logged_study_failure(start_node, tmp_path,
     assert health(node.spool.root)[1]["state"] == "sent"
 
 
+@pytest.mark.integration
 def test_incomplete_series_is_a_logged_study_failure(start_node, tmp_path):
     node = start_node(fixed_finding)
     files = phantom_study(tmp_path / "ct", shape=(24, 32, 32))
@@ -91,6 +93,7 @@ def test_incomplete_series_is_a_logged_study_failure(start_node, tmp_path):
     assert echo(node.port) == 0x0000
 
 
+@pytest.mark.integration
 def test_resent_study_is_not_sent_twice_but_new_instances_are(start_node, orthanc, tmp_path):
     node = start_node(fixed_finding)
     files = phantom_study(tmp_path / "ct", seed=7)
@@ -112,6 +115,7 @@ def test_resent_study_is_not_sent_twice_but_new_instances_are(start_node, orthan
     wait_until(lambda: spool_is_clean(node.spool.root), what="a clean spool")
 
 
+@pytest.mark.integration
 def test_dropped_association_then_retry_is_one_round(start_node, tmp_path):
     node = start_node(fixed_finding, idle_s=1.5)
     files = phantom_study(tmp_path / "ct", seed=9)
@@ -121,6 +125,7 @@ def test_dropped_association_then_retry_is_one_round(start_node, tmp_path):
     assert line["state"] == "sent" and line["received"] == len(files)
 
 
+@pytest.mark.integration
 def test_dropped_association_without_retry_processes_what_arrived(start_node, tmp_path):
     node = start_node(fixed_finding)
     files = phantom_study(tmp_path / "ct", seed=10)
@@ -134,6 +139,7 @@ def leaky_processor(folder):
     raise ValueError("could not parse PatientName 'DOE^JANE'")  # a library message quoting a tag's value
 
 
+@pytest.mark.integration
 def test_a_processor_crash_is_logged_without_its_message(start_node, tmp_path, caplog):
     from tests.helpers import PATIENT_NAME
 

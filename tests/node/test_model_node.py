@@ -50,6 +50,7 @@ def predict_records(artifact, folder, tmp_path) -> dict[str, dict]:
     return {r["side"]: r for r in map(json.loads, out.read_text().splitlines())}
 
 
+@pytest.mark.integration
 def test_orthanc_round_trip_with_the_model(start_node, orthanc, processor, tiny_artifacts, tmp_path, caplog):
     """Two CT series in the study (3 mm and a 6 mm copy): the node predicts on the 3 mm one; the right hip has
     screws (refused), the left is assessed."""
@@ -106,6 +107,7 @@ def test_orthanc_round_trip_with_the_model(start_node, orthanc, processor, tiny_
     wait_until(lambda: spool_is_clean(node.spool.root), 20, "a clean spool")
 
 
+@pytest.mark.integration
 def test_a_study_without_hips_is_answered_and_a_study_without_ct_fails(start_node, processor, tmp_path):
     """An abdomen (no femoral head): an SR saying both hips were not assessed and why. Two slices only: no series
     the model can read, a logged per-study failure with the instances kept."""

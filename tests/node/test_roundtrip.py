@@ -55,6 +55,7 @@ def test_orthanc_round_trip(start_node, orthanc, tmp_path, caplog):
     assert f"study {line['study']}" in caplog.text
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("tool", ["storescu"])
 def test_dcmtk_storescu_sends_a_study(start_node, tmp_path, tool):
     exe = shutil.which(tool)
@@ -69,6 +70,7 @@ def test_dcmtk_storescu_sends_a_study(start_node, tmp_path, tool):
     assert line["state"] == "sent" and line["received"] == len(files)
 
 
+@pytest.mark.integration
 def test_concurrent_associations_each_study_once(start_node, tmp_path):
     import threading
 

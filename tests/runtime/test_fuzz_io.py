@@ -115,6 +115,7 @@ def _run(n_cases: int, seed: int, tmp_path: Path) -> None:
     assert not failures, f"{len(failures)} of {n_cases} cases escaped the typed errors:\n" + "\n".join(failures[:10])
 
 
+@pytest.mark.integration
 def test_fuzz_mutated_real_files(tmp_path):
     _run(300, seed=20261127, tmp_path=tmp_path)
 

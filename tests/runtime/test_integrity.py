@@ -188,6 +188,7 @@ def test_verify_artifact_knows_every_backend_suffix():
         verify_artifact("model.h5")
 
 
+@pytest.mark.integration
 def test_openvino_ir_digest_covers_xml_and_bin(tmp_path, keys, tiny_artifacts):
     pytest.importorskip("openvino")
     from sranet.export.openvino import export_openvino

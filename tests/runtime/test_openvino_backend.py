@@ -36,6 +36,7 @@ def tiny_ir(tmp_path_factory, tiny_artifacts):
     return export_openvino(tiny_artifacts[1], tmp_path_factory.mktemp("ir") / "tiny.xml", parity_cases=2).path
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("preset", ["tiny", "small"])
 def test_onnx_matches_onnxruntime(tmp_path, preset):
     onnx_path = write_onnx(tmp_path / f"{preset}.onnx", tiny_model(0, preset))
@@ -47,6 +48,7 @@ def test_onnx_matches_onnxruntime(tmp_path, preset):
     np.testing.assert_allclose(got["attention"], want["attention"], atol=1e-5)
 
 
+@pytest.mark.integration
 def test_ir_opens_by_suffix_and_matches_onnxruntime(tiny_ir, tiny_artifacts):
     x = _inputs(48)
     with open_backend(tiny_ir, threads=1) as ov_b, open_backend(tiny_artifacts[0]) as ort_b:

@@ -5,9 +5,11 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 
+@pytest.mark.integration
 def test_torchrun_two_processes_gloo(tiny_cache, tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",

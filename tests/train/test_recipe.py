@@ -111,6 +111,7 @@ def test_recipe_options_in_a_run(tiny_cache, tmp_path):
     assert (tmp_path / "plots" / "diagnostics.png").is_file() and result.best_path.is_file()
 
 
+@pytest.mark.integration
 def test_select_by_val_loss_and_on_epoch(tiny_cache, tmp_path):
     seen = []
 

@@ -44,6 +44,7 @@ def _strip(records):
     return [{k: v for k, v in r.items() if k != "timings_ms"} for r in records]
 
 
+@pytest.mark.integration
 def test_outcome_records_are_predict_studys(predictor, studies, pelvis):
     from sranet.runtime.study import predict_study
 

@@ -28,6 +28,7 @@ DIRECTIONS = {  # column a = LPS direction of array axis a; axis 0 = axis 2 x ax
 }
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("orientation", list(DIRECTIONS))
 def test_known_attention_voxel_maps_to_its_lps_position(tmp_path, orientation):
     from sranet.runtime.dicom_out import read_source_series, write_dicom_outputs

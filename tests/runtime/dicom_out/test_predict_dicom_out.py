@@ -29,6 +29,7 @@ def inputs(tmp_path_factory):
             "abdomen": write_pelvis_study(root / "abdomen", 3, dicom=False, kind="abdomen")[0]}
 
 
+@pytest.mark.integration
 def test_dicom_out_per_input_valid_and_matching_the_records(tmp_path, tiny_artifacts, inputs):
     out, dicom = tmp_path / "r.jsonl", tmp_path / "dicom"
     blocked = dicom / case_key(None, inputs["screws"])  # a file where the screws study's folder would go
@@ -78,6 +79,7 @@ def test_dicom_out_per_input_valid_and_matching_the_records(tmp_path, tiny_artif
         assert r["error"] == "NoFemoralHeadError" and "DICOM source" in r["dicom_out"]["note"]
 
 
+@pytest.mark.integration
 def test_a_rerun_replaces_the_folder_objects(tmp_path, tiny_artifacts, inputs):
     """--retry-failed predicts a refused study again: its folder then holds that run's objects only."""
     out, dicom = tmp_path / "r.jsonl", tmp_path / "dicom"
