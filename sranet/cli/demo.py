@@ -205,40 +205,95 @@ def _score(records: list[dict], truth: list[dict], cache: Path, threshold: float
     """
     import numpy as np
 
-    from sranet.data.dataset import read_cache
-    from sranet.train.metrics import confusion, lesion_patches, roc_auc
+    from sranet.train.metrics import confusion, roc_auc
 
     by_case = {r["case"]: r for r in records}
+    test = [t for t in truth if t["split"] == "test"]
+    empty = _studies_without_hips([t for t in test if _is_study_without_hips(t)], by_case)
+    hips = [(t, by_case[t["case_id"]]) for t in test if not _is_study_without_hips(t) and t["case_id"] in by_case]
+    refusals = _count(r["error"] for _, r in hips if "error" in r)
+    vis, swapped = _localisation_errors(hips, by_case)
+    labels, probs, hits, mismatched = _labelled_predictions(hips, cache)
+    both = len(set(labels)) == 2
+    conf = confusion(np.array(labels), np.array(probs), threshold) if labels else None
+    table = _localisation_table(vis)
+    full = table.get("full", {})
+    line = (f"{full.get('found', 0)}/{full.get('hips', 0)} fully visible heads found, median error "
+            f"{full.get('median_mm')} mm, max {full.get('max_mm')} mm; {empty['heads_reported']} heads reported on "
+            f"{empty['studies']} studies without hips; {swapped} sides swapped")
+    return {
+        "prediction": {"n_hips": len(labels), "positives": int(sum(labels)), "threshold": threshold,
+                       "auc": _r(roc_auc(np.array(labels), np.array(probs))) if both else None,
+                       "sensitivity": _r(conf.sensitivity) if conf else None,
+                       "specificity": _r(conf.specificity) if conf else None,
+                       "top_patch_hit_rate": _r(float(np.mean(hits))) if hits else None, "hit_cases": len(hits),
+                       "roi_mismatch_with_cache": mismatched},
+        "localisation": {"by_visibility": table, "studies_without_hips": empty["studies"],
+                         "heads_on_studies_without_hips": empty["heads_reported"], "sides_swapped": swapped,
+                         "line": line},
+        "refusals": {"hips": refusals, "studies_without_hips": empty["refused"]},
+        "prepare_not_cropped": _prepare_failures(cache),
+    }
+
+
+def _is_study_without_hips(t: dict) -> bool:
+    """A truth row that stands for a whole study without hips (one row, no case id)."""
+    return t["visibility"] == "none" and not t["case_id"]
+
+
+def _count(keys) -> dict[str, int]:
+    """How often each key occurs, in order of first occurrence."""
+    counts: dict[str, int] = {}
+    for key in keys:
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def _studies_without_hips(rows: list[dict], by_case: dict[str, dict]) -> dict[str, int]:
+    """On studies without hips: how many, heads the localiser reported on them, sides refused for no head."""
+    studies, reported, refused = 0, 0, 0
+    for t in rows:
+        sides = [by_case.get(f"{t['study_id']}_{s}", {}) for s in ("L", "R")]
+        studies += 1
+        reported += sum("localiser" in r for r in sides)
+        refused += sum(r.get("error") == "NoFemoralHeadError" for r in sides)
+    return {"studies": studies, "heads_reported": reported, "refused": refused}
+
+
+def _localisation_errors(hips: list[tuple[dict, dict]], by_case: dict[str, dict]) -> tuple[dict[str, dict], int]:
+    """Per truth visibility {"hips", "found", "errors_mm"} (the localiser's centre error per head found), and the
+    number of hips whose reported head lies on the other side of the study's other reported head."""
+    import numpy as np
+
+    vis: dict[str, dict] = {}
+    swapped = 0
+    for t, r in hips:
+        row = vis.setdefault(t["visibility"], {"hips": 0, "found": 0, "errors_mm": []})
+        row["hips"] += 1
+        if "localiser" not in r:
+            continue
+        row["found"] += 1
+        centre = np.array([t["centre_x_mm"], t["centre_y_mm"], t["centre_z_mm"]])
+        row["errors_mm"].append(float(np.linalg.norm(np.subtract(r["localiser"]["centre_mm"], centre))))
+        other = by_case.get(f"{t['study_id']}_{'R' if t['side'] == 'L' else 'L'}", {})
+        if "localiser" in other and (r["localiser"]["centre_mm"][0] > other["localiser"]["centre_mm"][0]) != (
+                t["side"] == "L"):
+            swapped += 1
+    return vis, swapped
+
+
+def _labelled_predictions(hips: list[tuple[dict, dict]], cache: Path) -> tuple[list[int], list[float], list[bool], int]:
+    """Labels and probabilities of the predicted hips that have a label in the cache; for positive hips whose ROI
+    matches the cache's, whether the top-attention patch holds lesion voxels; and the count of ROI mismatches."""
+    import numpy as np
+
+    from sranet.data.dataset import read_cache
+    from sranet.train.metrics import lesion_patches
+
     cached_index = read_cache(cache)
     index, grid = {c.case_id: c for c in cached_index.cases}, cached_index.grid
     labels, probs, hits, mismatched = [], [], [], 0
-    vis: dict[str, dict] = {}
-    negatives_reported, swapped, negative_studies, negative_refused = 0, 0, 0, 0
-    refusals: dict[str, int] = {}
-    for t in truth:
-        if t["split"] != "test":
-            continue
-        if t["visibility"] == "none" and not t["case_id"]:  # a study without hips: one truth row
-            sides = [by_case.get(f"{t['study_id']}_{s}", {}) for s in ("L", "R")]
-            negative_studies += 1
-            negatives_reported += sum("localiser" in r for r in sides)
-            negative_refused += sum(r.get("error") == "NoFemoralHeadError" for r in sides)
-            continue
-        r = by_case.get(t["case_id"])
-        if r is None:
-            continue
-        if "error" in r:
-            refusals[r["error"]] = refusals.get(r["error"], 0) + 1
-        row = vis.setdefault(t["visibility"], {"hips": 0, "found": 0, "errors_mm": []})
-        row["hips"] += 1
-        if "localiser" in r:
-            row["found"] += 1
-            centre = np.array([t["centre_x_mm"], t["centre_y_mm"], t["centre_z_mm"]])
-            row["errors_mm"].append(float(np.linalg.norm(np.subtract(r["localiser"]["centre_mm"], centre))))
-            other = by_case.get(f"{t['study_id']}_{'R' if t['side'] == 'L' else 'L'}", {})
-            if "localiser" in other and (r["localiser"]["centre_mm"][0] > other["localiser"]["centre_mm"][0]) != (
-                    t["side"] == "L"):
-                swapped += 1
+    for t, r in hips:
         cached = index.get(t["case_id"])
         if "probability" not in r or cached is None or cached.label is None:
             continue
@@ -252,8 +307,13 @@ def _score(records: list[dict], truth: list[dict], cache: Path, threshold: float
             lesion = np.load(cached.lesion)
             if lesion.any():
                 hits.append(bool(lesion_patches(lesion, grid)[int(r["top_patches"][0]["patch"])]))
-    both = len(set(labels)) == 2
-    conf = confusion(np.array(labels), np.array(probs), threshold) if labels else None
+    return labels, probs, hits, mismatched
+
+
+def _localisation_table(vis: dict[str, dict]) -> dict[str, dict]:
+    """Per visibility: hips, heads found, centre error median, p95, max and share within 5 mm (None when none)."""
+    import numpy as np
+
     table = {}
     for name, row in vis.items():
         e = np.array(row["errors_mm"])
@@ -261,27 +321,14 @@ def _score(records: list[dict], truth: list[dict], cache: Path, threshold: float
                        "median_mm": _r(np.median(e)) if e.size else None,
                        "p95_mm": _r(np.percentile(e, 95)) if e.size else None, "max_mm": _r(e.max()) if e.size else None,
                        "within_5mm": _r(float((e <= 5.0).mean())) if e.size else None}
-    full = table.get("full", {})
-    line = (f"{full.get('found', 0)}/{full.get('hips', 0)} fully visible heads found, median error "
-            f"{full.get('median_mm')} mm, max {full.get('max_mm')} mm; {negatives_reported} heads reported on "
-            f"{negative_studies} studies without hips; {swapped} sides swapped")
-    prepare_failed: dict[str, int] = {}
+    return table
+
+
+def _prepare_failures(cache: Path) -> dict[str, int]:
+    """The hips ``prepare`` could not crop, by error (cache/failures.jsonl; empty when there is none)."""
     failures = cache / "failures.jsonl"
-    for text in (failures.read_text().splitlines() if failures.is_file() else []):
-        error = json.loads(text)["error"]
-        prepare_failed[error] = prepare_failed.get(error, 0) + 1
-    return {
-        "prediction": {"n_hips": len(labels), "positives": int(sum(labels)), "threshold": threshold,
-                       "auc": _r(roc_auc(np.array(labels), np.array(probs))) if both else None,
-                       "sensitivity": _r(conf.sensitivity) if conf else None,
-                       "specificity": _r(conf.specificity) if conf else None,
-                       "top_patch_hit_rate": _r(float(np.mean(hits))) if hits else None, "hit_cases": len(hits),
-                       "roi_mismatch_with_cache": mismatched},
-        "localisation": {"by_visibility": table, "studies_without_hips": negative_studies,
-                         "heads_on_studies_without_hips": negatives_reported, "sides_swapped": swapped, "line": line},
-        "refusals": {"hips": refusals, "studies_without_hips": negative_refused},
-        "prepare_not_cropped": prepare_failed,
-    }
+    return _count(json.loads(text)["error"]
+                  for text in (failures.read_text().splitlines() if failures.is_file() else []))
 
 
 def _r(x) -> float | None:

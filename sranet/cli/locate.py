@@ -32,43 +32,81 @@ def locate(
     from sranet.config import PreprocessConfig
     from sranet.data.manifest import write_manifest
     from sranet.errors import InputError
-    from sranet.runtime.heatmap import write_overview_png
-    from sranet.runtime.manifest import read_manifest
-    from sranet.runtime.predictor import CaseInput
-    from sranet.runtime.study import locate_rows, locate_study
+
+    _check_out(out, overwrite)
+    cfg = PreprocessConfig() if roi_margin_mm is None else PreprocessConfig(roi_margin_mm=roi_margin_mm)
+    spacing = parse_spacing(spacing_mm)
+    folder = overview if overview is not None else out.with_name(f"{out.stem}_overview")
+    base = out.resolve().parent
+
+    jobs = [(_case_input(p, series, spacing), {"path": _rel(p, base)}) for p in inputs or []]
+    rows: list[dict] = []
+    if manifest is not None:
+        copied, manifest_jobs = _manifest_rows_and_jobs(manifest, base, series, spacing)
+        rows.extend(copied)
+        jobs.extend(manifest_jobs)
+    if not jobs and not rows:
+        raise InputError("no inputs given.", hint="Pass study folders / NIfTI / .npy paths, or --manifest CSV.")
+
+    found, missing, failed = _locate_jobs(jobs, cfg, folder, include_metal=include_metal)
+    rows.extend(found)
+    if rows:
+        write_manifest(out, rows)
+    typer.echo(f"{len(jobs)} stud{'y' if len(jobs) == 1 else 'ies'} located: {sum(1 for r in rows if r.get('roi'))} "
+               f"box(es), {missing} side(s) without one, {failed} not read -> {out if rows else '(no CSV: no box)'}; "
+               f"overviews -> {folder}")
+    if failed:
+        typer.echo(f"Error: {failed} stud{'y' if failed == 1 else 'ies'} could not be read (listed above).", err=True)
+        raise typer.Exit(1)
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse to replace a boxes CSV (it may hold corrections) unless asked, and a folder in its place."""
+    from sranet.errors import InputError
 
     if out.exists() and not overwrite:
         raise InputError(f"{out} exists; it may hold boxes someone checked or corrected.",
                          hint="Choose another --out, or pass --overwrite.")
     if out.exists() and out.is_dir():
         raise InputError(f"--out {out} is a folder; it names the boxes CSV to write.")
-    cfg = PreprocessConfig() if roi_margin_mm is None else PreprocessConfig(roi_margin_mm=roi_margin_mm)
-    spacing = parse_spacing(spacing_mm)
-    folder = overview if overview is not None else out.with_name(f"{out.stem}_overview")
-    base = out.resolve().parent
 
-    jobs = [(CaseInput(p, roi_source="auto", series=series if p.is_dir() else None,
-                       spacing_mm=spacing if str(p).lower().endswith(".npy") else None), {"path": _rel(p, base)})
-            for p in inputs or []]
+
+def _case_input(path: Path, series: str | None, spacing, **kwargs):
+    """A whole study to locate; ``series`` applies to folders, ``spacing`` to .npy volumes."""
+    from sranet.runtime.predictor import CaseInput
+
+    return CaseInput(path, **kwargs, roi_source="auto", series=series if path.is_dir() else None,
+                     spacing_mm=spacing if str(path).lower().endswith(".npy") else None)
+
+
+def _manifest_rows_and_jobs(manifest: Path, base: Path, series: str | None, spacing):
+    """The manifest's rows with a roi, copied as they are, and a locate job for each row without one (only the hip
+    its side names), each carrying the row's own columns (a study-level row keeps only its split)."""
+    from sranet.runtime.manifest import read_manifest
+
+    rows, jobs = [], []
+    for c in read_manifest(manifest):
+        own = {k: v for k, v in (("label", c.label), ("stage", c.stage), ("split", c.split),
+                                 ("lesion_mask", c.lesion_mask and _rel(c.lesion_mask, base)),
+                                 ("lesion_box", c.lesion_box)) if v is not None}
+        if not c.side:  # a study-level label cannot be told apart per hip
+            own = {k: v for k, v in own.items() if k == "split"}
+        if c.roi:
+            rows.append({"case_id": c.case_id, "path": _rel(c.path, base), "roi": c.roi, "side": c.side,
+                         **own, "confidence": c.confidence, "qc": ";".join(c.qc)})
+            continue
+        jobs.append((_case_input(c.path, series, spacing, case_id=c.case_id, side=c.side),
+                     {"path": _rel(c.path, base), **own}))
+    return rows, jobs
+
+
+def _locate_jobs(jobs, cfg, folder: Path, *, include_metal: bool) -> tuple[list[dict], int, int]:
+    """Locate each job's study, write its overview PNG; the rows found, sides without a box, studies not read.
+    An unreadable study is reported on stderr and the others go on."""
+    from sranet.runtime.heatmap import write_overview_png
+    from sranet.runtime.study import locate_rows, locate_study
+
     rows: list[dict] = []
-    if manifest is not None:
-        for c in read_manifest(manifest):
-            own = {k: v for k, v in (("label", c.label), ("stage", c.stage), ("split", c.split),
-                                     ("lesion_mask", c.lesion_mask and _rel(c.lesion_mask, base)),
-                                     ("lesion_box", c.lesion_box)) if v is not None}
-            if not c.side:  # a study-level label cannot be told apart per hip
-                own = {k: v for k, v in own.items() if k == "split"}
-            if c.roi:
-                rows.append({"case_id": c.case_id, "path": _rel(c.path, base), "roi": c.roi, "side": c.side,
-                             **own, "confidence": c.confidence, "qc": ";".join(c.qc)})
-                continue
-            jobs.append((CaseInput(c.path, case_id=c.case_id, roi_source="auto", side=c.side,
-                                   series=series if c.path.is_dir() else None,
-                                   spacing_mm=spacing if str(c.path).lower().endswith(".npy") else None),
-                         {"path": _rel(c.path, base), **own}))
-    if not jobs and not rows:
-        raise InputError("no inputs given.", hint="Pass study folders / NIfTI / .npy paths, or --manifest CSV.")
-
     failed, missing = 0, 0
     for case, row_base in jobs:
         try:
@@ -84,14 +122,7 @@ def locate(
             typer.echo(f"  {case.key} {side}: {why}", err=True)
         write_overview_png(located.volume, located.localisation, folder / f"{case.key}.png", title=case.key,
                            refused=tuple(notes))
-    if rows:
-        write_manifest(out, rows)
-    typer.echo(f"{len(jobs)} stud{'y' if len(jobs) == 1 else 'ies'} located: {sum(1 for r in rows if r.get('roi'))} "
-               f"box(es), {missing} side(s) without one, {failed} not read -> {out if rows else '(no CSV: no box)'}; "
-               f"overviews -> {folder}")
-    if failed:
-        typer.echo(f"Error: {failed} stud{'y' if failed == 1 else 'ies'} could not be read (listed above).", err=True)
-        raise typer.Exit(1)
+    return rows, missing, failed
 
 
 def _rel(path: Path, base: Path) -> str:

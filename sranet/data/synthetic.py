@@ -151,21 +151,10 @@ def generate_case(
     (``benchmarks/synth_speed.py`` measures it on a quiet one).
     """
     shape = _check_args(seed, stage, shape, spacing_mm, side)
-    rng = np.random.default_rng([int(seed), 7])
-    if spacing_mm is None:
-        inplane = rng.uniform(0.6, 0.9)
-        spacing_mm = (float(rng.uniform(0.6, 1.5)), float(inplane), float(inplane))
-    spacing_mm = tuple(round(float(s), 3) for s in spacing_mm)  # exactly representable in DICOM DS strings
-    side = side or ("L" if rng.random() < 0.5 else "R")
+    rng = np.random.default_rng([int(seed), 7])  # every draw below, in this order, makes the anatomy
+    spacing_mm, side = _spacing_and_side(rng, spacing_mm, side)
     extent = np.array(shape) * np.array(spacing_mm)
-
-    # -- anatomical frame: rows are unit superior, lateral, anterior vectors in (d, h, w) components
-    lateral_x = 1.0 if side == "L" else -1.0  # patient left is +x = +w
-    base = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, lateral_x], [0.0, -1.0, 0.0]])  # anterior is -y = -h
-    frame = (random_rotation(rng, 12.0) @ base.T).T
-    radius = float(min(rng.uniform(20.0, 26.0), 0.26 * extent.min()))
-    shift = rng.uniform(-1, 1, 3) * np.minimum(8.0, 0.06 * extent)
-    center = extent / 2 + shift - np.array(spacing_mm) / 2
+    frame, radius, center = _head_placement(rng, spacing_mm, side, extent)
     f = Field(shape, spacing_mm, center, frame)
     p = draw_hip_params(rng, radius)
     tex = smooth_noise(rng, shape, tuple(0.7 / s for s in spacing_mm))
@@ -176,27 +165,13 @@ def generate_case(
     hu = _soft_tissue(f, p, rng, low)
     head_sdf = draw_hip_bones(hu, f, p, tex)
     mask = lesion.apply(hu, f, p, tex, head_sdf)
-
-    psf = rng.uniform(0.4, 0.7)
-    hu = blur3d(hu, (0.35, psf / spacing_mm[1], psf / spacing_mm[2]))
-    noise = smooth_noise(rng, shape, (0.4, 0.5, 0.5))
-    hu += noise * np.float32(rng.uniform(10.0, 30.0))
-    np.clip(np.rint(hu, out=hu), HU_MIN, HU_MAX, out=hu)
-
-    margin = ROI_MARGIN_MM
-    box = []
-    for ax in range(3):
-        lo = int(np.floor((center[ax] - radius - margin) / spacing_mm[ax]))
-        hi = int(np.ceil((center[ax] + radius + margin) / spacing_mm[ax])) + 1
-        box.append((max(0, lo), min(shape[ax], hi)))
-    origin = (-extent[2] / 2 + float(rng.uniform(-50, 50)), -extent[1] / 2 + float(rng.uniform(-30, 30)),
-              float(rng.uniform(-900, -600)))  # LPS of voxel (0,0,0): x from w, y from h, z from d
-    origin = tuple(round(v, 2) for v in origin)
+    hu = _imaging(hu, rng, shape, spacing_mm)
+    origin = _origin(rng, extent)
     return PhantomCase(
         hu=hu.astype(np.float32, copy=False),
         spacing_mm=spacing_mm,  # type: ignore[arg-type]
         lesion_mask=mask,
-        roi_box=tuple(box),  # type: ignore[arg-type]
+        roi_box=_roi_box(center, radius, spacing_mm, shape),  # type: ignore[arg-type]
         stage=int(stage),
         side=side,
         seed=int(seed),
@@ -205,6 +180,57 @@ def generate_case(
         head_radius_mm=radius,
         params=p.summary(),
     )
+
+
+def _spacing_and_side(rng: np.random.Generator, spacing_mm, side: str | None) -> tuple[tuple[float, ...], str]:
+    """The voxel spacing (drawn when not given; rounded to 0.001 mm, exactly representable in DICOM DS strings)
+    and the hip's side (drawn when not given)."""
+    if spacing_mm is None:
+        inplane = rng.uniform(0.6, 0.9)
+        spacing_mm = (float(rng.uniform(0.6, 1.5)), float(inplane), float(inplane))
+    spacing_mm = tuple(round(float(s), 3) for s in spacing_mm)
+    side = side or ("L" if rng.random() < 0.5 else "R")
+    return spacing_mm, side
+
+
+def _head_placement(rng: np.random.Generator, spacing_mm, side: str,
+                    extent: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    """(frame, radius mm, centre mm): the rotated anatomical frame (rows: unit superior, lateral, anterior vectors
+    in (d, h, w) components), the head's radius (capped to fit small crops) and its centre near the crop's middle."""
+    lateral_x = 1.0 if side == "L" else -1.0  # patient left is +x = +w
+    base = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, lateral_x], [0.0, -1.0, 0.0]])  # anterior is -y = -h
+    frame = (random_rotation(rng, 12.0) @ base.T).T
+    radius = float(min(rng.uniform(20.0, 26.0), 0.26 * extent.min()))
+    shift = rng.uniform(-1, 1, 3) * np.minimum(8.0, 0.06 * extent)
+    center = extent / 2 + shift - np.array(spacing_mm) / 2
+    return frame, radius, center
+
+
+def _imaging(hu: np.ndarray, rng: np.random.Generator, shape, spacing_mm) -> np.ndarray:
+    """The scanner: Gaussian PSF blur, correlated noise, HU rounded to integers and clipped to the int16 range."""
+    psf = rng.uniform(0.4, 0.7)
+    hu = blur3d(hu, (0.35, psf / spacing_mm[1], psf / spacing_mm[2]))
+    noise = smooth_noise(rng, shape, (0.4, 0.5, 0.5))
+    hu += noise * np.float32(rng.uniform(10.0, 30.0))
+    np.clip(np.rint(hu, out=hu), HU_MIN, HU_MAX, out=hu)
+    return hu
+
+
+def _roi_box(center: np.ndarray, radius: float, spacing_mm, shape) -> tuple[tuple[int, int], ...]:
+    """The head sphere plus ROI_MARGIN_MM on every side, as half-open voxel ranges clipped to the crop."""
+    box = []
+    for ax in range(3):
+        lo = int(np.floor((center[ax] - radius - ROI_MARGIN_MM) / spacing_mm[ax]))
+        hi = int(np.ceil((center[ax] + radius + ROI_MARGIN_MM) / spacing_mm[ax])) + 1
+        box.append((max(0, lo), min(shape[ax], hi)))
+    return tuple(box)
+
+
+def _origin(rng: np.random.Generator, extent: np.ndarray) -> tuple[float, float, float]:
+    """LPS mm of voxel (0, 0, 0) (x from w, y from h, z from d), drawn around the crop's centre, to 0.01 mm."""
+    origin = (-extent[2] / 2 + float(rng.uniform(-50, 50)), -extent[1] / 2 + float(rng.uniform(-30, 30)),
+              float(rng.uniform(-900, -600)))
+    return tuple(round(v, 2) for v in origin)
 
 
 def _soft_tissue(f: Field, p: HipParams, rng: np.random.Generator, low: np.ndarray) -> np.ndarray:

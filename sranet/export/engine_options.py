@@ -324,6 +324,25 @@ def plan_build(trt_version: str, options: EngineOptions, onnx_precision: str, *,
     if not rtx and major < 10:
         raise DependencyMissingError(f"TensorRT {trt_version} is too old; sranet builds with TensorRT 10 or 11.",
                                      hint=TRT_INSTALL_HINT)
+    _check_onnx_precision(want, onnx_precision, has_qdq)
+    plan = BuildPlan(trt_major=major, path="", flavour=options.flavour)
+    if rtx:
+        _plan_rtx(plan, options, trt_version, onnx_precision)
+    elif major == 10:
+        _plan_trt10(plan, want, onnx_precision)
+    else:
+        _plan_strongly_typed(plan, trt_version, want, onnx_precision)
+    if want == "fp32":
+        plan.cleared_flags.append("TF32")
+        plan.decisions.append("TF32 off (BuilderFlag.TF32 cleared): fp32 convolutions and matrix products run in IEEE "
+                              "fp32, not with inputs rounded to TF32's 10 mantissa bits.")
+
+    _add_options(plan, options, trt_version)
+    return plan
+
+
+def _check_onnx_precision(want: str, onnx_precision: str, has_qdq: bool) -> None:
+    """Refuse an ONNX that cannot give precision ``want`` on any line, saying which ONNX to use."""
     if want == "int8" and not has_qdq:
         raise InputError(
             f"--int8 needs the QDQ (explicitly quantized) ONNX; this ONNX is {onnx_precision}. "
@@ -334,61 +353,63 @@ def plan_build(trt_version: str, options: EngineOptions, onnx_precision: str, *,
     if want == "fp32" and onnx_precision == "fp16":
         raise InputError("this ONNX is the fp16 variant but --precision is fp32; pass the fp32 ONNX, or add --fp16.")
 
-    plan = BuildPlan(trt_major=major, path="", flavour=options.flavour)
-    if rtx:
-        plan.path = f"trtrtx-strongly-typed-{'qdq' if want == 'int8' else want}-onnx"
-        if want == "fp16" and onnx_precision != "fp16":
-            raise InputError(
-                f"TensorRT-RTX {trt_version} builds strongly typed networks only (it has no FP16 builder flag), so "
-                "fp16 must come from the ONNX. Pass the fp16 variant: `sranet export CHECKPOINT --fp16 --engine "
-                "--engine-flavour tensorrt-rtx` writes and uses model.fp16.onnx.")
-        plan.compute_capabilities = list(options.compute_capabilities)
-        targets = (f"compute capabilities {', '.join(options.compute_capabilities)}" if options.compute_capabilities
-                   else "every target the installed version offers")
-        plan.decisions.append(f"TensorRT-RTX: strongly typed network; precision {want} comes from the "
-                              f"{onnx_precision} ONNX; built ahead of time for {targets}"
-                              + ("" if options.compute_capabilities or not RTX_DEFAULT_SKIP[want] else
-                                 f" except {', '.join(RTX_DEFAULT_SKIP[want])} (no {want} 3D convolution there)") + ".")
-        if want == "int8":
-            plan.decisions.append("QDQ Conv3d: TensorRT-RTX fuses DequantizeLinear -> Conv into an int8 convolution "
-                                  "(int8 activations and weights, float output) where the target has one; the "
-                                  "verbose layer report lists the compiled layers and their data types.")
-    elif major == 10:
-        if want == "fp32":
-            plan.path = "trt10-fp32"
-            plan.decisions.append("TensorRT 10, fp32: no precision flags.")
-        elif want == "fp16" and onnx_precision == "fp16":
-            plan.path = "trt10-strongly-typed-fp16-onnx"
-            plan.network_flags.append("STRONGLY_TYPED")
-            plan.decisions.append("TensorRT 10, fp16 ONNX: strongly typed network, layer types from the ONNX.")
-        elif want == "fp16":
-            plan.path = "trt10-fp16-builder-flag"
-            plan.builder_flags.append("FP16")
-            plan.decisions.append("TensorRT 10, fp32 ONNX: weakly typed network with BuilderFlag.FP16 "
-                                  "(TensorRT picks fp16 kernels where faster).")
-        else:
-            plan.path = "trt10-int8-qdq-builder-flags"
-            plan.builder_flags += ["INT8", "FP16"]
-            plan.decisions.append("TensorRT 10, QDQ ONNX: explicit quantization with BuilderFlag.INT8 (+FP16 for "
-                                  "the layers outside Q/DQ pairs).")
-    else:
-        plan.path = f"trt{major}-strongly-typed-{'qdq' if want == 'int8' else want}-onnx"
-        plan.network_flags.append("STRONGLY_TYPED")
-        if want == "fp16" and onnx_precision != "fp16":
-            raise InputError(
-                f"TensorRT {trt_version} builds strongly typed networks only (BuilderFlag.FP16 was removed), so fp16 "
-                "must come from the ONNX. Pass the fp16 variant: `sranet export CHECKPOINT --fp16 --engine` writes "
-                "and uses model.fp16.onnx."
-            )
-        plan.decisions.append(f"TensorRT {major}: strongly typed network; precision {want} comes from the "
-                              f"{onnx_precision} ONNX, no precision builder flags.")
-    if want == "fp32":
-        plan.cleared_flags.append("TF32")
-        plan.decisions.append("TF32 off (BuilderFlag.TF32 cleared): fp32 convolutions and matrix products run in IEEE "
-                              "fp32, not with inputs rounded to TF32's 10 mantissa bits.")
 
-    _add_options(plan, options, trt_version)
-    return plan
+def _plan_rtx(plan: BuildPlan, options: EngineOptions, trt_version: str, onnx_precision: str) -> None:
+    """TensorRT-RTX: strongly typed, precision from the ONNX, built ahead of time for the chosen targets."""
+    want = options.precision
+    plan.path = f"trtrtx-strongly-typed-{'qdq' if want == 'int8' else want}-onnx"
+    if want == "fp16" and onnx_precision != "fp16":
+        raise InputError(
+            f"TensorRT-RTX {trt_version} builds strongly typed networks only (it has no FP16 builder flag), so "
+            "fp16 must come from the ONNX. Pass the fp16 variant: `sranet export CHECKPOINT --fp16 --engine "
+            "--engine-flavour tensorrt-rtx` writes and uses model.fp16.onnx.")
+    plan.compute_capabilities = list(options.compute_capabilities)
+    targets = (f"compute capabilities {', '.join(options.compute_capabilities)}" if options.compute_capabilities
+               else "every target the installed version offers")
+    plan.decisions.append(f"TensorRT-RTX: strongly typed network; precision {want} comes from the "
+                          f"{onnx_precision} ONNX; built ahead of time for {targets}"
+                          + ("" if options.compute_capabilities or not RTX_DEFAULT_SKIP[want] else
+                             f" except {', '.join(RTX_DEFAULT_SKIP[want])} (no {want} 3D convolution there)") + ".")
+    if want == "int8":
+        plan.decisions.append("QDQ Conv3d: TensorRT-RTX fuses DequantizeLinear -> Conv into an int8 convolution "
+                              "(int8 activations and weights, float output) where the target has one; the "
+                              "verbose layer report lists the compiled layers and their data types.")
+
+
+def _plan_trt10(plan: BuildPlan, want: str, onnx_precision: str) -> None:
+    """TensorRT 10: fp32 as is, fp16 by builder flag or from the fp16 ONNX, int8 from QDQ with INT8 + FP16 flags."""
+    if want == "fp32":
+        plan.path = "trt10-fp32"
+        plan.decisions.append("TensorRT 10, fp32: no precision flags.")
+    elif want == "fp16" and onnx_precision == "fp16":
+        plan.path = "trt10-strongly-typed-fp16-onnx"
+        plan.network_flags.append("STRONGLY_TYPED")
+        plan.decisions.append("TensorRT 10, fp16 ONNX: strongly typed network, layer types from the ONNX.")
+    elif want == "fp16":
+        plan.path = "trt10-fp16-builder-flag"
+        plan.builder_flags.append("FP16")
+        plan.decisions.append("TensorRT 10, fp32 ONNX: weakly typed network with BuilderFlag.FP16 "
+                              "(TensorRT picks fp16 kernels where faster).")
+    else:
+        plan.path = "trt10-int8-qdq-builder-flags"
+        plan.builder_flags += ["INT8", "FP16"]
+        plan.decisions.append("TensorRT 10, QDQ ONNX: explicit quantization with BuilderFlag.INT8 (+FP16 for "
+                              "the layers outside Q/DQ pairs).")
+
+
+def _plan_strongly_typed(plan: BuildPlan, trt_version: str, want: str, onnx_precision: str) -> None:
+    """TensorRT 11 and later: strongly typed networks only, the precision comes from the ONNX."""
+    major = plan.trt_major
+    plan.path = f"trt{major}-strongly-typed-{'qdq' if want == 'int8' else want}-onnx"
+    plan.network_flags.append("STRONGLY_TYPED")
+    if want == "fp16" and onnx_precision != "fp16":
+        raise InputError(
+            f"TensorRT {trt_version} builds strongly typed networks only (BuilderFlag.FP16 was removed), so fp16 "
+            "must come from the ONNX. Pass the fp16 variant: `sranet export CHECKPOINT --fp16 --engine` writes "
+            "and uses model.fp16.onnx."
+        )
+    plan.decisions.append(f"TensorRT {major}: strongly typed network; precision {want} comes from the "
+                          f"{onnx_precision} ONNX, no precision builder flags.")
 
 
 def _add_options(plan: BuildPlan, options: EngineOptions, trt_version: str) -> None:

@@ -76,15 +76,8 @@ def export_openvino(checkpoint: str | os.PathLike, out_path: str | os.PathLike, 
     ``<out_path>.parity.json``. ``threads``: OpenVINO threads for the gate's run. ``log``: callable taking one line of
     progress text; None = quiet. The IR records its content digest (``sranet.runtime.integrity``), signed with
     ``signing_key`` (an Ed25519 private key or its PEM path) when given."""
-    import onnx
-
-    from sranet.export.onnx import DEFAULT_OPSET, EXPORTER, check_graph, load_model, to_onnx_proto
-    from sranet.runtime.backends.openvino import (
-        RT_INFO_SECTION,
-        OpenVinoBackend,
-        cpu_supports_bf16,
-        import_openvino,
-    )
+    from sranet.export.onnx import DEFAULT_OPSET, load_model
+    from sranet.runtime.backends.openvino import import_openvino
 
     say = log or (lambda _msg: None)
     out = validate_openvino_args(out_path, precision=precision, parity_cases=parity_cases, threads=threads,
@@ -92,10 +85,7 @@ def export_openvino(checkpoint: str | os.PathLike, out_path: str | os.PathLike, 
     opset = DEFAULT_OPSET if opset is None else opset
     ov = import_openvino()
     core = ov.Core()
-    if precision == "bf16" and not cpu_supports_bf16(core):
-        raise InputError(f"a bf16 export must be gated on a CPU that computes bf16 (AVX512_BF16 or AMX); this one "
-                         f"({core.get_property('CPU', 'FULL_DEVICE_NAME')}) would compute float32 and the gate would "
-                         "check nothing.", hint="Export bf16 on the deployment CPU, or export fp32 here.")
+    _refuse_bf16_without_cpu_support(core, precision)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     model, info = load_model(checkpoint)
@@ -107,57 +97,106 @@ def export_openvino(checkpoint: str | os.PathLike, out_path: str | os.PathLike, 
 
     t = time.perf_counter()
     say(f"Exporting {Path(checkpoint).name} for OpenVINO ({precision}); {plan.summary(cfg)} ...")
-    proto = to_onnx_proto(build_graph(model, plan), opset=opset)
-    check_graph(proto)
-    info.precision = precision
-    info.extra = {"sranet.exporter": f"{EXPORTER} -> OpenVINO {ov.__version__}", "sranet.opset": str(opset),
-                  RUNTIME_KEY: "openvino", **plan.metadata()}
+    proto = _onnx_for_openvino(model, info, plan, precision=precision, opset=opset, ov_version=ov.__version__)
     timings["export"] = time.perf_counter() - t
 
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out.stem}.", dir=out.parent) as tmp:
         t = time.perf_counter()
-        graph_path, ir_path = Path(tmp, "graph.onnx"), Path(tmp, "model.xml")
-        onnx.save(proto, str(graph_path))
-        ov_model = core.read_model(str(graph_path))
-        for key, value in info.to_metadata().items():
-            ov_model.set_rt_info(value, [RT_INFO_SECTION, key])
-        ov.save_model(ov_model, str(ir_path), compress_to_fp16=False)  # weights stay float32
-        seal_openvino_ir(ir_path, signing_key)  # the digest covers the .xml and .bin that are gated and moved
+        ir_path = _save_ir(ov, core, proto, info, Path(tmp), signing_key)
         timings["convert"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        backend = OpenVinoBackend(ir_path, threads=threads)
-        probs, atts, ms = [], [], []
-        for i in range(len(inputs)):
-            t1 = time.perf_counter()
-            result = backend.infer(inputs[i:i + 1])
-            ms.append((time.perf_counter() - t1) * 1e3)
-            probs.append(result["prob"])
-            atts.append(result["attention"])
-        described = backend.describe()
-        backend.close()
-        runtime = {"runtime": "openvino", "openvino": ov.__version__, "device": "CPU",
-                   "config_applied": described["config_applied"], "ms_per_case_median": float(np.median(ms)),
-                   "ms_per_case_note": "first calls after compiling; not a benchmark", "exporter": EXPORTER,
-                   "opset": opset, "conv_impl": plan.conv_impl, "spectral_layers": list(plan.spectral_layers),
-                   "s2d_layers": list(plan.s2d_layers), "graph_matmul_flops": plan.matmul_flops(cfg)}
-        report = compare(reference[0], reference[1], np.concatenate(probs), np.concatenate(atts),
-                         threshold=info.threshold, precision=precision, inputs=label, runtime=runtime)
+        report = _gate_on_openvino(ir_path, inputs, label, reference, info, plan, opset=opset, threads=threads,
+                                   ov_version=ov.__version__)
         timings["parity"] = time.perf_counter() - t
         raise_if_failed(report, path=out)  # ParityGateError with .report; the temporary folder goes away
+        sha = _move_ir(ir_path, out)
+    parity_path = _write_parity_json(out, sha, report, timings)
+    return OpenVinoExportResult(path=out, info=info, plan=plan, parity=report, parity_path=parity_path, sha256=sha,
+                                timings_s=timings)
 
-        sha = {"xml": _sha256(ir_path), "bin": _sha256(ir_path.with_suffix(".bin"))}
-        shutil.move(str(ir_path.with_suffix(".bin")), str(out.with_suffix(".bin")))
-        shutil.move(str(ir_path), str(out))
+
+def _refuse_bf16_without_cpu_support(core, precision: str) -> None:
+    """A bf16 gate on a CPU that computes float32 would check nothing: refuse it."""
+    from sranet.runtime.backends.openvino import cpu_supports_bf16
+
+    if precision == "bf16" and not cpu_supports_bf16(core):
+        raise InputError(f"a bf16 export must be gated on a CPU that computes bf16 (AVX512_BF16 or AMX); this one "
+                         f"({core.get_property('CPU', 'FULL_DEVICE_NAME')}) would compute float32 and the gate would "
+                         "check nothing.", hint="Export bf16 on the deployment CPU, or export fp32 here.")
+
+
+def _onnx_for_openvino(model, info, plan: GraphPlan, *, precision: str, opset: int, ov_version: str):
+    """The checked ONNX proto of ``model`` in the graph form ``plan``; records precision and exporter in ``info``."""
+    from sranet.export.onnx import EXPORTER, check_graph, to_onnx_proto
+
+    proto = to_onnx_proto(build_graph(model, plan), opset=opset)
+    check_graph(proto)
+    info.precision = precision
+    info.extra = {"sranet.exporter": f"{EXPORTER} -> OpenVINO {ov_version}", "sranet.opset": str(opset),
+                  RUNTIME_KEY: "openvino", **plan.metadata()}
+    return proto
+
+
+def _save_ir(ov, core, proto, info, folder: Path, signing_key) -> Path:
+    """Convert ``proto`` to an IR in ``folder`` with ``info`` in its rt_info and float32 weights, sealed; its .xml."""
+    import onnx
+
+    from sranet.runtime.backends.openvino import RT_INFO_SECTION
+
+    graph_path, ir_path = folder / "graph.onnx", folder / "model.xml"
+    onnx.save(proto, str(graph_path))
+    ov_model = core.read_model(str(graph_path))
+    for key, value in info.to_metadata().items():
+        ov_model.set_rt_info(value, [RT_INFO_SECTION, key])
+    ov.save_model(ov_model, str(ir_path), compress_to_fp16=False)  # weights stay float32
+    seal_openvino_ir(ir_path, signing_key)  # the digest covers the .xml and .bin that are gated and moved
+    return ir_path
+
+
+def _gate_on_openvino(ir_path: Path, inputs: np.ndarray, label, reference, info, plan: GraphPlan, *, opset: int,
+                      threads: int | None, ov_version: str) -> ParityReport:
+    """Run the IR through the runtime's own OpenVinoBackend, one case at a time, and compare with ``reference``."""
+    from sranet.export.onnx import EXPORTER
+    from sranet.runtime.backends.openvino import OpenVinoBackend
+
+    backend = OpenVinoBackend(ir_path, threads=threads)
+    probs, atts, ms = [], [], []
+    for i in range(len(inputs)):
+        t1 = time.perf_counter()
+        result = backend.infer(inputs[i:i + 1])
+        ms.append((time.perf_counter() - t1) * 1e3)
+        probs.append(result["prob"])
+        atts.append(result["attention"])
+    described = backend.describe()
+    backend.close()
+    runtime = {"runtime": "openvino", "openvino": ov_version, "device": "CPU",
+               "config_applied": described["config_applied"], "ms_per_case_median": float(np.median(ms)),
+               "ms_per_case_note": "first calls after compiling; not a benchmark", "exporter": EXPORTER,
+               "opset": opset, "conv_impl": plan.conv_impl, "spectral_layers": list(plan.spectral_layers),
+               "s2d_layers": list(plan.s2d_layers), "graph_matmul_flops": plan.matmul_flops(info.model)}
+    return compare(reference[0], reference[1], np.concatenate(probs), np.concatenate(atts),
+                   threshold=info.threshold, precision=info.precision, inputs=label, runtime=runtime)
+
+
+def _move_ir(ir_path: Path, out: Path) -> dict[str, str]:
+    """Move the gated IR's .xml and .bin to ``out``; their SHA-256 digests {"xml": ..., "bin": ...}."""
+    sha = {"xml": _sha256(ir_path), "bin": _sha256(ir_path.with_suffix(".bin"))}
+    shutil.move(str(ir_path.with_suffix(".bin")), str(out.with_suffix(".bin")))
+    shutil.move(str(ir_path), str(out))
+    return sha
+
+
+def _write_parity_json(out: Path, sha: dict[str, str], report: ParityReport, timings: dict[str, float]) -> Path:
+    """Write ``<out>.parity.json`` atomically (a temporary file, then a rename); its path."""
     parity_path = out.with_name(out.name + ".parity.json")
     payload = {"model": out.name, "weights": out.with_suffix(".bin").name, "sha256": sha,
                "parity": report.to_dict(), "timings_s": timings}
     tmp_json = parity_path.with_name(f".{parity_path.name}.tmp")
     tmp_json.write_text(json.dumps(payload, indent=2) + "\n")
     os.replace(tmp_json, parity_path)
-    return OpenVinoExportResult(path=out, info=info, plan=plan, parity=report, parity_path=parity_path, sha256=sha,
-                                timings_s=timings)
+    return parity_path
 
 
 def _sha256(path: Path) -> str:

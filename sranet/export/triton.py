@@ -109,6 +109,23 @@ def write_triton_repo(artifact_path: str | os.PathLike, repo_dir: str | os.PathL
     (Triton sends any batch from 1 to max_batch_size).
     """
     artifact_path = Path(artifact_path)
+    _check_repo_args(artifact_path, model_name=model_name, max_batch=max_batch, device=device, backend=backend)
+    platform, info, profile, sidecar = _artifact(artifact_path)
+    _check_servable(artifact_path, profile=profile, sidecar=sidecar, device=device, backend=backend)
+    preferred, filename = _batching(profile, max_batch)
+
+    model_dir = Path(repo_dir) / model_name
+    _copy_version(artifact_path, model_dir / "1", filename=filename, plan=profile is not None, backend=backend)
+    config = render_config(model_name=model_name, platform="python" if backend == "python" else platform, info=info,
+                           max_batch=max_batch, preferred=preferred,
+                           instance_kind="KIND_CPU" if device == "cpu" else "KIND_GPU", artifact=filename)
+    (model_dir / "config.pbtxt").write_text(config)
+    (model_dir / "README.md").write_text(repo_readme(model_name, backend=backend, sidecar=sidecar))
+    return model_dir
+
+
+def _check_repo_args(artifact_path: Path, *, model_name: str, max_batch: int, device: str, backend: str) -> None:
+    """Refuse a missing artifact, a model name Triton cannot use, a bad max_batch, device or backend."""
     if not artifact_path.is_file():
         raise ArtifactError("does not exist; export it first with `sranet export`.", path=artifact_path)
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", model_name) or model_name in (".", ".."):
@@ -117,7 +134,10 @@ def write_triton_repo(artifact_path: str | os.PathLike, repo_dir: str | os.PathL
         raise InputError(f"max_batch={max_batch!r} must be an integer >= 1 (Triton's max_batch_size).")
     check_choice("Triton device", device, ("gpu", "cpu"), InputError)
     check_choice("Triton backend", backend, TRITON_BACKENDS, InputError)
-    platform, info, profile, sidecar = _artifact(artifact_path)
+
+
+def _check_servable(artifact_path: Path, *, profile, sidecar: dict | None, device: str, backend: str) -> None:
+    """Refuse a plan on CPUs, and a TensorRT-RTX plan on Triton's TensorRT backend (it cannot load one)."""
     if profile is not None and device == "cpu":
         raise InputError("a TensorRT plan runs on a GPU only; use device='gpu', or serve the ONNX model on CPUs.")
     rtx = sidecar is not None and sidecar.get("flavour") == "tensorrt-rtx"
@@ -125,25 +145,29 @@ def write_triton_repo(artifact_path: str | os.PathLike, repo_dir: str | os.PathL
         raise InputError("Triton's tensorrt_plan backend is TensorRT's and does not load a TensorRT-RTX plan.",
                          path=artifact_path, hint="Write the repository with backend='python' (--triton-backend "
                                                   "python): its model.py runs the plan through sranet.runtime.")
-    if profile is None:
-        preferred = sorted({b for b in (4, 8, max_batch) if b <= max_batch})
-        filename = "model.onnx"
-    else:
-        bmin, bopt, bmax = profile
-        if bmin != 1:
-            raise InputError(f"the plan's batch profile starts at {bmin}, but Triton may send a batch of 1. Rebuild the "
-                             f"engine with --profile 1:{bopt}:{bmax}.")
-        if max_batch > bmax:
-            raise InputError(f"max_batch={max_batch} exceeds the plan's profile max {bmax}. Use max_batch {bmax} or "
-                             f"less, or rebuild the engine with --profile 1:{bopt}:{max_batch}.")
-        preferred = sorted({b for b in (bopt, max_batch) if b <= max_batch})
-        filename = "model.plan"
 
-    model_dir = Path(repo_dir) / model_name
-    version_dir = model_dir / "1"
+
+def _batching(profile: tuple[int, int, int] | None, max_batch: int) -> tuple[list[int], str]:
+    """(preferred batch sizes, file name in the version folder); a plan's profile must start at 1 and reach
+    max_batch."""
+    if profile is None:
+        return sorted({b for b in (4, 8, max_batch) if b <= max_batch}), "model.onnx"
+    bmin, bopt, bmax = profile
+    if bmin != 1:
+        raise InputError(f"the plan's batch profile starts at {bmin}, but Triton may send a batch of 1. Rebuild the "
+                         f"engine with --profile 1:{bopt}:{bmax}.")
+    if max_batch > bmax:
+        raise InputError(f"max_batch={max_batch} exceeds the plan's profile max {bmax}. Use max_batch {bmax} or "
+                         f"less, or rebuild the engine with --profile 1:{bopt}:{max_batch}.")
+    return sorted({b for b in (bopt, max_batch) if b <= max_batch}), "model.plan"
+
+
+def _copy_version(artifact_path: Path, version_dir: Path, *, filename: str, plan: bool, backend: str) -> None:
+    """Copy the artifact into the version folder as ``filename``, with a plan's sidecar or an ONNX's external
+    weights, and ``model.py`` for the Python backend."""
     version_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(artifact_path, version_dir / filename)
-    if profile is not None:
+    if plan:
         from sranet.runtime.sidecar import sidecar_path
 
         shutil.copyfile(sidecar_path(artifact_path), version_dir / (filename + ".json"))
@@ -153,12 +177,6 @@ def write_triton_repo(artifact_path: str | os.PathLike, repo_dir: str | os.PathL
             shutil.copyfile(external, version_dir / external.name)
     if backend == "python":
         shutil.copyfile(PYTHON_MODEL, version_dir / "model.py")
-    config = render_config(model_name=model_name, platform="python" if backend == "python" else platform, info=info,
-                           max_batch=max_batch, preferred=preferred,
-                           instance_kind="KIND_CPU" if device == "cpu" else "KIND_GPU", artifact=filename)
-    (model_dir / "config.pbtxt").write_text(config)
-    (model_dir / "README.md").write_text(repo_readme(model_name, backend=backend, sidecar=sidecar))
-    return model_dir
 
 
 def triton_notes(sidecar: dict | None) -> list[str]:

@@ -30,27 +30,57 @@ def load_nifti(path: Path, roi=None, *, max_gib: float | None = None) -> Volume:
     ``volume.index_offset`` records where the box sits. ``max_gib``: memory budget of the box read
     (``sranet.runtime.limits``), checked before reading.
     """
+    from sranet.runtime.roi import roi_box
+
+    img = _open(path)
+    shape = _volume_shape(path, img)
+    _check_pixdim(path, img)
+    units = str(img.header.get_xyzt_units()[0])
+    m, spacing, full = _lps_geometry(path, img, units)
+    dhw_shape = (shape[2], shape[1], shape[0])
+    box = roi_box(roi, dhw_shape, full) if roi is not None else tuple((0, n) for n in dhw_shape)
+    (d0, d1), (h0, h1), (w0, w1) = box
+    check_volume_bytes((d1 - d0, h1 - h0, w1 - w0), max_gib, path=path,
+                       what="the box to read" if roi is not None else "the image")
+    index = (slice(w0, w1), slice(h0, h1), slice(d0, d1)) + ((0,) if len(img.shape) == 4 else ())
+    hu = np.ascontiguousarray(_read_voxels(path, img, index).transpose(2, 1, 0))
+    meta = {"format": "nifti", "nifti_shape": list(img.shape), "full_shape": list(dhw_shape), "scl_applied": True,
+            "units": units}
+    origin = full[:3, :3] @ np.array([d0, h0, w0], dtype=float) + full[:3, 3]
+    return Volume(hu=hu, spacing_mm=tuple(float(s) for s in spacing), origin_mm=tuple(float(v) for v in origin),
+                  direction=m / spacing[None, :], meta=meta, source=str(path), index_offset=(d0, h0, w0))
+
+
+def _open(path: Path):
+    """nibabel's image (header and array proxy; no voxels read yet), with its header-repair messages silenced."""
     import nibabel as nib
     from nibabel.imageglobals import LoggingOutputSuppressor
 
-    from sranet.runtime.roi import roi_box
-
     try:
         with LoggingOutputSuppressor():  # nibabel prints header repairs (e.g. "setting 0 dims to 1"): refused below
-            img = nib.load(str(path))
+            return nib.load(str(path))
     except FileNotFoundError as exc:
         raise UnreadableFileError("file does not exist.", path=path) from exc
     except Exception as exc:
         raise NotDicomError(f"cannot be read as NIfTI ({type(exc).__name__}: {str(exc)[:120]}).", path=path,
                             hint="Check that the file is a complete .nii/.nii.gz image.") from exc
+
+
+def _volume_shape(path: Path, img) -> tuple[int, int, int]:
+    """The (i, j, k) shape of a 3D image, or of a 4D one with a single volume."""
     shape = img.shape
     if len(shape) == 4 and shape[3] == 1:
         shape = shape[:3]
     if len(shape) != 3 or min(shape) < 1:
         raise GeometryError(f"has shape {img.shape}; a 3D volume (i, j, k) was expected.", path=path,
                             hint="Extract one 3D volume (e.g. one time point) first.")
-    _check_pixdim(path, img)
-    units = str(img.header.get_xyzt_units()[0])
+    return shape
+
+
+def _lps_geometry(path: Path, img, units: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(m, spacing, full): the affine in millimetres turned to LPS for array axes (k, j, i): ``m`` (3, 3) its
+    columns, ``spacing`` (3,) their lengths in mm, ``full`` the (4, 4) index-to-LPS affine. A non-finite or
+    degenerate affine is refused."""
     affine = np.array(img.affine, dtype=float)  # a copy: scaled below
     affine[:3, :] *= _MM_PER_UNIT.get(units, 1.0)  # header says metres or microns: the affine is in those units
     with np.errstate(invalid="ignore", over="ignore"):  # a non-finite affine is refused just below
@@ -65,23 +95,16 @@ def load_nifti(path: Path, roi=None, *, max_gib: float | None = None) -> Volume:
     full = np.eye(4)
     full[:3, :3] = m
     full[:3, 3] = _RAS_TO_LPS @ affine[:3, 3]
-    dhw_shape = (shape[2], shape[1], shape[0])
-    box = roi_box(roi, dhw_shape, full) if roi is not None else tuple((0, n) for n in dhw_shape)
-    (d0, d1), (h0, h1), (w0, w1) = box
-    check_volume_bytes((d1 - d0, h1 - h0, w1 - w0), max_gib, path=path,
-                       what="the box to read" if roi is not None else "the image")
-    index = (slice(w0, w1), slice(h0, h1), slice(d0, d1)) + ((0,) if len(img.shape) == 4 else ())
+    return m, spacing, full
+
+
+def _read_voxels(path: Path, img, index: tuple) -> np.ndarray:
+    """The voxels at ``index`` (i, j, k order) as float32, scaled by nibabel; a damaged file is refused."""
     try:
-        data = np.asarray(img.dataobj[index], dtype=np.float32)
+        return np.asarray(img.dataobj[index], dtype=np.float32)
     except Exception as exc:  # truncated .nii / broken gzip stream
         raise CorruptPixelDataError(f"image data cannot be read ({type(exc).__name__}: {str(exc)[:120]}).",
                                     path=path, hint="The file is truncated or damaged; re-export it.") from exc
-    hu = np.ascontiguousarray(data.transpose(2, 1, 0))
-    meta = {"format": "nifti", "nifti_shape": list(img.shape), "full_shape": list(dhw_shape), "scl_applied": True,
-            "units": units}
-    origin = full[:3, :3] @ np.array([d0, h0, w0], dtype=float) + full[:3, 3]
-    return Volume(hu=hu, spacing_mm=tuple(float(s) for s in spacing), origin_mm=tuple(float(v) for v in origin),
-                  direction=m / spacing[None, :], meta=meta, source=str(path), index_offset=(d0, h0, w0))
 
 
 def _check_pixdim(path: Path, img) -> None:

@@ -162,15 +162,22 @@ def compatibility_problems(sidecar: dict[str, Any], env: DeviceEnv) -> list[str]
     the same compute capability and model name, unless the plan was built hardware-compatible (ampere+: compute
     capability >= 8.0; same-compute-capability: equal), which Jetson does not support.
     """
-    problems = []
     opts = sidecar.get("options", {})
     flavour = sidecar_flavour(sidecar)
     built, here = str(sidecar["tensorrt"]), env.tensorrt
     if flavour != env.flavour:
-        problems.append(f"it was built by {_name(flavour)} {built}, and a {_name(flavour)} plan loads only in "
-                        f"{_name(flavour)}; this runtime is {_name(env.flavour)} {here}")
-        return problems
-    platform_built = sidecar.get("platform") or {}
+        return [f"it was built by {_name(flavour)} {built}, and a {_name(flavour)} plan loads only in "
+                f"{_name(flavour)}; this runtime is {_name(env.flavour)} {here}"]
+    problems = _platform_problems(sidecar.get("platform") or {}, flavour, env)
+    if flavour == "tensorrt-rtx":
+        return problems + _rtx_problems(sidecar, built, env)
+    problems += _tensorrt_version_problems(built, here, version_compatible=opts.get("version_compatible"))
+    return problems + _gpu_problems(sidecar["gpu"], opts.get("hardware_compatibility") or "none", env)
+
+
+def _platform_problems(platform_built: dict[str, Any], flavour: str, env: DeviceEnv) -> list[str]:
+    """The CPU architecture must match; a TensorRT (not TensorRT-RTX) plan also needs the same OS."""
+    problems = []
     if platform_built.get("machine") and env.machine and platform_built["machine"] != env.machine:
         problems.append(f"it was built on {platform_built['machine']}, this machine is {env.machine} (plans are "
                         "native code for one CPU architecture)")
@@ -178,42 +185,53 @@ def compatibility_problems(sidecar: dict[str, Any], env: DeviceEnv) -> list[str]
             and platform_built["system"] != env.system):
         problems.append(f"it was built on {platform_built['system']}, this machine runs {env.system} (TensorRT plans "
                         "are not portable between operating systems)")
+    return problems
 
-    if flavour == "tensorrt-rtx":
-        if built != here:
-            problems.append(f"it was built with TensorRT-RTX {built}, this machine has TensorRT-RTX {here} "
-                            "(TensorRT-RTX engines run only with the release that built them)")
-        targets = sidecar_targets(sidecar)
-        if env.compute_capability not in targets:
-            problems.append(f"it was built for compute capabilities {', '.join(targets) or 'none recorded'}; this GPU "
-                            f"is a {env.gpu_name} (compute capability {env.compute_capability})")
-        return problems
 
-    if opts.get("version_compatible"):
+def _rtx_problems(sidecar: dict[str, Any], built: str, env: DeviceEnv) -> list[str]:
+    """A TensorRT-RTX plan needs the release that built it and this GPU's compute capability among its targets."""
+    problems = []
+    if built != env.tensorrt:
+        problems.append(f"it was built with TensorRT-RTX {built}, this machine has TensorRT-RTX {env.tensorrt} "
+                        "(TensorRT-RTX engines run only with the release that built them)")
+    targets = sidecar_targets(sidecar)
+    if env.compute_capability not in targets:
+        problems.append(f"it was built for compute capabilities {', '.join(targets) or 'none recorded'}; this GPU "
+                        f"is a {env.gpu_name} (compute capability {env.compute_capability})")
+    return problems
+
+
+def _tensorrt_version_problems(built: str, here: str, *, version_compatible) -> list[str]:
+    """The same TensorRT version, or for a version-compatible plan a later runtime of a major it may run on."""
+    if version_compatible:
         v_built, v_here = _version_tuple(built), _version_tuple(here)
         if v_here < v_built:
-            problems.append(f"it was built with TensorRT {built} (version-compatible), newer than TensorRT {here} here")
-        elif v_here[:1] != v_built[:1] and (v_built[:1] + v_here[:1]) not in VC_CROSS_MAJOR:
-            problems.append(f"it was built with TensorRT {built} (version-compatible), which TensorRT {here} does not "
-                            "load (across major versions only 8 -> 10 and 10 -> 11 are supported)")
-    elif built != here:
-        problems.append(f"it was built with TensorRT {built}, this machine has TensorRT {here}")
+            return [f"it was built with TensorRT {built} (version-compatible), newer than TensorRT {here} here"]
+        if v_here[:1] != v_built[:1] and (v_built[:1] + v_here[:1]) not in VC_CROSS_MAJOR:
+            return [f"it was built with TensorRT {built} (version-compatible), which TensorRT {here} does not "
+                    "load (across major versions only 8 -> 10 and 10 -> 11 are supported)"]
+        return []
+    if built != here:
+        return [f"it was built with TensorRT {built}, this machine has TensorRT {here}"]
+    return []
 
-    gpu = sidecar["gpu"]
+
+def _gpu_problems(gpu: dict[str, Any], level: str, env: DeviceEnv) -> list[str]:
+    """The same compute capability and GPU model, unless built hardware-compatible at ``level`` (not on Jetson)."""
     cc_built, cc_here = str(gpu.get("compute_capability")), env.compute_capability
-    level = opts.get("hardware_compatibility") or "none"
     if level != "none" and env.jetson:
-        problems.append(f"it was built hardware-compatible ({level}), which Jetson does not support")
-    elif level == "ampere+":
+        return [f"it was built hardware-compatible ({level}), which Jetson does not support"]
+    if level == "ampere+":
         if _version_tuple(cc_here) < (8, 0):
-            problems.append(f"it was built for Ampere and newer (compute capability >= 8.0), this GPU is {cc_here}")
-    elif cc_built != cc_here:
-        problems.append(f"it was built on a {gpu.get('name')} (compute capability {cc_built}), "
-                        f"this GPU is a {env.gpu_name} (compute capability {cc_here})")
-    elif level == "none" and gpu.get("name") != env.gpu_name:
-        problems.append(f"it was built on a {gpu.get('name')}, this GPU is a {env.gpu_name} "
-                        "(same compute capability, but plans are tuned to one GPU model)")
-    return problems
+            return [f"it was built for Ampere and newer (compute capability >= 8.0), this GPU is {cc_here}"]
+        return []
+    if cc_built != cc_here:
+        return [f"it was built on a {gpu.get('name')} (compute capability {cc_built}), "
+                f"this GPU is a {env.gpu_name} (compute capability {cc_here})"]
+    if level == "none" and gpu.get("name") != env.gpu_name:
+        return [f"it was built on a {gpu.get('name')}, this GPU is a {env.gpu_name} "
+                "(same compute capability, but plans are tuned to one GPU model)"]
+    return []
 
 
 def _name(flavour: str) -> str:

@@ -24,6 +24,8 @@ items are highdicom ``TextContentItem`` objects appended to the group's content.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from sranet.runtime.dicom_out.finding import AlgorithmInfo, AttentionPatch, HipFinding
@@ -88,99 +90,146 @@ def device_uid(algorithm: AlgorithmInfo) -> str:
     return str(generate_uid(prefix=None, entropy_srcs=["sranet device observer", algorithm.model_sha256]))
 
 
-def build_sr(source: SourceSeries, findings: list[HipFinding], algorithm: AlgorithmInfo, *,
-             series_uid: str, sop_uid: str, series_number: int, now=None):
-    """Build the Comprehensive 3D SR (a highdicom ``Comprehensive3DSR``, i.e. a pydicom Dataset)."""
-    import highdicom as hd
-    from highdicom.coding_schemes import CodingSchemeIdentificationItem
-    from highdicom.sr import (
-        AlgorithmIdentification,
-        Comprehensive3DSR,
-        DeviceObserverIdentifyingAttributes,
-        FindingSite,
-        Measurement,
-        MeasurementReport,
-        MeasurementsAndQualitativeEvaluations,
-        ObservationContext,
-        ObserverContext,
-        QualitativeEvaluation,
-        RelationshipTypeValues,
-        SourceSeriesForSegmentation,
-        TextContentItem,
-        TrackingIdentifier,
-        VolumeSurface,
-        VolumetricROIMeasurementsAndQualitativeEvaluations,
-    )
-    from pydicom.sr.codedict import codes
+@dataclass(frozen=True)
+class _Context:
+    """What every measurement group of one report shares: codes, frame of reference, source series, algorithm."""
 
-    c = _codes()
-    frame_uid = source.frame_of_reference_uid
-    algorithm_id = AlgorithmIdentification(
+    codes: dict
+    frame_uid: str
+    source_series_uid: str
+    algorithm_id: object  # highdicom AlgorithmIdentification
+
+
+def _algorithm_id(algorithm: AlgorithmInfo):
+    from highdicom.sr import AlgorithmIdentification
+
+    return AlgorithmIdentification(
         name=algorithm.name, version=algorithm.version, manufacturer="sranet",
         parameters=[f"model_sha256={algorithm.model_sha256}", f"artifact={algorithm.artifact}"])
-    observer = ObserverContext(
+
+
+def _observer(algorithm: AlgorithmInfo):
+    from highdicom.sr import DeviceObserverIdentifyingAttributes, ObserverContext
+    from pydicom.sr.codedict import codes
+
+    return ObserverContext(
         observer_type=codes.cid270.Device,
         observer_identifying_attributes=DeviceObserverIdentifyingAttributes(
             uid=device_uid(algorithm), name=algorithm.name, manufacturer_name="sranet",
             model_name=f"{algorithm.name} {algorithm.version}"))
 
-    def surface(faces):
-        return VolumeSurface("POLYGON", faces, frame_uid,
-                             source_series=SourceSeriesForSegmentation(source.series_uid))
 
-    def site(f: HipFinding):
-        return [FindingSite(c["femoral_head"], laterality=c[f.side])]
+def _volume_surface(ctx: _Context, graphic_type: str, points):
+    from highdicom.sr import SourceSeriesForSegmentation, VolumeSurface
 
-    def add_text(group, flags):
-        for flag in flags:
-            group[0].ContentSequence.append(TextContentItem(
-                name=c["quality_finding"], value=flag, relationship_type=RelationshipTypeValues.CONTAINS))
+    return VolumeSurface(graphic_type, points, ctx.frame_uid,
+                         source_series=SourceSeriesForSegmentation(ctx.source_series_uid))
 
-    groups = []
-    for f in findings:
-        side = f.side_name
-        if f.probability is None:
-            group = MeasurementsAndQualitativeEvaluations(
-                tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier=f"{side} hip not assessed"),
-                finding_type=c["necrosis"], finding_sites=site(f), algorithm_id=algorithm_id)
-            add_text(group, f.qc)
-            groups.append(group)
-            continue
-        group = VolumetricROIMeasurementsAndQualitativeEvaluations(
-            tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier=f"{side} hip AVNFH"),
-            referenced_volume_surface=surface(_roi_faces(f.roi_mm)),
-            finding_type=c["necrosis"], finding_sites=site(f), algorithm_id=algorithm_id,
-            measurements=[
-                Measurement(c["probability"], round(f.probability, 6), c["no_units"]),
-                Measurement(c["threshold"], round(f.threshold, 6), c["no_units"]),
-            ],
-            qualitative_evaluations=[
-                QualitativeEvaluation(c["necrosis"], c["present"] if f.decision else c["absent"])])
-        add_text(group, f.qc)
-        groups.append(group)
-        if f.head is not None:
-            centre, r = np.asarray(f.head.centre_mm), f.head.radius_mm
-            axes = np.eye(3) * r
-            ellipsoid = np.array([centre - axes[0], centre + axes[0], centre - axes[1], centre + axes[1],
-                                  centre - axes[2], centre + axes[2]])
-            groups.append(VolumetricROIMeasurementsAndQualitativeEvaluations(
-                tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier=f"{side} femoral head (localiser)"),
-                referenced_volume_surface=VolumeSurface(
-                    "ELLIPSOID", ellipsoid, frame_uid, source_series=SourceSeriesForSegmentation(source.series_uid)),
-                finding_type=c["femoral_head"], finding_sites=site(f), algorithm_id=algorithm_id,
-                measurements=[Measurement(c["radius"], round(r, 3), c["mm"]),
-                              Measurement(c["confidence"], round(f.head.confidence, 6), c["no_units"])]))
-        axes = f.attention.axes if f.attention is not None else np.eye(3)
-        for k, patch in enumerate(f.top_patches, start=1):
-            groups.append(VolumetricROIMeasurementsAndQualitativeEvaluations(
-                tracking_identifier=TrackingIdentifier(uid=hd.UID(), identifier=f"{side} hip attention patch {k}"),
-                referenced_volume_surface=surface(_patch_faces(patch, axes)),
-                finding_sites=site(f), algorithm_id=algorithm_id,
-                measurements=[Measurement(c["saliency"], round(patch.weight, 6), c["no_units"])]))
 
+def _finding_sites(ctx: _Context, f: HipFinding):
+    from highdicom.sr import FindingSite
+
+    return [FindingSite(ctx.codes["femoral_head"], laterality=ctx.codes[f.side])]
+
+
+def _tracking_id(identifier: str):
+    import highdicom as hd
+    from highdicom.sr import TrackingIdentifier
+
+    return TrackingIdentifier(uid=hd.UID(), identifier=identifier)
+
+
+def _add_quality_text(ctx: _Context, group, flags) -> None:
+    from highdicom.sr import RelationshipTypeValues, TextContentItem
+
+    for flag in flags:
+        group[0].ContentSequence.append(TextContentItem(
+            name=ctx.codes["quality_finding"], value=flag, relationship_type=RelationshipTypeValues.CONTAINS))
+
+
+def _not_assessed_group(ctx: _Context, f: HipFinding):
+    """TID 1501 group for a hip the model did not assess: finding site, laterality, QC reasons as text."""
+    from highdicom.sr import MeasurementsAndQualitativeEvaluations
+
+    group = MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=_tracking_id(f"{f.side_name} hip not assessed"),
+        finding_type=ctx.codes["necrosis"], finding_sites=_finding_sites(ctx, f), algorithm_id=ctx.algorithm_id)
+    _add_quality_text(ctx, group, f.qc)
+    return group
+
+
+def _assessed_group(ctx: _Context, f: HipFinding):
+    """TID 1411 group for an assessed hip: ROI box, probability, threshold, decision, QC flags as text."""
+    from highdicom.sr import Measurement, QualitativeEvaluation, VolumetricROIMeasurementsAndQualitativeEvaluations
+
+    c = ctx.codes
+    group = VolumetricROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=_tracking_id(f"{f.side_name} hip AVNFH"),
+        referenced_volume_surface=_volume_surface(ctx, "POLYGON", _roi_faces(f.roi_mm)),
+        finding_type=c["necrosis"], finding_sites=_finding_sites(ctx, f), algorithm_id=ctx.algorithm_id,
+        measurements=[
+            Measurement(c["probability"], round(f.probability, 6), c["no_units"]),
+            Measurement(c["threshold"], round(f.threshold, 6), c["no_units"]),
+        ],
+        qualitative_evaluations=[
+            QualitativeEvaluation(c["necrosis"], c["present"] if f.decision else c["absent"])])
+    _add_quality_text(ctx, group, f.qc)
+    return group
+
+
+def _head_group(ctx: _Context, f: HipFinding):
+    """The localised femoral head: an ELLIPSOID (the sphere), its radius and the localisation confidence."""
+    from highdicom.sr import Measurement, VolumetricROIMeasurementsAndQualitativeEvaluations
+
+    c = ctx.codes
+    centre, r = np.asarray(f.head.centre_mm), f.head.radius_mm
+    axes = np.eye(3) * r
+    ellipsoid = np.array([centre - axes[0], centre + axes[0], centre - axes[1], centre + axes[1],
+                          centre - axes[2], centre + axes[2]])
+    return VolumetricROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=_tracking_id(f"{f.side_name} femoral head (localiser)"),
+        referenced_volume_surface=_volume_surface(ctx, "ELLIPSOID", ellipsoid),
+        finding_type=c["femoral_head"], finding_sites=_finding_sites(ctx, f), algorithm_id=ctx.algorithm_id,
+        measurements=[Measurement(c["radius"], round(r, 3), c["mm"]),
+                      Measurement(c["confidence"], round(f.head.confidence, 6), c["no_units"])])
+
+
+def _patch_groups(ctx: _Context, f: HipFinding) -> list:
+    """One group per top attention patch: the patch's box and its attention weight as Saliency."""
+    from highdicom.sr import Measurement, VolumetricROIMeasurementsAndQualitativeEvaluations
+
+    axes = f.attention.axes if f.attention is not None else np.eye(3)
+    return [VolumetricROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=_tracking_id(f"{f.side_name} hip attention patch {k}"),
+        referenced_volume_surface=_volume_surface(ctx, "POLYGON", _patch_faces(patch, axes)),
+        finding_sites=_finding_sites(ctx, f), algorithm_id=ctx.algorithm_id,
+        measurements=[Measurement(ctx.codes["saliency"], round(patch.weight, 6), ctx.codes["no_units"])])
+        for k, patch in enumerate(f.top_patches, start=1)]
+
+
+def _finding_groups(ctx: _Context, f: HipFinding) -> list:
+    """The measurement groups one hip contributes, in report order."""
+    if f.probability is None:
+        return [_not_assessed_group(ctx, f)]
+    groups = [_assessed_group(ctx, f)]
+    if f.head is not None:
+        groups.append(_head_group(ctx, f))
+    groups.extend(_patch_groups(ctx, f))
+    return groups
+
+
+def build_sr(source: SourceSeries, findings: list[HipFinding], algorithm: AlgorithmInfo, *,
+             series_uid: str, sop_uid: str, series_number: int, now=None):
+    """Build the Comprehensive 3D SR (a highdicom ``Comprehensive3DSR``, i.e. a pydicom Dataset)."""
+    from highdicom.coding_schemes import CodingSchemeIdentificationItem
+    from highdicom.sr import Comprehensive3DSR, MeasurementReport, ObservationContext
+
+    ctx = _Context(codes=_codes(), frame_uid=source.frame_of_reference_uid,
+                   source_series_uid=source.series_uid, algorithm_id=_algorithm_id(algorithm))
+    groups = [group for f in findings for group in _finding_groups(ctx, f)]
     report = MeasurementReport(
-        observation_context=ObservationContext(observer_device_context=observer),
-        procedure_reported=c["procedure"], imaging_measurements=groups)
+        observation_context=ObservationContext(observer_device_context=_observer(algorithm)),
+        procedure_reported=ctx.codes["procedure"], imaging_measurements=groups)
     return Comprehensive3DSR(
         evidence=list(source.datasets), content=report[0], series_instance_uid=series_uid,
         series_number=series_number, sop_instance_uid=sop_uid, instance_number=1, manufacturer="sranet",
