@@ -190,7 +190,10 @@ def test_verify_artifact_knows_every_backend_suffix():
 
 @pytest.mark.integration
 def test_openvino_ir_digest_covers_xml_and_bin(tmp_path, keys, tiny_artifacts):
-    pytest.importorskip("openvino")
+    import importlib.util
+
+    if importlib.util.find_spec("openvino") is None:  # not importorskip: a plain `import openvino` starts its telemetry
+        pytest.skip("openvino is not installed")
     from sranet.export.openvino import export_openvino
     from sranet.runtime.backends.openvino import read_info
 

@@ -84,10 +84,11 @@ def _codes():
 
 
 def device_uid(algorithm: AlgorithmInfo) -> str:
-    """A UID for the SRANet device observer, the same for every report made with the same model."""
-    from pydicom.uid import generate_uid
+    """A UID for the SRANet device observer, the same for every report made with the same model: a name-based
+    UUID (RFC 4122 version 5) of the model's digest under the 2.25 arc (PS3.5 B.2)."""
+    import uuid
 
-    return str(generate_uid(prefix=None, entropy_srcs=["sranet device observer", algorithm.model_sha256]))
+    return f"2.25.{uuid.uuid5(uuid.NAMESPACE_OID, 'sranet device observer ' + algorithm.model_sha256).int}"
 
 
 @dataclass(frozen=True)

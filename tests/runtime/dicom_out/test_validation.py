@@ -88,3 +88,15 @@ def test_file_names_carry_no_identifiers(outputs):
     for path in paths:
         for secret in (PATIENT_NAME, PATIENT_ID, "DOE", "4711"):
             assert secret.lower() not in str(path).lower()
+
+
+def test_device_observer_uid_is_the_same_for_the_same_model_only():
+    from pydicom.uid import UID
+
+    from sranet.runtime.dicom_out.finding import AlgorithmInfo
+    from sranet.runtime.dicom_out.sr import device_uid
+
+    a, b = AlgorithmInfo("a" * 64, "model.onnx"), AlgorithmInfo("b" * 64, "model.onnx")
+    assert device_uid(a) == device_uid(AlgorithmInfo("a" * 64, "other.onnx")) != device_uid(b)
+    uid = UID(device_uid(a))
+    assert uid.is_valid and uid.startswith("2.25.") and int(uid[5:]) < 2**128
