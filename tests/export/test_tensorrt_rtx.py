@@ -43,7 +43,6 @@ CONVOLUTIONS = {
 }
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize("name", list(CONVOLUTIONS))
 def test_every_export_variant_is_built_by_tensorrt_rtx(variants, name):
     from sranet.bench.trt_rtx import VARIANTS, build_variant

@@ -19,7 +19,6 @@ def test_case_names_are_unique():
     assert len(names) == len(set(names)), sorted({n for n in names if names.count(n) > 1})
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize("case", MATRIX, ids=lambda c: c.name)
 def test_bad_input(case, base, tmp_path):
     env = Env(tmp_path, base)
