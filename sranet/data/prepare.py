@@ -342,25 +342,11 @@ def prepare_cache(
     t0 = time.perf_counter()
     mask_params = mask_params or BoneMaskParams()
     cases = read_manifest(manifest_path, require_labels=True)
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"cache folder {out} is not a folder.", hint="Give a folder path for --out (created if missing).")
-    for sub in ("volumes", "masks", "lesions", "meta"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    _check_cache_json(out, {"preprocess": preprocess_config.to_dict(), "mask": mask_params.to_dict(), "grid": grid})
-
+    out = _open_cache(Path(out_dir), {"preprocess": preprocess_config.to_dict(), "mask": mask_params.to_dict(),
+                                      "grid": grid})
     result = PrepareResult(out)
     rows: dict[str, dict] = {}
-    todo = []
-    for case in cases:
-        row, damaged = _cached_row(case, out)
-        if row is None:
-            todo.append(case)
-            if damaged:
-                result.rebuilt.append(case.case_id)
-        else:
-            rows[case.case_id] = row
-            result.skipped.append(case.case_id)
+    todo = _cases_to_prepare(cases, out, result, rows)
     jobs = _jobs(todo, out, preprocess_config, mask_params, include_metal, max_gib)
     from tqdm import tqdm
 
@@ -384,6 +370,32 @@ def prepare_cache(
     result.rebuilt = [c for c in result.rebuilt if c in set(result.done)]
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _open_cache(out: Path, settings: dict) -> Path:
+    """The cache folder with its subfolders, created if missing; refused when its cache.json holds other settings."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"cache folder {out} is not a folder.", hint="Give a folder path for --out (created if missing).")
+    for sub in ("volumes", "masks", "lesions", "meta"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    _check_cache_json(out, settings)
+    return out
+
+
+def _cases_to_prepare(cases: list[Case], out: Path, result: PrepareResult, rows: dict) -> list[Case]:
+    """Cases without a complete cached entry (a damaged one is counted as rebuilt); the others go into ``rows`` and
+    ``result.skipped``."""
+    todo = []
+    for case in cases:
+        row, damaged = _cached_row(case, out)
+        if row is None:
+            todo.append(case)
+            if damaged:
+                result.rebuilt.append(case.case_id)
+        else:
+            rows[case.case_id] = row
+            result.skipped.append(case.case_id)
+    return todo
 
 
 def _collect(result: PrepareResult, rows: dict, case: Case, row, failure, bar) -> None:
