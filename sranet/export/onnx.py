@@ -217,6 +217,8 @@ def export_onnx(checkpoint: str | os.PathLike, out_path: str | os.PathLike, *, o
     ``log``: callable taking one line of progress text (the CLI passes typer.echo); None = quiet.
     ``signing_key``: an Ed25519 private key (or its PEM path) to sign the model with (``sranet.runtime.integrity``);
     the content digest is recorded either way.
+    The body is the export's named steps in order (reference, graph, precision, seal, gate, write), each timed;
+    its length is the parameter list and this docstring.
     """
     import onnx
 
