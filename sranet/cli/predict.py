@@ -35,6 +35,7 @@ def predict(
     series: Annotated[str | None, typer.Option("--series", help="SeriesInstanceUID to use where a folder holds several series.")] = None,
     spacing_mm: SpacingOpt = None,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Cases per backend call.")] = 1,
+    prefetch: Annotated[int, typer.Option("--prefetch", min=0, max=8, help="Inputs read and preprocessed ahead on a background thread while the model infers (0: one after the other); each holds its volume in memory until its hips are inferred.")] = 1,
     device: BackendDeviceOpt = "cpu",
     threads: ThreadsOpt = None,
     provider: ProviderOpt = None,
@@ -75,7 +76,8 @@ def predict(
     with Predictor.from_artifact(artifact, device=device, threads=threads, top_k=top_k, preprocess_on=preprocess_on,
                                  trusted_keys=trusted, **options) as predictor:
         summary = predict_batch(predictor, cases, out, batch=batch, retry_failed=retry_failed, heatmaps=heatmaps,
-                                progress=progress_enabled(), predict_metal=predict_metal, dicom_out=dicom_out)
+                                progress=progress_enabled(), predict_metal=predict_metal, dicom_out=dicom_out,
+                                prefetch=prefetch)
     if summary.truncated_bytes:
         typer.echo(f"{out}: dropped a partial last line ({summary.truncated_bytes} bytes) left by an interrupted run.",
                    err=True)

@@ -173,7 +173,7 @@ def predict_batch(predictor: Predictor, cases: list[CaseInput], out: str | os.Pa
                   retry_failed: bool = False, heatmaps: Path | None = None, heatmap_limit: int | None = None,
                   annotate: Callable[[CaseInput], dict[str, Any]] | None = None,
                   progress: bool = False, predict_metal: bool = False,
-                  dicom_out: Path | None = None) -> BatchSummary:
+                  dicom_out: Path | None = None, prefetch: int = 0) -> BatchSummary:
     """Predict ``cases`` into the JSON Lines file ``out``; return what was done.
 
     Inputs already recorded in ``out`` are skipped (with ``retry_failed``, those recorded with an error are tried
@@ -182,8 +182,9 @@ def predict_batch(predictor: Predictor, cases: list[CaseInput], out: str | os.Pa
     (None: all). ``batch``: cases (or hips) per backend call (at most ``limits.MAX_BATCH``). ``predict_metal``:
     predict a hip with metal near its head too (flagged ``metal_near_head``) instead of refusing it. ``dicom_out``:
     folder for each DICOM input's SR and attention maps (``sranet.runtime.dicom_out.cases``; a failure there is
-    recorded in the input's records and the batch goes on). InputError when ``out`` is locked by another run or is
-    not a regular file.
+    recorded in the input's records and the batch goes on). ``prefetch``: inputs read ahead while the backend
+    infers (``sranet.runtime.study.predict_cases``). InputError when ``out`` is locked by another run or is not a
+    regular file.
     """
     from sranet.runtime.study import predict_cases
 
@@ -200,7 +201,7 @@ def predict_batch(predictor: Predictor, cases: list[CaseInput], out: str | os.Pa
             bar = tqdm(total=len(todo), unit="case", desc="predict")
         try:
             for case, result in predict_cases(predictor, todo, batch=batch, predict_metal=predict_metal,
-                                              overview=heatmaps is not None):
+                                              overview=heatmaps is not None, prefetch=prefetch):
                 want_maps = heatmap_limit is None or summary.predicted < heatmap_limit
                 records = records_for(case, result, predictor, heatmaps=heatmaps if want_maps else None)
                 for record in records:

@@ -189,41 +189,98 @@ def read_study(predictor: Predictor, case: CaseInput, *, predict_metal: bool = F
 
 
 def predict_cases(predictor: Predictor, cases: Iterable[CaseInput], *, batch: int = 1, predict_metal: bool = False,
-                  settings: LocaliserSettings | None = None,
-                  overview: bool = False) -> Iterator[tuple[CaseInput, Prediction | StudyPrediction | Exception]]:
+                  settings: LocaliserSettings | None = None, overview: bool = False,
+                  prefetch: int = 0) -> Iterator[tuple[CaseInput, Prediction | StudyPrediction | Exception]]:
     """Yield ``(case, outcome)`` in input order; up to ``batch`` hips or cases per backend call.
 
     A case with a ROI, or "whole", gives a ``Prediction`` or the exception it raised (as ``predict_many``); a whole
     study (``roi_source="auto"``, no ROI) a ``StudyPrediction`` (or the exception reading it raised). Consecutive
     cases of the same study (manifest rows of its two hips) share one read. A missing package (ImportError) stops
     the run. ``overview``: keep a coronal slice of each study for its heatmap.
+
+    ``prefetch``: read and preprocess up to this many cases ahead on one background thread while the backend infers
+    the current batch (0: one after the other). File reading, decompression and numpy release the GIL, and so does
+    the backend, so the two overlap; each case read ahead holds its volume (a whole study: all of it) until its
+    hips are inferred, so memory grows by about ``prefetch`` cases. Outcomes and their order do not change.
     """
     if not isinstance(batch, int) or batch < 1:
         raise InputError(f"batch={batch!r} must be a positive integer.")
+    if not isinstance(prefetch, int) or isinstance(prefetch, bool) or not 0 <= prefetch <= MAX_PREFETCH:
+        raise InputError(f"prefetch={prefetch!r} must be an integer from 0 to {MAX_PREFETCH}.")
+    read = _CaseReader(predictor, predict_metal=predict_metal, settings=settings, overview=overview)
     units: list[tuple[CaseInput, Any]] = []
     items: list[PreparedCase] = []
-    last: tuple[Any, LocatedStudy] | None = None  # the study read last: its next row reuses it
-    for case in cases:
-        try:
-            if case.roi_source == "auto" and case.roi is None:
-                same = _study_id(case)
-                located = last[1] if last is not None and same is not None and last[0] == same else None
-                unit: Any = read_study(predictor, case, predict_metal=predict_metal, settings=settings,
-                                       overview=overview, located=located)
-                last = (same, unit.located) if same is not None else None
-                items.extend(unit.pending.values())
-            else:
-                unit = predictor.prepare(case)
-                items.append(unit)
-        except ImportError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any failure is recorded against its case; the run goes on
-            unit = exc
+    for case, unit in _read_ahead(read, cases, prefetch):
         units.append((case, unit))
+        if isinstance(unit, StudyPrediction):
+            items.extend(unit.pending.values())
+        elif isinstance(unit, PreparedCase):
+            items.append(unit)
         if len(items) >= batch or not items:
             yield from _finish(predictor, units, items, batch)
             units, items = [], []
     yield from _finish(predictor, units, items, batch)
+
+
+MAX_PREFETCH = 8
+
+
+class _CaseReader:
+    """Read and preprocess one case (a whole study: read, locate, cut out its hips); a failure is returned as the
+    exception, except ImportError. Calls must come in input order (one thread): consecutive rows of the same study
+    reuse the study read last."""
+
+    def __init__(self, predictor: Predictor, *, predict_metal: bool, settings: LocaliserSettings | None,
+                 overview: bool):
+        self.predictor, self.predict_metal, self.settings, self.overview = predictor, predict_metal, settings, overview
+        self.last: tuple[Any, LocatedStudy] | None = None
+
+    def __call__(self, case: CaseInput) -> StudyPrediction | PreparedCase | Exception:
+        try:
+            if case.roi_source == "auto" and case.roi is None:
+                same = _study_id(case)
+                last = self.last
+                located = last[1] if last is not None and same is not None and last[0] == same else None
+                unit = read_study(self.predictor, case, predict_metal=self.predict_metal, settings=self.settings,
+                                  overview=self.overview, located=located)
+                self.last = (same, unit.located) if same is not None else None
+                return unit
+            return self.predictor.prepare(case)
+        except ImportError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure is recorded against its case; the run goes on
+            return exc
+
+
+def _read_ahead(read, cases: Iterable[CaseInput], depth: int) -> Iterator[tuple[CaseInput, Any]]:
+    """``(case, read(case))`` in input order; with ``depth`` > 0 one background thread reads up to ``depth`` cases
+    ahead of the one handed out. Closing the iterator cancels what was not started and waits for the read in
+    progress; an exception raised by ``read`` (ImportError) comes out where that case would have."""
+    if depth == 0:
+        for case in cases:
+            yield case, read(case)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    pending = iter(cases)
+    window: deque = deque()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sranet-prefetch") as pool:
+        try:
+            for case in pending:
+                window.append((case, pool.submit(read, case)))
+                if len(window) > depth:
+                    break
+            while window:
+                case, future = window.popleft()
+                unit = future.result()
+                following = next(pending, None)
+                if following is not None:  # keep the reader busy while this case is inferred
+                    window.append((following, pool.submit(read, following)))
+                yield case, unit
+        finally:
+            for _, future in window:
+                future.cancel()
 
 
 def _study_id(case: CaseInput) -> tuple | None:

@@ -162,3 +162,59 @@ def test_manifest_rows_of_one_study_share_its_read(predictor, studies, monkeypat
     records = [r for c, o in predict_cases(predictor, rows, batch=2) for r in study_records(o, c, predictor)]
     assert [(r["case"], r["side"]) for r in records] == [("hip_L", "L"), ("hip_R", "R")]
     assert len(reads) == 1 and all("probability" in r for r in records)
+
+
+def _comparable(records):
+    """Records without what varies from run to run (timings)."""
+    return [{k: v for k, v in r.items() if k not in ("timings_ms",)} for r in records]
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_prefetch_gives_the_same_records_in_the_same_order(predictor, studies, tmp_path, batch):
+    """Reading ahead on a background thread changes neither the outcomes nor their order: whole studies, a study
+    without hips, a ROI case, an unreadable file and two rows of one study that share its read."""
+    bad = tmp_path / "bad.npy"
+    bad.write_bytes(b"not an array")
+    path, study = studies["normal"]
+    x, y, z = study.hips["R"].centre_mm
+    cases = [CaseInput(studies["screws"][0], case_id="screws", roi_source="auto"),
+             CaseInput(bad, case_id="bad", roi_source="auto"),
+             CaseInput(path, case_id="roi", roi=parse_roi(f"mm:{x - 30}:{x + 30},{y - 30}:{y + 30},{z - 30}:{z + 30}")),
+             CaseInput(studies["abdomen"][0], case_id="abdomen", roi_source="auto"),
+             *[CaseInput(path, case_id=f"hip_{s}", roi_source="auto", side=s) for s in ("L", "R")]]
+
+    def run(prefetch):
+        out = []
+        for case, outcome in predict_cases(predictor, cases, batch=batch, prefetch=prefetch):
+            if hasattr(outcome, "to_record"):
+                out.append([outcome.to_record()])
+            else:
+                out.append(study_records(outcome, case, predictor))
+        return [_comparable(rs) for rs in out]
+
+    assert run(2) == run(0)
+
+
+def test_prefetch_reads_ahead_while_a_case_is_handed_out_and_stops_when_closed(predictor, studies, monkeypatch):
+    import threading
+
+    import sranet.runtime.io as io
+
+    path, _ = studies["normal"]
+    reads, real = [], io.load_volume
+    monkeypatch.setattr(io, "load_volume", lambda p, **kw: (reads.append(threading.current_thread().name),
+                                                             real(p, **kw))[1])
+    # six reads of one study (another memory budget each, so no row reuses the read before it)
+    cases = [CaseInput(path, case_id=f"s{i}", roi_source="auto", max_gib=4.0 + i) for i in range(6)]
+    outcomes = predict_cases(predictor, cases, prefetch=2)
+    first = next(outcomes)
+    assert first[0].case_id == "s0"
+    outcomes.close()  # the reader stops: nothing past the window is read
+    assert 1 <= len(reads) <= 4 and all(name.startswith("sranet-prefetch") for name in reads)
+
+
+def test_prefetch_out_of_range_is_refused(predictor, studies):
+    from sranet.errors import InputError
+
+    with pytest.raises(InputError, match="prefetch=9 must be an integer from 0 to 8"):
+        list(predict_cases(predictor, [], prefetch=9))
