@@ -115,13 +115,13 @@ def scan_folder(folder: Path) -> tuple[dict[str, list[SliceHeader]], list[tuple[
 
 
 def load_dicom_folder(folder: Path, *, roi: Roi | None = None, series: str | None = None,
-                      policy: str = "resample", max_gib: float | None = None) -> Volume:
+                      policy: str = "resample", max_gib: float | None = None, compact: bool = False) -> Volume:
     """A folder holding one or more DICOM series -> Volume of the chosen CT series. See the module docstring.
 
     A slice whose pixel data is corrupt, truncated or missing is dropped and reported like a damaged header (at
     most 10 % of the series); the geometry check then applies the policy to the hole it may leave, and a hole it
     refuses is reported as the unreadable slices that made it (CorruptPixelDataError). ``max_gib``: memory budget
-    (``sranet.runtime.limits``).
+    (``sranet.runtime.limits``). ``compact``: int16 HU where exact (``load_volume``).
     """
     groups, skipped = scan_folder(folder)
     uid, hs = _choose(groups, series, folder, skipped)
@@ -131,7 +131,8 @@ def load_dicom_folder(folder: Path, *, roi: Roi | None = None, series: str | Non
         qc = ["files_skipped"] if damaged else []
         extra = {"skipped": [{"file": n, "reason": r} for n, r in skipped]} if skipped else {}
         try:
-            return build_volume(hs, where=folder, roi=roi, policy=policy, extra_meta=extra, qc=qc, max_gib=max_gib)
+            return build_volume(hs, where=folder, roi=roi, policy=policy, extra_meta=extra, qc=qc, max_gib=max_gib,
+                                compact=compact)
         except (CorruptPixelDataError, NoPixelDataError) as exc:
             # A slice whose pixels cannot be used is dropped like a damaged header, so long as few are; the
             # geometry check then decides (under the policy) whether the series is still whole.
