@@ -231,6 +231,7 @@ ODD_FILES = {
     "description_empty": lambda ds: _raw(ds, 0x0008103E, "LO", b""),
     "description_padded": lambda ds: _raw(ds, 0x0008103E, "LO", b" PELVIS  \0"),
     "description_two": lambda ds: _raw(ds, 0x0008103E, "LO", b"A\\B "),
+    "charset_latin1": lambda ds: setattr(ds, "SpecificCharacterSet", "ISO_IR 100"),
     "description_latin1": lambda ds: setattr(ds, "SeriesDescription", "Hüfte"),
     "description_utf8": lambda ds: setattr(ds, "SpecificCharacterSet", "ISO_IR 192") or setattr(
         ds, "SeriesDescription", "骨盤"),
@@ -308,7 +309,8 @@ def test_odd_values_and_pixel_formats_read_the_same(corpus):
 
 
 @pytest.mark.parametrize("name", ["implicit", "bits12_signed", "padding_implicit", "slope_fraction",
-                                  "series_number_zeros", "kvp_float", "position_exponent", "nested_sequences"])
+                                  "series_number_zeros", "kvp_float", "position_exponent", "nested_sequences",
+                                  "charset_latin1"])
 def test_ordinary_variants_are_read_by_the_scanner(corpus, name):
     h = scan_header(corpus / "odd" / f"{name}.dcm")
     assert h is not None and h.layout is not None and h.layout.fast
@@ -366,6 +368,14 @@ def test_files_to_leave_to_pydicom_fall_back(corpus, tmp_path):
     cases["item_end_at_top"] = data[:at] + b"\xfe\xff\x0d\xe0\0\0\0\0" + data[at:]
     # tags out of order: a Rows after the pixel data's group
     cases["unordered"] = data[:at] + b"\x28\x00\x10\x00US\x02\x00\x20\x00" + data[at:]
+    # an item inside a sequence inside an item of defined length that runs past its sequence (pydicom fails
+    # parsing it; skipping the outer item by its length would not notice)
+    nested = (corpus / "odd" / "nested_sequences.dcm").read_bytes()
+    inner = nested.index(b"\x40\x00\x43\xa0SQ\0\0\xff\xff\xff\xff\xfe\xff\x00\xe0") + 16
+    length = struct.unpack_from("<L", nested, inner)[0]
+    cases["inner_item_overrun"] = nested[:inner] + struct.pack("<L", length + 0x9E) + nested[inner + 4:]
+    # a SpecificCharacterSet pydicom cannot look up (it fails reading the file)
+    cases["charset_damaged"] = data[:start] + b"\x08\x00\x05\x00CS\x0a\x00ISO_I\0 100" + data[start:]
     for name, raw_bytes in cases.items():
         (tmp_path / f"{name}.dcm").write_bytes(raw_bytes)
     got = {name: scan_header(tmp_path / f"{name}.dcm") for name in cases}
