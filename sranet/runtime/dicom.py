@@ -1,16 +1,18 @@
 """DICOM series folders and single DICOM files -> ``Volume`` (HU, geometry, QC), the way a careful radiology
 loader does it.
 
-1. Read every file's header only (``stop_before_pixels``). Files that are not DICOM or whose header is damaged are
-   skipped and reported in ``volume.meta["skipped"]`` (file name and reason) with QC flag ``files_skipped``.
+1. Read every file's header only: the common file (preamble, little endian, plain values) from its bytes
+   (``dicom_scan``, which gives what pydicom gives), any other with pydicom (``stop_before_pixels``). Files that
+   are not DICOM or whose header is damaged are skipped and reported in ``volume.meta["skipped"]`` (file name and reason) with QC flag ``files_skipped``.
 2. Drop objects that are not CT image slices, each with a reason: other modalities, non-image SOP classes,
    localizers/scouts (ImageType LOCALIZER), multi-frame objects inside a folder, slices without geometry.
 3. Group by SeriesInstanceUID. One candidate series is used; several raise ``NoUsableSeriesError`` listing them
    (UID suffix, series number, slice count and thickness: nothing identifying) unless ``series=`` names one.
 4. Sort by the projection of ImagePositionPatient on the slice normal; check tilt, spacing, gaps and duplicates
    (``dicom_geometry.plan_stack``) under the ``policy`` ("resample" corrects and flags, "strict" refuses).
-5. Decode pixels (compressed syntaxes through the pylibjpeg plugins) of only the slices the ROI needs, apply each
-   slice's RescaleSlope/Intercept, fix the JPEG 2000 sign mismatch, refuse noise (``CorruptPixelDataError``).
+5. Decode pixels of only the slices the ROI needs (uncompressed 16-bit slices read straight from their files,
+   ``dicom_pixels``; compressed syntaxes through pydicom and the pylibjpeg plugins), apply each slice's
+   RescaleSlope/Intercept, fix the JPEG 2000 sign mismatch, refuse noise (``CorruptPixelDataError``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from sranet.errors import (
     SranetError,
     WrongModalityError,
 )
-from sranet.runtime.dicom_decode import CT_SOP_CLASSES, SliceHeader, read_header
+from sranet.runtime.dicom_decode import CT_SOP_CLASSES, SliceHeader
+from sranet.runtime.dicom_scan import read_header
 from sranet.runtime.dicom_stack import build_volume
 from sranet.runtime.roi import Roi
 from sranet.runtime.volume import Volume

@@ -178,14 +178,8 @@ def _as_list(value) -> str:
 
 
 def read_header(path: Path) -> SliceHeader:
-    """Header-only read of one file; typed errors name the path. The common file (preamble, little endian, plain
-    values) is read by ``dicom_scan.scan_header`` straight from its bytes, which gives the same ``SliceHeader``
-    and the pixel data's place; any other file by pydicom (``stop_before_pixels``)."""
-    from sranet.runtime.dicom_scan import scan_header
-
-    fast = scan_header(path)
-    if fast is not None:
-        return fast
+    """Header-only read (``stop_before_pixels``) of one file with pydicom; typed errors name the path. (The loader
+    calls ``dicom_scan.read_header``, which reads the common file from its bytes and any other through this.)"""
     ds = read_dataset(path, header_only=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # values are converted lazily, on first access

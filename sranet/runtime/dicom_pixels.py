@@ -49,7 +49,7 @@ class NotExact(Exception):  # noqa: N818 - a signal between the reader and build
 def fast_readable(h: SliceHeader) -> bool:
     """Whether ``read_slice_hu`` reads ``h`` itself (else it goes through pydicom)."""
     lay = h.layout
-    return lay is not None and lay.fast and h.frames == 1 and lay.length in _lengths(h)
+    return lay is not None and lay.fast and h.frames == 1 and h.rows > 0 and h.columns > 0 and lay.length in _lengths(h)
 
 
 def exact_int16(h: SliceHeader) -> bool:

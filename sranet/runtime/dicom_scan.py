@@ -21,6 +21,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from sranet.runtime import dicom_decode
 from sranet.runtime.dicom_decode import GEOMETRY_TAGS, SliceHeader, clean_text
 
 # Transfer syntaxes whose data set is implicit / explicit VR little endian with native (uncompressed) pixel data.
@@ -132,6 +133,13 @@ class _Bytes:
             self.data += self.fh.read(more)
             if end > len(self.data):
                 raise _Fallback
+
+
+def read_header(path: Path) -> SliceHeader:
+    """The loader's header read: ``scan_header``, or pydicom (``dicom_decode.read_header``, typed errors naming
+    the path) where it answers None."""
+    fast = scan_header(path)
+    return fast if fast is not None else dicom_decode.read_header(path)
 
 
 def scan_header(path: Path) -> SliceHeader | None:
@@ -542,4 +550,4 @@ def _text(value):
     return value
 
 
-__all__ = ["LONG_VRS", "PIXEL_DATA", "SHORT_VRS", "PixelLayout", "scan_header"]
+__all__ = ["LONG_VRS", "PIXEL_DATA", "SHORT_VRS", "PixelLayout", "read_header", "scan_header"]

@@ -185,6 +185,9 @@ ODD_FILES = {
     "padding_ss": lambda ds: _padding(ds, "SS", -2000, False),
     "padding_us": lambda ds: _padding(ds, "US", 0, False),
     "padding_implicit": lambda ds: _padding(ds, "SS", -2000, True),
+    "padding_implicit_unsigned": lambda ds: setattr(ds, "PixelRepresentation", 0) or setattr(
+        ds, "RescaleIntercept", -2048) or _padding(ds, "US", 65535, True),
+    "rows_zero": lambda ds: setattr(ds, "Rows", 0) or setattr(ds, "PixelData", b""),
     "slope_fraction": lambda ds: setattr(ds, "RescaleSlope", "0.75") or setattr(ds, "RescaleIntercept", "-1024.5"),
     "slope_negative": lambda ds: setattr(ds, "RescaleSlope", -1) or setattr(ds, "RescaleIntercept", 1024),
     "slope_empty": lambda ds: _raw(ds, 0x00281053, "DS", b""),
