@@ -142,7 +142,8 @@ def read_slice_hu(h: SliceHeader, box: tuple[tuple[int, int], tuple[int, int]] |
     arr, amin, amax = stored
     lay = h.layout
     slope, intercept = rescale_values(lay.slope, lay.intercept, h.path)
-    lo, hi = (np.float32(v) * np.float32(slope) + np.float32(intercept) for v in (amin, amax))
+    with np.errstate(all="ignore"):  # a slope or intercept beyond float32 gives inf or NaN: refused below
+        lo, hi = (np.float32(v) * np.float32(slope) + np.float32(intercept) for v in (amin, amax))
     lo, hi = (lo, hi) if slope > 0 else (hi, lo)
     if lay.padding is not None:  # padding becomes -1024 HU, inside the plausible range
         lo, hi = min(lo, np.float32(-1024.0)), max(hi, np.float32(-1024.0))

@@ -521,3 +521,34 @@ def test_a_series_loads_the_same_through_either_reader(corpus, tmp_path, monkeyp
     assert fast.hu.dtype == slow.hu.dtype == np.float32 and np.array_equal(fast.hu, slow.hu)
     assert (fast.spacing_mm, fast.origin_mm, fast.qc) == (slow.spacing_mm, slow.origin_mm, slow.qc)
     assert compact.hu.dtype == np.int16 and np.array_equal(compact.hu.astype(np.float32), plain.hu)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(4))
+def test_many_mutations_read_the_same(corpus, tmp_path, seed):
+    """Thousands of mutated copies (flipped header and sequence bytes, removed or odd tags as test_fuzz_io makes
+    them) of explicit and implicit slices, with sequences of defined and undefined length, a real slice and the
+    GE series' first file."""
+    from tests.runtime.test_fuzz_io import _mutate
+
+    sources = [_series_file(corpus), corpus / "odd" / "implicit.dcm", corpus / "odd" / "nested_sequences.dcm",
+               corpus / "odd" / "padding_implicit.dcm", REAL_CT / "pydicom" / "CT_small.dcm",
+               sorted(unpack_ge_series(tmp_path / "ge").glob("*.dcm"))[0]]
+    rng = np.random.default_rng(100 + seed)
+    problems, scanned = [], 0
+    for k in range(1500):
+        src, out = sources[k % len(sources)], tmp_path / f"m{k}.dcm"
+        if k % 4 == 0:
+            _mutate(rng, src, out)
+        else:
+            data = bytearray(src.read_bytes())
+            seq = data.find(b"\x08\x00\x40\x11")  # ReferencedImageSequence, where there is one
+            lo, hi = (seq, seq + 200) if seq > 0 and k % 2 else (128, min(len(data), _dataset_start(bytes(data)) + 2000))
+            for at in rng.integers(lo, hi, int(rng.integers(1, 5))):
+                data[int(at)] = int(rng.integers(0, 256)) if k % 3 else data[int(at)] ^ (1 << int(rng.integers(0, 8)))
+            out.write_bytes(bytes(data))
+        problems += differences(out)
+        scanned += scan_header(out) is not None
+        out.unlink()
+    assert not problems, "\n".join(problems[:30])
+    assert scanned > 300  # the mutations leave many files the scanner still reads
