@@ -1,16 +1,18 @@
 """DICOM series folders and single DICOM files -> ``Volume`` (HU, geometry, QC), the way a careful radiology
 loader does it.
 
-1. Read every file's header only (``stop_before_pixels``). Files that are not DICOM or whose header is damaged are
-   skipped and reported in ``volume.meta["skipped"]`` (file name and reason) with QC flag ``files_skipped``.
+1. Read every file's header only: the common file (preamble, little endian, plain values) from its bytes
+   (``dicom_scan``, which gives what pydicom gives), any other with pydicom (``stop_before_pixels``). Files that
+   are not DICOM or whose header is damaged are skipped and reported in ``volume.meta["skipped"]`` (file name and reason) with QC flag ``files_skipped``.
 2. Drop objects that are not CT image slices, each with a reason: other modalities, non-image SOP classes,
    localizers/scouts (ImageType LOCALIZER), multi-frame objects inside a folder, slices without geometry.
 3. Group by SeriesInstanceUID. One candidate series is used; several raise ``NoUsableSeriesError`` listing them
    (UID suffix, series number, slice count and thickness: nothing identifying) unless ``series=`` names one.
 4. Sort by the projection of ImagePositionPatient on the slice normal; check tilt, spacing, gaps and duplicates
    (``dicom_geometry.plan_stack``) under the ``policy`` ("resample" corrects and flags, "strict" refuses).
-5. Decode pixels (compressed syntaxes through the pylibjpeg plugins) of only the slices the ROI needs, apply each
-   slice's RescaleSlope/Intercept, fix the JPEG 2000 sign mismatch, refuse noise (``CorruptPixelDataError``).
+5. Decode pixels of only the slices the ROI needs (uncompressed 16-bit slices read straight from their files,
+   ``dicom_pixels``; compressed syntaxes through pydicom and the pylibjpeg plugins), apply each slice's
+   RescaleSlope/Intercept, fix the JPEG 2000 sign mismatch, refuse noise (``CorruptPixelDataError``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from sranet.errors import (
     SranetError,
     WrongModalityError,
 )
-from sranet.runtime.dicom_decode import CT_SOP_CLASSES, SliceHeader, read_header
+from sranet.runtime.dicom_decode import CT_SOP_CLASSES, SliceHeader
+from sranet.runtime.dicom_scan import read_header
 from sranet.runtime.dicom_stack import build_volume
 from sranet.runtime.roi import Roi
 from sranet.runtime.volume import Volume
@@ -115,13 +118,13 @@ def scan_folder(folder: Path) -> tuple[dict[str, list[SliceHeader]], list[tuple[
 
 
 def load_dicom_folder(folder: Path, *, roi: Roi | None = None, series: str | None = None,
-                      policy: str = "resample", max_gib: float | None = None) -> Volume:
+                      policy: str = "resample", max_gib: float | None = None, compact: bool = False) -> Volume:
     """A folder holding one or more DICOM series -> Volume of the chosen CT series. See the module docstring.
 
     A slice whose pixel data is corrupt, truncated or missing is dropped and reported like a damaged header (at
     most 10 % of the series); the geometry check then applies the policy to the hole it may leave, and a hole it
     refuses is reported as the unreadable slices that made it (CorruptPixelDataError). ``max_gib``: memory budget
-    (``sranet.runtime.limits``).
+    (``sranet.runtime.limits``). ``compact``: int16 HU where exact (``load_volume``).
     """
     groups, skipped = scan_folder(folder)
     uid, hs = _choose(groups, series, folder, skipped)
@@ -131,7 +134,8 @@ def load_dicom_folder(folder: Path, *, roi: Roi | None = None, series: str | Non
         qc = ["files_skipped"] if damaged else []
         extra = {"skipped": [{"file": n, "reason": r} for n, r in skipped]} if skipped else {}
         try:
-            return build_volume(hs, where=folder, roi=roi, policy=policy, extra_meta=extra, qc=qc, max_gib=max_gib)
+            return build_volume(hs, where=folder, roi=roi, policy=policy, extra_meta=extra, qc=qc, max_gib=max_gib,
+                                compact=compact)
         except (CorruptPixelDataError, NoPixelDataError) as exc:
             # A slice whose pixels cannot be used is dropped like a damaged header, so long as few are; the
             # geometry check then decides (under the policy) whether the series is still whole.

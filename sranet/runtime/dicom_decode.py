@@ -11,6 +11,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -53,6 +54,7 @@ class SliceHeader:
     enhanced: bool = False
     scanner: dict = field(default_factory=dict)
     geometry_problem: str = ""  # a geometry tag that is present but not usable (NaN, wrong count), in words
+    layout: Any = field(default=None, compare=False)  # dicom_scan.PixelLayout: where the pixels sit (fast reads)
 
 
 def floats(value, n: int) -> tuple[float, ...] | None:
@@ -63,7 +65,7 @@ def floats(value, n: int) -> tuple[float, ...] | None:
     return out if len(out) == n and all(np.isfinite(out)) else None
 
 
-def _clean(text, limit: int = 64) -> str:
+def clean_text(text, limit: int = 64) -> str:
     """Printable ASCII only, bounded length: safe for logs and JSON (never used in file names)."""
     return re.sub(r"[^ -~]", "", str(text or ""))[:limit].strip()
 
@@ -88,7 +90,7 @@ def read_dataset(path: Path, *, header_only: bool):
             raise UnreadableFileError(f"cannot be read ({type(exc).__name__}).", path=path) from exc
         except Exception as exc:  # pydicom raises many types on damaged headers
             raise UnreadableFileError(f"DICOM header is truncated or damaged ({type(exc).__name__}: "
-                                      f"{_clean(exc, 120)}).", path=path,
+                                      f"{clean_text(exc, 120)}).", path=path,
                                       hint="Re-export the file from the PACS.") from exc
         if ds is None:
             try:
@@ -135,19 +137,19 @@ def header_from_dataset(ds, path: Path) -> SliceHeader:
         except (TypeError, ValueError):
             return 0
 
-    geometry = {key: floats(g(key), n) for key, n in _GEOMETRY_TAGS.items()}
-    problems = [f"{key} {_clean(_as_list(g(key)), 80)} is not {_GEOMETRY_TAGS[key]} finite numbers"
+    geometry = {key: floats(g(key), n) for key, n in GEOMETRY_TAGS.items()}
+    problems = [f"{key} {clean_text(_as_list(g(key)), 80)} is not {GEOMETRY_TAGS[key]} finite numbers"
                 for key, value in geometry.items() if value is None and g(key) not in (None, "")]
 
     return SliceHeader(
         path=path,
         sop_class=str(g("SOPClassUID", "") or ""),
-        modality=_clean(g("Modality", ""), 16).upper(),
+        modality=clean_text(g("Modality", ""), 16).upper(),
         series_uid=str(g("SeriesInstanceUID", "") or ""),
-        series_number=_clean(g("SeriesNumber", ""), 12),
-        series_description=_clean(g("SeriesDescription", "")),
-        image_type=tuple(_clean(v, 32).upper() for v in (g("ImageType") or ())) if not isinstance(
-            g("ImageType"), str) else (_clean(g("ImageType"), 32).upper(),),
+        series_number=clean_text(g("SeriesNumber", ""), 12),
+        series_description=clean_text(g("SeriesDescription", "")),
+        image_type=tuple(clean_text(v, 32).upper() for v in (g("ImageType") or ())) if not isinstance(
+            g("ImageType"), str) else (clean_text(g("ImageType"), 32).upper(),),
         rows=as_int("Rows"),
         columns=as_int("Columns"),
         frames=frames,
@@ -158,13 +160,13 @@ def header_from_dataset(ds, path: Path) -> SliceHeader:
         instance=instance,
         transfer_syntax=ts,
         enhanced="PerFrameFunctionalGroupsSequence" in ds,
-        scanner={k: _clean(g(k, "")) for k in ("Manufacturer", "ManufacturerModelName", "ConvolutionKernel",
+        scanner={k: clean_text(g(k, "")) for k in ("Manufacturer", "ManufacturerModelName", "ConvolutionKernel",
                                                "KVP", "BodyPartExamined") if g(k) not in (None, "")},
         geometry_problem="; ".join(problems),
     )
 
 
-_GEOMETRY_TAGS = {"ImagePositionPatient": 3, "ImageOrientationPatient": 6, "PixelSpacing": 2}
+GEOMETRY_TAGS = {"ImagePositionPatient": 3, "ImageOrientationPatient": 6, "PixelSpacing": 2}
 
 
 def _as_list(value) -> str:
@@ -176,14 +178,15 @@ def _as_list(value) -> str:
 
 
 def read_header(path: Path) -> SliceHeader:
-    """Header-only read (``stop_before_pixels``) of one file; typed errors name the path."""
+    """Header-only read (``stop_before_pixels``) of one file with pydicom; typed errors name the path. (The loader
+    calls ``dicom_scan.read_header``, which reads the common file from its bytes and any other through this.)"""
     ds = read_dataset(path, header_only=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # values are converted lazily, on first access
         try:
             return header_from_dataset(ds, path)
         except Exception as exc:  # a damaged element that only fails when read
-            raise UnreadableFileError(f"DICOM header is damaged ({type(exc).__name__}: {_clean(exc, 120)}).",
+            raise UnreadableFileError(f"DICOM header is damaged ({type(exc).__name__}: {clean_text(exc, 120)}).",
                                       path=path, hint="Re-export the file from the PACS.") from exc
 
 
@@ -241,7 +244,7 @@ def decode_pixels(ds, path: Path, frame_index: int | None = None) -> np.ndarray:
                     hint="pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg (sranet's own dependencies).",
                 ) from exc
             raise CorruptPixelDataError(
-                f"pixel data cannot be decoded ({type(exc).__name__}: {_clean(exc, 160)}).", path=path,
+                f"pixel data cannot be decoded ({type(exc).__name__}: {clean_text(exc, 160)}).", path=path,
                 hint="The file is truncated or its compressed stream is damaged; re-export it.") from exc
     if arr.ndim == 3 and frame_index is None and arr.shape[0] == 1:
         arr = arr[0]
@@ -286,8 +289,8 @@ def check_native_length(ds, path: Path) -> None:
             hint="Re-export the file from the PACS.")
 
 
-def to_hu(arr: np.ndarray, slope, intercept, path: Path, padding_value=None) -> np.ndarray:
-    """Stored values -> float32 HU (per-slice RescaleSlope/Intercept), with a plausibility check."""
+def rescale_values(slope, intercept, path: Path) -> tuple[float, float]:
+    """RescaleSlope / RescaleIntercept as numbers (absent: 1 and 0); CorruptPixelDataError when unusable."""
     try:
         slope = float(slope if slope not in (None, "") else 1.0)
         intercept = float(intercept if intercept not in (None, "") else 0.0)
@@ -296,20 +299,52 @@ def to_hu(arr: np.ndarray, slope, intercept, path: Path, padding_value=None) -> 
                                     path=path) from exc
     if not (np.isfinite(slope) and np.isfinite(intercept) and slope != 0):
         raise CorruptPixelDataError(f"RescaleSlope {slope} / RescaleIntercept {intercept} are not usable.", path=path)
+    return slope, intercept
+
+
+def rescale_into(arr: np.ndarray, slope: float, intercept: float, out: np.ndarray) -> np.ndarray:
+    """``out[...] = float32(arr) * float32(slope) + float32(intercept)``, in place, without temporaries; the
+    same float32 values as ``arr.astype(np.float32) * np.float32(slope) + np.float32(intercept)``."""
     with np.errstate(all="ignore"):
-        hu = arr.astype(np.float32) * np.float32(slope) + np.float32(intercept)
-    if padding_value is not None:
-        try:
-            hu[arr == int(padding_value)] = -1024.0
-        except (TypeError, ValueError, OverflowError):
-            pass
-    bad = float(np.mean(~((hu >= HU_MIN) & (hu <= HU_MAX))))  # NaN and inf count as bad
+        if arr.dtype.kind in "iu" and arr.dtype.itemsize <= 2:  # exact in float32: one ufunc converts and scales
+            if slope == 1.0:
+                return np.add(arr, np.float32(intercept), out=out)
+            np.multiply(arr, np.float32(slope), out=out)
+        else:
+            np.copyto(out, arr, casting="unsafe")  # as astype(float32)
+            if slope != 1.0:
+                out *= np.float32(slope)
+        out += np.float32(intercept)
+    return out
+
+
+def check_plausible(hu: np.ndarray, path: Path, lo_hi: tuple[float, float] | None = None) -> None:
+    """Refuse a slice with more than IMPLAUSIBLE_FRACTION of its HU outside [HU_MIN, HU_MAX] (NaN and inf count
+    as outside): the decode produced noise. ``lo_hi``: the slice's HU range when already known (the check then
+    reads no pixel unless it fails)."""
+    lo, hi = lo_hi if lo_hi is not None else (np.min(hu), np.max(hu))  # NaN propagates: then counted below
+    if lo >= HU_MIN and hi <= HU_MAX:
+        return
+    bad = float(np.mean(~((hu >= HU_MIN) & (hu <= HU_MAX))))
     if bad > IMPLAUSIBLE_FRACTION:
         raise CorruptPixelDataError(
             f"{bad:.0%} of pixels decode outside {HU_MIN:.0f}..{HU_MAX:.0f} HU (range {np.nanmin(hu):.0f}.."
             f"{np.nanmax(hu):.0f}):"
             " the pixel data is corrupt or its sign/bit depth is declared wrongly.", path=path,
             hint="Check PixelRepresentation/BitsStored against the pixel data, or re-export the file.")
+
+
+def to_hu(arr: np.ndarray, slope, intercept, path: Path, padding_value=None) -> np.ndarray:
+    """Stored values -> float32 HU (per-slice RescaleSlope/Intercept), with a plausibility check
+    (``check_plausible``). PixelPaddingValue becomes -1024 HU."""
+    slope, intercept = rescale_values(slope, intercept, path)
+    hu = rescale_into(arr, slope, intercept, np.empty(arr.shape, np.float32))
+    if padding_value is not None:
+        try:
+            hu[arr == int(padding_value)] = -1024.0
+        except (TypeError, ValueError, OverflowError):
+            pass
+    check_plausible(hu, path)
     return hu
 
 
@@ -325,6 +360,6 @@ def decode_slice_hu(header: SliceHeader) -> np.ndarray:
         try:  # values are parsed lazily: a damaged element fails only here
             rescale = ds.get("RescaleSlope"), ds.get("RescaleIntercept"), ds.get("PixelPaddingValue")
         except Exception as exc:
-            raise UnreadableFileError(f"DICOM header is damaged ({type(exc).__name__}: {_clean(exc, 120)}).",
+            raise UnreadableFileError(f"DICOM header is damaged ({type(exc).__name__}: {clean_text(exc, 120)}).",
                                       path=header.path, hint="Re-export the file from the PACS.") from exc
     return to_hu(arr, rescale[0], rescale[1], header.path, rescale[2])

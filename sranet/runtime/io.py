@@ -45,6 +45,7 @@ def load_volume(
     series: str | None = None,
     policy: str = "resample",
     max_gib: float | None = None,
+    compact: bool = False,
 ) -> Volume:
     """Read a CT volume: HU (D, H, W) float32 with spacing (mm), origin and direction (LPS), QC flags and meta.
 
@@ -65,6 +66,9 @@ def load_volume(
                 ``GeometryError`` instead. Gaps over 5 median spacings and mixed orientations always raise.
     max_gib     memory budget of this case: the float32 array returned (None: ``limits.DEFAULT_MAX_VOLUME_GIB``);
                 a larger one raises VolumeTooLargeError before any voxel is read.
+    compact     DICOM series: HU that are integers fitting int16 (RescaleSlope 1, an integer intercept: nearly every
+                CT) come back as int16, the same values in half the memory (a whole study read for the localiser);
+                other data as float32. Default: float32 always.
 
     DICOM behaviour: headers are read first without pixels; non-CT, non-image, localizer and multi-frame objects
     in a folder are skipped with a reason (``volume.meta["skipped"]``); files that are not DICOM or have a
@@ -99,7 +103,7 @@ def load_volume(
     if p.is_dir():
         from sranet.runtime.dicom import load_dicom_folder
 
-        volume = load_dicom_folder(p, roi=roi, series=series, policy=policy, max_gib=max_gib)
+        volume = load_dicom_folder(p, roi=roi, series=series, policy=policy, max_gib=max_gib, compact=compact)
     elif name.endswith((".nii", ".nii.gz")):
         from sranet.runtime.nifti import load_nifti
 
@@ -117,8 +121,8 @@ def load_volume(
 
         volume = load_dicom_file(p, roi=roi, policy=policy, max_gib=max_gib)
     volume.source = str(path)
-    _refuse_non_finite(volume)
-    for flag in qc_flags(volume):
+    hu_range = _refuse_non_finite(volume)
+    for flag in qc_flags(volume, hu_range=hu_range):
         if flag not in volume.qc:
             volume.qc.append(flag)
     return volume
@@ -140,10 +144,15 @@ def check_regular(path: Path) -> None:
                                   hint="Give a DICOM folder, a DICOM file, .nii/.nii.gz or .npy.")
 
 
-def _refuse_non_finite(volume: Volume) -> None:
-    """NaN or infinite HU (a float array with holes, a rescale that overflows) are not a CT the model can vouch for."""
+def _refuse_non_finite(volume: Volume) -> tuple[float, float] | None:
+    """NaN or infinite HU (a float array with holes, a rescale that overflows) are not a CT the model can vouch for.
+    Returns the volume's (min, max) HU (None when it is empty): finite extremes mean every voxel is finite (NaN
+    propagates through min and max)."""
     hu = volume.hu
-    if hu.dtype.kind == "f" and not np.isfinite(hu).all():
+    if hu.size == 0:
+        return None
+    lo, hi = float(hu.min()), float(hu.max())
+    if hu.dtype.kind == "f" and not (np.isfinite(lo) and np.isfinite(hi)):
         bad = int(hu.size - np.count_nonzero(np.isfinite(hu)))
         what = "all" if bad == hu.size else f"{bad} of {hu.size}"
         raise CorruptPixelDataError(f"{what} voxels are NaN or infinite after conversion to HU; sranet refuses "
@@ -152,6 +161,7 @@ def _refuse_non_finite(volume: Volume) -> None:
                                     hint="Check the file's data type and rescale (slope/intercept, scl_slope); "
                                          "fill missing voxels with air (-1000 HU) before saving, or give a --roi "
                                          "that avoids them.")
+    return lo, hi
 
 
 def _crop(volume: Volume, roi: Roi | None) -> Volume:

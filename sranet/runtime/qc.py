@@ -20,19 +20,26 @@ METAL_HU = 3000.0
 METAL_MIN_VOXELS = 20
 
 
-def qc_flags(volume) -> list[str]:
-    """QC flags for ``volume.hu`` (D, H, W) HU. Subsamples large volumes (every 2nd voxel per axis) for speed."""
+def qc_flags(volume, *, hu_range: tuple[float, float] | None = None) -> list[str]:
+    """QC flags for ``volume.hu`` (D, H, W) HU. Subsamples large volumes (every 2nd voxel per axis) for speed.
+
+    ``hu_range``: the volume's (min, max) HU when already known. A count that the range shows to be zero (no value
+    beyond a threshold) is not made, so a typical series costs one pass for its range."""
     hu = np.asarray(volume.hu)
     flags = []
     if hu.shape[0] < MIN_SLICES:
         flags.append("too_few_slices")
+    if hu.size == 0:
+        return flags
+    lo, hi = hu_range if hu_range is not None else (hu.min(), hu.max())  # NaN fails every test below: counted
     step = 2 if hu.size > 8_000_000 else 1
     sample = hu[::step, ::step, ::step]
     # Below FILL_HU is the scanners' fill outside the field of view (-2000, -3024, -3072 ...), not anatomy.
-    n_low = int(((sample < PLAUSIBLE_HU[0]) & (sample > FILL_HU)).sum())
-    n_high = int((sample > PLAUSIBLE_HU[1]).sum())
+    n_low = 0 if lo >= PLAUSIBLE_HU[0] or hi <= FILL_HU else int(
+        np.count_nonzero((sample < PLAUSIBLE_HU[0]) & (sample > FILL_HU)))
+    n_high = 0 if hi <= PLAUSIBLE_HU[1] else int(np.count_nonzero(sample > PLAUSIBLE_HU[1]))
     if (n_low + n_high) > OUT_OF_RANGE_FRACTION * sample.size:
         flags.append("hu_out_of_range")
-    if int((hu > METAL_HU).sum()) >= METAL_MIN_VOXELS:
+    if hi > METAL_HU and int(np.count_nonzero(hu > METAL_HU)) >= METAL_MIN_VOXELS:
         flags.append("metal_present")
     return flags

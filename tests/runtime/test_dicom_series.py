@@ -69,8 +69,8 @@ def test_ge_roi_decodes_only_the_slices_it_needs_and_prepares_identically(ge_ser
 
 def test_roi_limited_decode_counts_decodes(ge_series, monkeypatch):
     calls = []
-    real = dicom_module.decode_slice_hu
-    monkeypatch.setattr(dicom_module, "decode_slice_hu", lambda h: calls.append(h.path.name) or real(h))
+    real = dicom_module.read_slice_hu
+    monkeypatch.setattr(dicom_module, "read_slice_hu", lambda h, *a: calls.append(h.path.name) or real(h, *a))
     mm = load_volume(ge_series, roi="mm:-30:30,-60:0,60:80")
     assert 0 < len(calls) == mm.meta["decoded_slices"] < 10
     # every decoded file lies in the ROI's z range (files are numbered along z)
