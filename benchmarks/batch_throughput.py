@@ -45,26 +45,6 @@ def write_studies(root: Path, n: int, slices: int, slice_mm: float) -> list[Path
     return folders
 
 
-def export_paper(root: Path) -> Path:
-    import torch
-    from typer.testing import CliRunner
-
-    from sranet.cli.main import app
-    from sranet.config import ModelConfig, PreprocessConfig
-    from sranet.model import SRANet
-    from sranet.model.checkpoint import save_checkpoint
-
-    cfg = ModelConfig.preset("paper")
-    torch.manual_seed(0)
-    save_checkpoint(root / "model.pt", model=SRANet(cfg).eval(), preprocess_config=PreprocessConfig.for_model(cfg),
-                    threshold=0.5, epoch=0, metrics={}, train_config={"note": "random init, for throughput only"})
-    result = CliRunner().invoke(app, ["export", str(root / "model.pt"), "--out", str(root / "model.onnx"),
-                                      "--target", "onnxruntime-cpu"])
-    if result.exit_code != 0:
-        raise SystemExit(f"export failed:\n{result.output}")
-    return root / "model.onnx"
-
-
 def run_once(predictor, cases, out: Path, prefetch: int) -> dict:
     from sranet.runtime.batch import predict_batch
 
@@ -94,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     configs = [tuple(int(v) for v in c.split(":")) for c in args.configs.split(",")]
 
+    from study_e2e import export_model
+
     from sranet.bench.env import collect_environment, machine_label
     from sranet.runtime.batch import cases_from
     from sranet.runtime.predictor import Predictor
@@ -102,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp)
         t0 = time.perf_counter()
         folders = write_studies(tmp / "studies", args.studies, args.slices, args.slice_mm)
-        artifact = export_paper(tmp)
+        artifact = export_model(tmp, "paper")
         print(f"{args.studies} studies and {artifact.name} ready in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         cases = cases_from(folders)
         load_before = os.getloadavg()

@@ -4,7 +4,7 @@ predicted whole (both hips found by the localiser), through the header scanner a
 The series is a whole-pelvis phantom (``generate_pelvis_study``: 0.8 mm pixels, 1 mm slices, both hips) written
 as uncompressed explicit VR little endian DICOM by ``sranet.data.dicom_write`` into a temporary folder. The ROI is
 a 96 mm cube around the left femoral head's true centre. The model is a seeded random SRANet (``--preset``; the
-latency does not depend on the weights) exported with the project's exporter, run by ONNX Runtime on the CPU.
+latency does not depend on the weights) exported for ``--target onnxruntime-cpu``, run by ONNX Runtime on the CPU.
 
 Stages, each timed per call (wall-clock ms):
 
@@ -57,10 +57,13 @@ def reader(name: str):
 
 
 def export_model(folder: Path, preset: str) -> Path:
+    """``preset`` with seeded random weights (latency does not depend on them), exported by ``sranet export
+    --target onnxruntime-cpu``: the graph form that target picks for this model."""
     import torch
+    from typer.testing import CliRunner
 
+    from sranet.cli.main import app
     from sranet.config import ModelConfig, PreprocessConfig
-    from sranet.export.onnx import export_onnx
     from sranet.model import SRANet
     from sranet.model.checkpoint import save_checkpoint
 
@@ -68,7 +71,10 @@ def export_model(folder: Path, preset: str) -> Path:
     torch.manual_seed(0)
     save_checkpoint(folder / "model.pt", model=SRANet(cfg).eval(), preprocess_config=PreprocessConfig.for_model(cfg),
                     threshold=0.5, epoch=0, metrics={}, train_config={"note": "random init, for latency only"})
-    export_onnx(folder / "model.pt", folder / "model.onnx")
+    result = CliRunner().invoke(app, ["export", str(folder / "model.pt"), "--out", str(folder / "model.onnx"),
+                                      "--target", "onnxruntime-cpu"])
+    if result.exit_code != 0:
+        raise SystemExit(f"export failed:\n{result.output}")
     return folder / "model.onnx"
 
 
