@@ -493,6 +493,7 @@ def summary_rows(results_dir: Path) -> tuple[list[tuple[str, str, str, str]], li
     add(train, ["train_throughput_cpu.json"], f"training step, {(train or {}).get('settings', {}).get('model', '?')} "
         "config", training)
 
+    study_rows(results_dir, add)
     gname = str((gpu or {}).get("environment", {}).get("gpu", "GPU"))
 
     def gpu_torch():
@@ -513,6 +514,47 @@ def summary_rows(results_dir: Path) -> tuple[list[tuple[str, str, str, str]], li
     add(gpu, ["gpu_check_h200.json"], f"{gname}, {path_name} preprocessing of a femoral-head ROI of a {shape} volume",
         gpu_prep)
     return rows, notes
+
+
+def study_rows(results_dir: Path, add) -> None:
+    """README rows of the whole-study path: localisation, a study end to end, batch throughput, the DICOM node."""
+    loc, e2e, batch = (_load(results_dir, n) for n in ("localise_speed.json", "study_e2e.json",
+                                                         "batch_throughput.json"))
+
+    def verdict(value: float, target: float, higher_is_better: bool = False) -> str:
+        met = value >= target if higher_is_better else value <= target
+        return f"**{'met' if met else 'not met'}**"
+
+    def localise():
+        lat, target = loc["latency_ms"], loc["target_ms"]
+        shape = " x ".join(map(str, loc["settings"]["shape"]))
+        return (f"{shape} in memory: p50 {lat['p50_ms']:.0f} ms, p90 {lat['p90_ms']:.0f} ms (target <= "
+                f"{target:.0f} ms: {verdict(lat['p50_ms'], target)}); centre errors {loc['centre_error_mm']} mm")
+    add(loc, ["localise_speed.json"], "femoral-head localisation, both sides", localise)
+
+    def study(stage: str, target: float):
+        def text():
+            st = e2e["stages"][stage]
+            fast, slow = st["scanner"], st["pydicom"]
+            return (f"p50 {fast['p50_ms']:.0f} ms, p90 {fast['p90_ms']:.0f} ms (target <= {target:.0f} ms: "
+                    f"{verdict(fast['p50_ms'], target)}); all headers through pydicom: {slow['p50_ms']:.0f} ms, "
+                    f"{st['ratio_pydicom_over_scanner']:.2f}x")
+        return text
+    what = f"{e2e['series']['shape'] if e2e and 'shape' in e2e.get('series', {}) else '300 x 512 x 512'} DICOM series"
+    add(e2e, ["study_e2e.json"], f"{what}: read with a 96 mm ROI", study("load_roi", 100))
+    add(e2e, ["study_e2e.json"], "the same, read + preprocess + model with the ROI", study("predict_roi", 200))
+    add(e2e, ["study_e2e.json"], "the same series whole: both hips located and predicted", study("study", 400))
+
+    def throughput():
+        configs = batch["per_config"]
+        base = batch["settings"]["baseline"]
+        best = max((c for c in configs if c != base), key=lambda c: configs[c]["ratio_to_baseline_median"])
+        b, t = configs[best], batch["target_ratio"]
+        return (f"{batch['settings']['studies']} studies: {configs[base]['studies_per_s_median']:.2f} studies/s one "
+                f"after the other; best read-ahead (prefetch:threads {best}) {b['studies_per_s_median']:.2f} "
+                f"studies/s = **{b['ratio_to_baseline_median']:.2f}x** (target >= {t:g}x: "
+                f"{verdict(b['ratio_to_baseline_median'], t, higher_is_better=True)})")
+    add(batch, ["batch_throughput.json"], "`sranet predict` over whole studies, batch throughput", throughput)
 
 
 def readme_section(results_dir: Path) -> str:
