@@ -202,6 +202,21 @@ def node_stages(line: dict) -> dict:
     return out
 
 
+def stage_medians(runs: list[dict]) -> dict[str, float]:
+    """Median over studies of each node stage (s): the real idle wait, processing (choose the series, read, locate,
+    the rest of predict: crops, inference, overview picture; build the DICOM objects) and the send to Orthanc."""
+    def median(values):
+        return round(statistics.median(values), 3)
+
+    nodes = [r["node"] for r in runs]
+    out = {k: median([n[k] for n in nodes]) for k in ("idle_wait_s", "process_s", "send_s", "done_beyond_idle_wait_s")}
+    for k in ("choose_series", "read", "locate", "predict", "build_outputs"):
+        out[f"{k}_s"] = median([n["timings_ms"].get(k, 0.0) / 1e3 for n in nodes])
+    out["predict_after_locate_s"] = median([(n["timings_ms"].get("predict", 0.0) - n["timings_ms"].get("read", 0.0)
+                                             - n["timings_ms"].get("locate", 0.0)) / 1e3 for n in nodes])
+    return out
+
+
 def one_study(phantom: Phantom, tmp: Path, port: int, watcher: Watcher, idle_s: float, timeout_s: float) -> dict:
     folder = tmp / f"study{phantom.count + 1:03d}"
     uid, files = phantom.write(folder)
@@ -361,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "benchmark": "node_latency",
         "preliminary": bool(args.preliminary),
+        **({"note": "taken while other jobs ran on this machine (load average below): a quiet machine is faster"}
+           if args.preliminary else {}),
         "machine": machine_label(env, gpu=False),
         "environment": env,
         "load_average_1_5_15": {"before": list(load_before), "after": list(os.getloadavg())},
@@ -372,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
                      "beyond_idle": "latency - idle_s"},
         "latency_beyond_idle_ms": summarize(beyond),
         "latency_ms": summarize([r["latency_s"] * 1e3 for r in runs]),
+        "node_stage_p50_s": stage_medians(runs),
         "studies_per_min": {"median": statistics.median(per_min), "each": per_min},
         "target_beyond_idle_s": 3.0,
         "first_study": first,
