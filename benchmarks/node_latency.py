@@ -290,6 +290,8 @@ def start_node(artifact: Path, spool: Path, port: int, dest_port: int, args, log
            "--min-free-mb", "1"]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
+    if args.no_overview:
+        cmd.append("--no-overview")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
@@ -311,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--idle", type=float, default=2.0, help="the node's --idle (seconds of quiet before processing)")
     ap.add_argument("--workers", type=int, default=1, help="the node's --workers")
     ap.add_argument("--threads", type=int, default=None, help="the node's --threads (default: its own)")
+    ap.add_argument("--no-overview", action="store_true", help="the node's --no-overview (no Secondary Capture)")
     ap.add_argument("--preset", default="paper", help="model configuration exported with random weights")
     ap.add_argument("--artifact", type=Path, default=None, help="an existing artifact instead of the export")
     ap.add_argument("--poll-ms", type=float, default=20.0)
@@ -383,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_1_5_15": {"before": list(load_before), "after": list(os.getloadavg())},
         "settings": {"model": artifact_name, "study_shape": phantom.shape, "pixel_mm": pixel_mm,
                      "slice_mm": slice_mm, "idle_s": args.idle, "workers": args.workers, "threads": args.threads,
+                     "overview": not args.no_overview,
                      "studies": args.studies, "in_flight": args.in_flight, "rounds": args.rounds,
                      "poll_ms": args.poll_ms, "sender": "pynetdicom in the benchmark, one association per study",
                      "latency": "results stored in Orthanc (REST poll) - last C-STORE acknowledged",
