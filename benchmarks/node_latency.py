@@ -18,7 +18,7 @@ What it does, in one command:
      minute = in_flight * 60 / (last results stored - first send).
 The node's health line for each study (process_s, send_s, the real idle wait, its stage timings) is kept with it.
 
-    .venv/bin/python benchmarks/node_latency.py                    # about 5 minutes on a quiet 2-core machine
+    .venv/bin/python benchmarks/node_latency.py                    # about 3 minutes on a 2-core machine
     .venv/bin/python benchmarks/node_latency.py --quick --out /tmp/node.json   # tiny model, small study: the script
 
 Results go to benchmarks/results/node_latency.json with the machine, versions (Orthanc's too), command, date and the
