@@ -379,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "benchmark": "node_latency",
         "preliminary": bool(args.preliminary),
-        **({"note": "taken while other jobs ran on this machine (load average below): a quiet machine is faster"}
+        **({"note": "taken on a machine shared with other jobs (load average below): not a quiet-machine figure"}
            if args.preliminary else {}),
         "machine": machine_label(env, gpu=False),
         "environment": env,
