@@ -98,11 +98,14 @@ def overlay_png(
     return _write_png(image, Path(path))
 
 
+PNG_LEVEL = 3  # zlib level: on a study overview (1096 x 838) level 9 took 16x as long for a 15% smaller file
+
+
 def _write_png(image: np.ndarray, path: Path) -> Path:
     import cv2
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), image, [cv2.IMWRITE_PNG_COMPRESSION, 9]):
+    if not cv2.imwrite(str(path), image, [cv2.IMWRITE_PNG_COMPRESSION, PNG_LEVEL]):
         from sranet.errors import SranetError
 
         raise SranetError("OpenCV could not write the PNG.", path=path, hint="Check that the folder is writable.")
