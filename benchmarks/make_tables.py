@@ -518,8 +518,8 @@ def summary_rows(results_dir: Path) -> tuple[list[tuple[str, str, str, str]], li
 
 def study_rows(results_dir: Path, add) -> None:
     """README rows of the whole-study path: localisation, a study end to end, batch throughput, the DICOM node."""
-    loc, e2e, batch = (_load(results_dir, n) for n in ("localise_speed.json", "study_e2e.json",
-                                                         "batch_throughput.json"))
+    loc, e2e, batch, node = (_load(results_dir, n) for n in ("localise_speed.json", "study_e2e.json",
+                                                               "batch_throughput.json", "node_latency.json"))
 
     def verdict(value: float, target: float, higher_is_better: bool = False) -> str:
         met = value >= target if higher_is_better else value <= target
@@ -555,6 +555,18 @@ def study_rows(results_dir: Path, add) -> None:
                 f"studies/s = **{b['ratio_to_baseline_median']:.2f}x** (target >= {t:g}x: "
                 f"{verdict(b['ratio_to_baseline_median'], t, higher_is_better=True)})")
     add(batch, ["batch_throughput.json"], "`sranet predict` over whole studies, batch throughput", throughput)
+
+    def node_latency():
+        lat, target = node["latency_beyond_idle_ms"], node["target_beyond_idle_s"]
+        st = node["node_stage_p50_s"]
+        return (f"p50 {lat['p50_ms'] / 1e3:.2f} s, p90 {lat['p90_ms'] / 1e3:.2f} s beyond the {node['settings']['idle_s']:g} s "
+                f"idle wait (target <= {target:g} s: {verdict(lat['p50_ms'] / 1e3, target)}): choose series "
+                f"{st['choose_series_s']:.2f}, read {st['read_s']:.2f}, locate {st['locate_s']:.2f}, model and "
+                f"post-processing {st['predict_after_locate_s']:.2f}, DICOM objects {st['build_outputs_s']:.2f}, send "
+                f"{st['send_s']:.2f} s; {node['settings']['in_flight']} studies in flight: "
+                f"{node['studies_per_min']['median']:.1f} studies/min")
+    add(node, ["node_latency.json"], "`sranet serve`: last instance received -> results stored in Orthanc, 300-slice "
+        "study", node_latency)
 
 
 def readme_section(results_dir: Path) -> str:

@@ -41,23 +41,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
 sys.path.insert(0, str(REPO))  # tests.node.orthanc: the Orthanc the node tests use
-
-
-def export_artifact(folder: Path, preset: str) -> Path:
-    """SRANet(preset), torch.manual_seed(0), through `sranet export`'s exporter and its parity gate."""
-    import torch
-
-    from sranet.config import ModelConfig, PreprocessConfig
-    from sranet.export.onnx import export_onnx
-    from sranet.model import SRANet
-    from sranet.model.checkpoint import save_checkpoint
-
-    cfg = ModelConfig.preset(preset)
-    torch.manual_seed(0)
-    save_checkpoint(folder / "model.pt", model=SRANet(cfg).eval(), preprocess_config=PreprocessConfig.for_model(cfg),
-                    threshold=0.5, epoch=0, metrics={}, train_config={"note": "random init, for latency only"})
-    export_onnx(folder / "model.pt", folder / "model.onnx")
-    return folder / "model.onnx"
+sys.path.insert(0, str(Path(__file__).parent))  # study_e2e.export_model
 
 
 class Phantom:
@@ -326,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.preset, args.slices, args.studies, args.in_flight, args.rounds = "tiny", 80, 1, 2, 1
 
+    from study_e2e import export_model
+
     from sranet.bench.env import collect_environment, machine_label
     from sranet.bench.stats import summarize
     from tests.node.orthanc import find_orthanc, free_port, start_orthanc
@@ -336,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="sranet-node-bench-") as tmp:
         tmp = Path(tmp)
         t = time.monotonic()
-        artifact = args.artifact or export_artifact(tmp, args.preset)
+        artifact = args.artifact or export_model(tmp, args.preset)
         print(f"artifact ready ({time.monotonic() - t:.0f} s)", file=sys.stderr)
         pixel_mm, slice_mm, grid = (0.8, 1.0, "512") if not args.quick else (1.5, 3.0, "256")
         phantom = Phantom(args.slices, pixel_mm, slice_mm, grid)
@@ -370,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
                 except subprocess.TimeoutExpired:
                     node.kill()
             orthanc.stop()
-        artifact_name = "given" if args.artifact else f"{args.preset} configuration, seeded random weights (fp32 ONNX)"
+        artifact_name = "given" if args.artifact else f"{args.preset} configuration, seeded random weights (fp32 ONNX, --target onnxruntime-cpu)"
 
     env = collect_environment()
     env["libraries"].update(lib)
