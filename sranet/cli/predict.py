@@ -35,7 +35,7 @@ def predict(
     series: Annotated[str | None, typer.Option("--series", help="SeriesInstanceUID to use where a folder holds several series.")] = None,
     spacing_mm: SpacingOpt = None,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Cases per backend call.")] = 1,
-    prefetch: Annotated[int, typer.Option("--prefetch", min=0, max=8, help="Inputs read and preprocessed ahead on a background thread while the model infers (0: one after the other); each holds its volume in memory until its hips are inferred.")] = 0,
+    prefetch: Annotated[int, typer.Option("--prefetch", min=0, max=8, help="Inputs read and preprocessed ahead on a background thread while the model infers (0: one after the other); each holds its volume in memory until its hips are inferred.")] = 1,
     device: BackendDeviceOpt = "cpu",
     threads: ThreadsOpt = None,
     provider: ProviderOpt = None,
