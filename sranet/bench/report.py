@@ -19,6 +19,8 @@ Document layout (all times in ms, memory in MiB, throughput in volumes/s):
     end_to_end    null, or case{kind, shape, spacing_mm, ...}, stage_order[], results[{artifact, total: Summary,
                   stages{name: Summary}}]
     memory        peak_rss_mib, device_peak_mib|null
+    throughput    (optional) inputs, rounds, baseline_prefetch, results[{prefetch, studies_per_s_median,
+                  ratio_vs_first_median}], runs[{round, prefetch, wall_s, studies_per_s, predicted, refused, failed}]
 
     Summary       n, min_ms, mean_ms, std_ms, p50_ms, p90_ms, p95_ms, p99_ms, max_ms, throughput_vol_s
 """
@@ -72,6 +74,11 @@ SCHEMA: dict[str, Any] = {
                            "type": "object", "required": ["artifact", "total", "stages"],
                            "properties": {"total": SUMMARY, "stages": {"type": "object"}}}}}},
         "memory": {"type": "object", "required": ["peak_rss_mib", "device_peak_mib"]},
+        "throughput": {"type": ["object", "null"], "required": ["inputs", "rounds", "baseline_prefetch", "results",
+                                                                "runs"],
+                       "properties": {"results": {"type": "array", "items": {
+                           "type": "object", "required": ["prefetch", "studies_per_s_median",
+                                                          "ratio_vs_first_median"]}}}},
     },
 }
 _TYPES = {"object": dict, "array": list, "string": str, "integer": int, "number": (int, float), "null": type(None),
@@ -146,7 +153,7 @@ def to_markdown(doc: dict[str, Any]) -> str:
              f"Settings: warm-up {doc['settings']['warmup_s']} s, >= {doc['settings']['min_iters']} rounds over "
              f">= {doc['settings']['duration_s']} s, artifacts interleaved round-robin, no outliers removed; "
              f"percentiles: numpy linear.", ""]
-    lines += _model_only_md(doc) + _cold_start_md(doc) + _end_to_end_md(doc)
+    lines += _model_only_md(doc) + _cold_start_md(doc) + _end_to_end_md(doc) + _throughput_md(doc)
     mem = doc.get("memory", {})
     lines += ["", f"Peak host RSS {_f(mem.get('peak_rss_mib'))} MiB"
               + (f"; peak device memory {_f(mem['device_peak_mib'])} MiB." if mem.get("device_peak_mib") else ".")]
@@ -191,6 +198,21 @@ def _cold_start_md(doc: dict[str, Any]) -> list[str]:
         c = a["cold_start"]
         lines.append(f"| {a['label']} | {_f(c['load_ms'])} | {_f(c['first_infer_ms'])} | {_f(c['total_ms'])} | "
                      f"{_f(a.get('rss_after_load_mib'))} |")
+    return lines
+
+
+def _throughput_md(doc: dict[str, Any]) -> list[str]:
+    """Batch throughput per prefetch setting (``sranet benchmark --study ...``), when it was run."""
+    t = doc.get("throughput")
+    if not t:
+        return []
+    label = doc["artifacts"][t["artifact"]]["label"]
+    lines = ["", f"**Batch throughput** ({label}, {t['inputs']} inputs, {t['rounds']} rounds, settings interleaved; "
+             f"`--prefetch`: inputs read ahead while the model runs)", "",
+             "| prefetch | studies/s (median) | vs prefetch " + str(t["baseline_prefetch"]) + " (median of rounds) |",
+             "|---:|---:|---:|"]
+    lines += [f"| {r['prefetch']} | {r['studies_per_s_median']:.3f} | {r['ratio_vs_first_median']:.2f}x |"
+              for r in t["results"]]
     return lines
 
 

@@ -1,4 +1,5 @@
-"""``sranet benchmark``: model-only and end-to-end latency, cold start, several artifacts interleaved."""
+"""``sranet benchmark``: model-only and end-to-end latency, cold start, several artifacts interleaved, and the
+batch throughput of whole studies with inputs read ahead (``--study``, ``--prefetch``)."""
 
 from __future__ import annotations
 
@@ -11,24 +12,31 @@ from sranet.cli._common import BackendDeviceOpt, ProviderOpt, SpacingOpt, Thread
 from sranet.errors import InputError
 
 
-def _parse_batches(text: str) -> tuple[int, ...]:
+def _parse_batches(text: str, option: str = "--batch", low: int = 1) -> tuple[int, ...]:
+    """A comma-separated list of integers >= ``low`` (``option`` names it in the error)."""
     try:
-        batches = tuple(int(part) for part in text.split(",") if part.strip())
+        values = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
-        batches = ()
-    if not batches or any(b < 1 for b in batches):
-        raise InputError(f"--batch {text!r} is not a comma-separated list of positive integers. Example: --batch 1,4,16")
-    return batches
+        values = ()
+    if not values or any(v < low for v in values):
+        example = "--batch 1,4,16" if option == "--batch" else f"{option} 0,1"
+        raise InputError(f"{option} {text!r} is not a comma-separated list of integers >= {low}. Example: {example}")
+    return values
 
 
 def _command_line(values: dict) -> list[str]:
     """The command as parsed (not sys.argv, which is the test runner's under CliRunner), for the report."""
     argv = ["sranet", "benchmark", *map(str, values["artifacts"])]
     for name in ("input", "synthetic", "batch", "warmup_s", "warmup_iters", "min_iters", "duration_s", "device",
-                 "threads", "provider", "roi", "spacing_mm", "peak_gflops"):
+                 "threads", "provider", "roi", "spacing_mm", "peak_gflops", "study", "prefetch", "throughput_rounds"):
         value = values[name]
         flag = "--" + name.replace("_", "-")
-        if value is True:
+        if name == "study":
+            for path in value or []:
+                argv += [flag, str(path)]
+        elif name in ("prefetch", "throughput_rounds") and not values["study"]:
+            continue
+        elif value is True:
             argv.append(flag)
         elif value not in (None, False):
             argv += [flag, str(value)]
@@ -51,12 +59,15 @@ def benchmark(
     roi: Annotated[str | None, typer.Option("--roi", help="ROI for the end-to-end case: 'd0:d1,h0:h1,w0:w1' or 'mm:x0:x1,y0:y1,z0:z1'; 'whole': the volume is the crop. Default: the case is a whole study (locate, then every hip found).")] = None,
     spacing_mm: SpacingOpt = None,
     peak_gflops: Annotated[float | None, typer.Option("--peak-gflops", help="This machine's peak fp32 GFLOP/s (benchmarks/peak_matmul.py) to show latency / compute floor.")] = None,
+    study: Annotated[list[Path] | None, typer.Option("--study", help="An input for the batch-throughput run (repeat the option): the first artifact predicts all of them as `sranet predict` does (whole studies: both hips), once per --prefetch setting, the settings interleaved.")] = None,
+    prefetch: Annotated[str, typer.Option("--prefetch", help="Read-ahead settings for the throughput run, comma-separated; the first is the baseline of the ratios.")] = "0,1",
+    throughput_rounds: Annotated[int, typer.Option("--throughput-rounds", min=1, help="Rounds of the throughput run.")] = 2,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the sranet-benchmark/1 JSON here.")] = None,
     markdown_out: Annotated[Path | None, typer.Option("--markdown", help="Write Markdown tables here.")] = None,
 ) -> None:
     """Measure latency (min, mean, p50/p90/p95/p99, max, throughput), cold start and memory of one or more artifacts."""
     from sranet.bench.report import to_markdown, write_json
-    from sranet.bench.runner import EndToEnd, Settings, run_benchmark
+    from sranet.bench.runner import EndToEnd, Settings, Throughput, run_benchmark
 
     argv = _command_line(locals())
     settings = Settings(batches=_parse_batches(batch), warmup_s=warmup_s, warmup_iters=warmup_iters,
@@ -65,8 +76,12 @@ def benchmark(
     case = None
     if input is not None or synthetic:
         case = EndToEnd(input, synthetic=synthetic, spacing_mm=spacing, roi=roi)
+    throughput = None
+    if study:
+        throughput = Throughput(tuple(str(p) for p in study), prefetch=_parse_batches(prefetch, "--prefetch", 0),
+                                rounds=throughput_rounds)
     doc = run_benchmark([str(a) for a in artifacts], settings, case=case, peak_gflops=peak_gflops, argv=argv,
-                        log=lambda msg: typer.echo(msg, err=True))
+                        throughput=throughput, log=lambda msg: typer.echo(msg, err=True))
     if json_out is not None:
         write_json(doc, json_out)
     markdown = to_markdown(doc)

@@ -205,20 +205,27 @@ def _engine_options(precision: str, *, engine: bool, profile: str | None, triton
     return options, max_batch
 
 
-def _export_onnx(checkpoint: Path, out: Path, **kwargs):
-    """The gated ONNX export; a failed gate prints its numbers, then raises."""
+def _gated(export, *args, **kwargs):
+    """``export(*args, **kwargs)``; a failed parity gate prints its numbers, then raises."""
     from sranet.errors import ParityGateError
-    from sranet.export.onnx import export_onnx
 
-    calib = kwargs.pop("calib")
     try:
-        result = export_onnx(checkpoint, out, calib_manifest=calib, log=typer.echo, **kwargs)
+        result = export(*args, **kwargs)
     except ParityGateError as exc:
         report = getattr(exc, "report", None)
         if report is not None:
             typer.echo(report.summary(), err=True)
         raise
     typer.echo(result.parity.summary())
+    return result
+
+
+def _export_onnx(checkpoint: Path, out: Path, **kwargs):
+    """The gated ONNX export; a failed gate prints its numbers, then raises."""
+    from sranet.export.onnx import export_onnx
+
+    calib = kwargs.pop("calib")
+    result = _gated(export_onnx, checkpoint, out, calib_manifest=calib, log=typer.echo, **kwargs)
     typer.echo(result.trt_ops.summary())
     signed = ", signed" if kwargs.get("signing_key") is not None else ""
     typer.echo(f"wrote {result.path} ({result.info.precision}, opset {result.opset}, sha256 {result.sha256[:12]}..."
@@ -258,18 +265,10 @@ def _build_engine(result, options, checkpoint: Path, signing_key=None) -> Path:
 
 def _export_openvino(checkpoint: Path, out: Path, precision: str, conv_impl: str, opset: int, parity_cases: int,
                      signing_key=None):
-    from sranet.errors import ParityGateError
     from sranet.export.openvino import export_openvino
 
-    try:
-        result = export_openvino(checkpoint, out, precision=precision, conv_impl=conv_impl, opset=opset,
-                                 parity_cases=parity_cases, log=typer.echo, signing_key=signing_key)
-    except ParityGateError as exc:
-        report = getattr(exc, "report", None)
-        if report is not None:
-            typer.echo(report.summary(), err=True)
-        raise
-    typer.echo(result.parity.summary())
+    result = _gated(export_openvino, checkpoint, out, precision=precision, conv_impl=conv_impl, opset=opset,
+                    parity_cases=parity_cases, log=typer.echo, signing_key=signing_key)
     typer.echo(f"wrote {result.path} and {result.path.with_suffix('.bin').name} (OpenVINO IR, {precision}, graph "
                f"{conv_impl}, sha256 {result.sha256['xml'][:12]}... / {result.sha256['bin'][:12]}...)")
     typer.echo(f"wrote {result.parity_path}")

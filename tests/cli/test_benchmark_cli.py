@@ -50,7 +50,8 @@ def test_benchmark_synthetic_end_to_end(tiny, tmp_path):
     ("args", "message"),
     [
         (["--batch", "1,x"], "--batch '1,x' is not a comma-separated list"),
-        (["--batch", "0"], "positive integers"),
+        (["--batch", "0"], "not a comma-separated list of integers >= 1"),
+        (["--study", "a.npy", "--prefetch", "0,-1"], "--prefetch '0,-1' is not a comma-separated list of integers >= 0"),
         (["--min-iters", "0"], "min_iters >= 1"),
         (["--synthetic", "--input", "case.npy"], "exclusive"),
         (["--spacing-mm", "1,2"], "three positive numbers"),
@@ -93,3 +94,23 @@ def test_benchmark_of_a_study_without_hips_is_refused(tiny, tmp_path):
     folder = unpack_ge_series(tmp_path / "series")
     result = runner.invoke(app, ["benchmark", str(tiny), "--input", str(folder), "--duration-s", "0"])
     assert result.exit_code == 1 and "no femoral head found" in result.output and "--roi whole" in result.output
+
+
+def test_benchmark_batch_throughput_per_prefetch_setting(tiny, tmp_path):
+    """`--study` runs batch prediction over whole studies once per --prefetch setting: studies/s, the ratio to the
+    first setting, and what each run predicted (both hips of each phantom), in the JSON and the tables."""
+    from tests.helpers import write_pelvis_study
+
+    studies = [write_pelvis_study(tmp_path / f"s{i}", 31 + i, dicom=False)[0] for i in range(2)]
+    out = tmp_path / "t.json"
+    result = runner.invoke(app, ["benchmark", str(tiny), "--study", str(studies[0]), "--study", str(studies[1]),
+                                 "--prefetch", "0,1", "--throughput-rounds", "1", "--duration-s", "0",
+                                 "--min-iters", "1", "--warmup-s", "0", "--threads", "1", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    t = doc["throughput"]
+    assert t["inputs"] == 2 and t["baseline_prefetch"] == 0 and [r["prefetch"] for r in t["results"]] == [0, 1]
+    assert t["results"][0]["ratio_vs_first_median"] == 1.0 and t["results"][1]["studies_per_s_median"] > 0
+    assert [(r["predicted"], r["failed"]) for r in t["runs"]] == [(4, 0), (4, 0)]
+    assert "--study" in doc["environment"]["command"] and "--prefetch 0,1" in doc["environment"]["command"]
+    assert "**Batch throughput**" in result.output
