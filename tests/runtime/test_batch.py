@@ -8,17 +8,11 @@ import pytest
 
 from sranet.errors import InputError
 from sranet.runtime.batch import cases_from, failure_record, predict_batch
-from sranet.runtime.predictor import CaseInput, Predictor
+from sranet.runtime.predictor import CaseInput
 from sranet.runtime.results import ResultsWriter, read_results
 from tests.helpers import phantom_hu
 
 pytest.importorskip("torch")  # the shared tiny_artifacts are exported from PyTorch
-
-
-@pytest.fixture(scope="module")
-def predictor(tiny_artifacts):
-    with Predictor.from_artifact(tiny_artifacts[0], threads=1) as p:
-        yield p
 
 
 @pytest.fixture

@@ -24,12 +24,6 @@ from tests.helpers import (
 pytest.importorskip("torch")  # the shared artifacts are exported from PyTorch
 
 
-@pytest.fixture(scope="module")
-def predictor(tiny_artifacts):
-    with Predictor.from_artifact(tiny_artifacts[0], threads=1) as p:
-        yield p
-
-
 def _volume(seed=0) -> Volume:
     direction = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])  # D -> z, H -> y, W -> x
     return Volume(phantom_hu(seed=seed), spacing_mm=(2.0, 0.8, 0.8), origin_mm=(-60.0, -50.0, -700.0),

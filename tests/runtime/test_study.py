@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sranet.runtime.io import load_volume
-from sranet.runtime.predictor import CaseInput, Predictor
+from sranet.runtime.predictor import CaseInput
 from sranet.runtime.preprocess import preprocess
 from sranet.runtime.roi import parse_roi
 from sranet.runtime.roi_crop import crop_roi
@@ -16,12 +16,6 @@ from sranet.runtime.study import predict_cases, predict_study, study_records
 from tests.helpers import write_pelvis_study
 
 pytest.importorskip("torch")  # the shared tiny_artifacts are exported from PyTorch
-
-
-@pytest.fixture(scope="module")
-def predictor(tiny_artifacts):
-    with Predictor.from_artifact(tiny_artifacts[0], threads=1) as p:
-        yield p
 
 
 @pytest.fixture(scope="module")

@@ -8,19 +8,13 @@ import numpy as np
 import pydicom
 import pytest
 
-from sranet.runtime.predictor import Prediction, Predictor
+from sranet.runtime.predictor import Prediction
 from sranet.runtime.roi import parse_roi
 from tests.helpers import write_pelvis_study
 from tests.runtime.dicom_out.builders import pixel_positions, sr_hips
 
 pytest.importorskip("torch")  # the shared tiny_artifacts are exported from PyTorch
 pytest.importorskip("highdicom")
-
-
-@pytest.fixture(scope="module")
-def predictor(tiny_artifacts):
-    with Predictor.from_artifact(tiny_artifacts[0], threads=1) as p:
-        yield p
 
 
 @pytest.fixture(scope="module")
