@@ -241,14 +241,12 @@ SCHEMA_VERSION = "sranet-benchmark/1"
 
 def run_benchmark(paths: Sequence[str | os.PathLike], settings: Settings, *, case: EndToEnd | None = None,
                   peak_gflops: float | None = None, argv: list[str] | None = None,
-                  throughput: Throughput | None = None,
                   log: Callable[[str], None] = lambda _msg: None) -> dict[str, Any]:
     """Benchmark ``paths`` (the first is the reference for ratios) and return a ``sranet-benchmark/1`` document.
 
     Steps: cold start of each artifact, one at a time; model-only latency per batch size, all artifacts interleaved;
-    with ``case``, end-to-end latency by stage; with ``throughput``, studies/s of batch prediction with the first
-    artifact (``throughput_block``). Every backend is closed and a synthetic case's temporary folder is removed
-    however the run ends.
+    with ``case``, end-to-end latency by stage. Every backend is closed and a synthetic case's temporary folder is
+    removed however the run ends. (``sranet.bench.throughput`` adds the batch-throughput block.)
     """
     if not paths:
         raise InputError("no artifact given; pass one or more .onnx/.pt/.engine files.")
@@ -273,67 +271,8 @@ def run_benchmark(paths: Sequence[str | os.PathLike], settings: Settings, *, cas
         if source is not None:
             log("end-to-end")
             doc["end_to_end"] = end_to_end_block(backends, source, case, case_desc, settings)
-        if throughput is not None:
-            log(f"batch throughput over {len(throughput.studies)} inputs")
-            doc["throughput"] = throughput_block(paths[0], throughput, settings)
         doc["memory"] = {"peak_rss_mib": peak_rss_mib(), "device_peak_mib": device_peak_mib()}
         return doc
-
-
-@dataclass(frozen=True)
-class Throughput:
-    """The batch-throughput run: ``studies`` (inputs as ``sranet predict`` takes them; whole studies unless they are
-    crops) predicted ``rounds`` times for each ``prefetch`` setting (inputs read ahead while the model runs), the
-    settings interleaved within each round; the first setting is the baseline of the ratios."""
-
-    studies: tuple[str, ...]
-    prefetch: tuple[int, ...] = (0, 1)
-    rounds: int = 2
-
-    def __post_init__(self) -> None:
-        if not self.studies:
-            raise InputError("the throughput run needs at least one input (--study).")
-        if not self.prefetch or any(not isinstance(p, int) or p < 0 for p in self.prefetch):
-            raise InputError(f"--prefetch must list integers >= 0, got {self.prefetch!r}. Example: --prefetch 0,1")
-        if self.rounds < 1:
-            raise InputError(f"--throughput-rounds must be >= 1, got {self.rounds}.")
-
-
-def throughput_block(path: str | os.PathLike, spec: Throughput, settings: Settings) -> dict[str, Any]:
-    """Studies/s of ``predict_batch`` over ``spec.studies`` with ``path``, per prefetch setting: each run's wall time
-    and what it predicted, the median per setting and its ratio to the first setting within each round. Results are
-    written to a temporary file, removed afterwards."""
-    import statistics
-
-    from sranet.runtime.batch import cases_from, predict_batch
-    from sranet.runtime.predictor import Predictor
-
-    cases = cases_from(spec.studies)
-    runs: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="sranet-throughput-") as tmp, \
-            Predictor.from_artifact(path, device=settings.device, threads=settings.threads,
-                                    **({"provider": settings.provider} if settings.provider else {})) as predictor:
-        out = Path(tmp) / "results.jsonl"
-        predict_batch(predictor, cases[:1], out)  # warm-up: first-call costs
-        for round_ in range(spec.rounds):
-            for prefetch in spec.prefetch:
-                out.unlink(missing_ok=True)
-                t0 = time.perf_counter()
-                summary = predict_batch(predictor, cases, out, prefetch=prefetch)
-                wall = time.perf_counter() - t0
-                runs.append({"round": round_, "prefetch": prefetch, "wall_s": wall,
-                             "studies_per_s": len(cases) / wall, "predicted": summary.predicted,
-                             "refused": summary.refused, "failed": summary.failed})
-    base = spec.prefetch[0]
-    per = []
-    for prefetch in spec.prefetch:
-        mine = [r for r in runs if r["prefetch"] == prefetch]
-        ratios = [r["studies_per_s"] / next(b["studies_per_s"] for b in runs
-                                            if b["round"] == r["round"] and b["prefetch"] == base) for r in mine]
-        per.append({"prefetch": prefetch, "studies_per_s_median": statistics.median(r["studies_per_s"] for r in mine),
-                    "ratio_vs_first_median": statistics.median(ratios)})
-    return {"artifact": 0, "inputs": len(cases), "rounds": spec.rounds, "baseline_prefetch": base,
-            "results": per, "runs": runs}
 
 
 def cold_start(path: str | os.PathLike, settings: Settings, backends: list[Any], *, interleaved: bool,

@@ -67,7 +67,8 @@ def benchmark(
 ) -> None:
     """Measure latency (min, mean, p50/p90/p95/p99, max, throughput), cold start and memory of one or more artifacts."""
     from sranet.bench.report import to_markdown, write_json
-    from sranet.bench.runner import EndToEnd, Settings, Throughput, run_benchmark
+    from sranet.bench.runner import EndToEnd, Settings, run_benchmark
+    from sranet.bench.throughput import Throughput
 
     argv = _command_line(locals())
     settings = Settings(batches=_parse_batches(batch), warmup_s=warmup_s, warmup_iters=warmup_iters,
@@ -81,7 +82,12 @@ def benchmark(
         throughput = Throughput(tuple(str(p) for p in study), prefetch=_parse_batches(prefetch, "--prefetch", 0),
                                 rounds=throughput_rounds)
     doc = run_benchmark([str(a) for a in artifacts], settings, case=case, peak_gflops=peak_gflops, argv=argv,
-                        throughput=throughput, log=lambda msg: typer.echo(msg, err=True))
+                        log=lambda msg: typer.echo(msg, err=True))
+    if throughput is not None:
+        from sranet.bench.throughput import throughput_block
+
+        typer.echo(f"batch throughput over {len(throughput.studies)} inputs", err=True)
+        doc["throughput"] = throughput_block(artifacts[0], throughput, settings)
     if json_out is not None:
         write_json(doc, json_out)
     markdown = to_markdown(doc)
