@@ -38,6 +38,7 @@ from sranet.errors import InputError, MetalNearHeadError, NoFemoralHeadError, Sr
 from sranet.runtime.localise import SIDE_NAMES, SIDES, Localisation, LocaliserSettings, locate_femoral_heads
 from sranet.runtime.localise_roi import FemoralHead
 from sranet.runtime.predictor import CaseInput, Prediction, Predictor, PreparedCase, display_source
+from sranet.runtime.prefetch import read_ahead
 from sranet.runtime.volume import Volume
 
 REFUSALS = (NoFemoralHeadError.__name__, MetalNearHeadError.__name__)
@@ -210,7 +211,7 @@ def predict_cases(predictor: Predictor, cases: Iterable[CaseInput], *, batch: in
     read = _CaseReader(predictor, predict_metal=predict_metal, settings=settings, overview=overview)
     units: list[tuple[CaseInput, Any]] = []
     items: list[PreparedCase] = []
-    for case, unit in _read_ahead(read, cases, prefetch):
+    for case, unit in read_ahead(read, cases, prefetch):
         units.append((case, unit))
         if isinstance(unit, StudyPrediction):
             items.extend(unit.pending.values())
@@ -250,37 +251,6 @@ class _CaseReader:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure is recorded against its case; the run goes on
             return exc
-
-
-def _read_ahead(read, cases: Iterable[CaseInput], depth: int) -> Iterator[tuple[CaseInput, Any]]:
-    """``(case, read(case))`` in input order; with ``depth`` > 0 one background thread reads up to ``depth`` cases
-    ahead of the one handed out. Closing the iterator cancels what was not started and waits for the read in
-    progress; an exception raised by ``read`` (ImportError) comes out where that case would have."""
-    if depth == 0:
-        for case in cases:
-            yield case, read(case)
-        return
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
-    pending = iter(cases)
-    window: deque = deque()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sranet-prefetch") as pool:
-        try:
-            for case in pending:
-                window.append((case, pool.submit(read, case)))
-                if len(window) > depth:
-                    break
-            while window:
-                case, future = window.popleft()
-                unit = future.result()
-                following = next(pending, None)
-                if following is not None:  # keep the reader busy while this case is inferred
-                    window.append((following, pool.submit(read, following)))
-                yield case, unit
-        finally:
-            for _, future in window:
-                future.cancel()
 
 
 def _study_id(case: CaseInput) -> tuple | None:

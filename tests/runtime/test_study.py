@@ -212,3 +212,4 @@ def test_prefetch_out_of_range_is_refused(predictor, studies):
 
     with pytest.raises(InputError, match="prefetch=9 must be an integer from 0 to 8"):
         list(predict_cases(predictor, [], prefetch=9))
+
