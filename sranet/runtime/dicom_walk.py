@@ -290,4 +290,3 @@ def ascii_text(raw: bytes) -> str:
     if not _PRINTABLE.fullmatch(raw):
         raise Fallback
     return raw.decode("ascii")
-
