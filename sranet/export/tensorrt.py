@@ -1,10 +1,11 @@
 """Build a raw TensorRT or TensorRT-RTX plan from the exported ONNX, plus its JSON sidecar.
 
 What is built is decided without TensorRT in ``sranet.export.engine_options`` (``EngineOptions.from_cli``,
-``inspect_onnx``, ``plan_build``; their names are re-exported here); this module carries the decision out with the
-real builder: ``tensorrt`` (TensorRT 10/11, on the GPU it builds for) or ``tensorrt_rtx`` (TensorRT-RTX, ahead of time
-for chosen compute capabilities, no GPU needed). The builder's own messages are collected, so a parser or builder
-failure becomes one ArtifactError naming the ONNX node and what TensorRT said about it.
+``inspect_onnx``) and ``sranet.export.build_plan`` (``plan_build``); their names are re-exported here. This module
+carries the decision out with the real builder: ``tensorrt`` (TensorRT 10/11, on the GPU it builds for) or
+``tensorrt_rtx`` (TensorRT-RTX, ahead of time for chosen compute capabilities, no GPU needed). The builder's own
+messages are collected, so a parser or builder failure becomes one ArtifactError naming the ONNX node and what
+TensorRT said about it.
 """
 
 from __future__ import annotations
@@ -18,19 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from sranet.errors import ArtifactError, DependencyMissingError, InputError
+from sranet.export.build_plan import BuildPlan, flavour_name, plan_build
 from sranet.export.engine_options import (
     HARDWARE_COMPATIBILITY,
     RTX_DEFAULT_SKIP,
-    BuildPlan,
     EngineOptions,
     OnnxFacts,
     compute_capability_member,
-    flavour_name,
     inspect_onnx,
     member_compute_capability,
     parse_compute_capabilities,
     parse_profile,
-    plan_build,
     summarize_layers,
 )
 from sranet.export.sidecar import make_sidecar, write_sidecar
