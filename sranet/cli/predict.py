@@ -35,7 +35,7 @@ def predict(
     series: Annotated[str | None, typer.Option("--series", help="SeriesInstanceUID to use where a folder holds several series.")] = None,
     spacing_mm: SpacingOpt = None,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Cases per backend call.")] = 1,
-    prefetch: Annotated[int, typer.Option("--prefetch", min=0, max=8, help="Inputs read and preprocessed ahead on a background thread while the model infers (0: one after the other); each holds its volume in memory until its hips are inferred.")] = 1,
+    prefetch: Annotated[int, typer.Option("--prefetch", help="Inputs read and preprocessed ahead on a background thread while the model infers (0: one after the other); each holds its volume in memory until its hips are inferred.")] = 1,
     device: BackendDeviceOpt = "cpu",
     threads: ThreadsOpt = None,
     provider: ProviderOpt = None,
@@ -55,12 +55,13 @@ def predict(
     """
     from sranet.runtime.batch import cases_from, check_heatmaps_dir, predict_batch
     from sranet.runtime.integrity import load_trusted_keys
-    from sranet.runtime.limits import check_batch
+    from sranet.runtime.limits import check_batch, check_prefetch
     from sranet.runtime.predictor import Predictor
     from sranet.runtime.results import check_results_path
 
     check_results_path(out)
     check_batch(batch)
+    check_prefetch(prefetch)
     cases = cases_from(inputs or [], manifest=manifest, roi=roi, series=series, spacing_mm=parse_spacing(spacing_mm),
                        max_gib=max_volume_gib)
     check_heatmaps_dir(heatmaps)

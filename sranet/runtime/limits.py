@@ -12,6 +12,8 @@ a crash. Torch-free.
   wait for the same cores. It bounds ``threads`` of every backend and ``--workers`` of ``sranet prepare``.
 - Cases per backend call: at most ``MAX_BATCH`` (256); each holds an (S, S, S) float32 input until its batch runs
   (8 MiB at S = 128).
+- Inputs read ahead by batch prediction (``--prefetch``): at most ``MAX_PREFETCH`` (8); each holds its volume (a
+  whole study: all of it) until its hips are inferred.
 - ROI values: at most ``ROI_LIMIT`` (1e5) in magnitude, voxels or millimetres (100 m); larger is not a box on a CT.
 """
 
@@ -25,6 +27,7 @@ from sranet.errors import InputError, VolumeTooLargeError
 DEFAULT_MAX_VOLUME_GIB = 4.0
 THREADS_PER_CPU = 4
 MAX_BATCH = 256
+MAX_PREFETCH = 8
 ROI_LIMIT = 1e5
 GIB = 1 << 30
 
@@ -53,6 +56,15 @@ def check_batch(value) -> int:
     if value > MAX_BATCH:
         raise InputError(f"batch={value} is more than {MAX_BATCH} cases per backend call; every case of a batch holds "
                          "its preprocessed input in memory until the batch runs.", hint=f"Use --batch {MAX_BATCH} or less.")
+    return value
+
+
+def check_prefetch(value) -> int:
+    """Inputs read ahead: an integer from 0 (none) to MAX_PREFETCH."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_PREFETCH:
+        raise InputError(f"prefetch={value!r} must be an integer from 0 to {MAX_PREFETCH}; each input read ahead holds "
+                         "its volume in memory until its hips are inferred.",
+                         hint=f"Use --prefetch 0 (none) to {MAX_PREFETCH}.")
     return value
 
 

@@ -35,6 +35,7 @@ from typing import Any
 
 from sranet.config import PreprocessConfig
 from sranet.errors import InputError, MetalNearHeadError, NoFemoralHeadError, SranetError
+from sranet.runtime.limits import check_prefetch
 from sranet.runtime.localise import SIDE_NAMES, SIDES, Localisation, LocaliserSettings, locate_femoral_heads
 from sranet.runtime.localise_roi import FemoralHead
 from sranet.runtime.predictor import CaseInput, Prediction, Predictor, PreparedCase, display_source
@@ -206,8 +207,7 @@ def predict_cases(predictor: Predictor, cases: Iterable[CaseInput], *, batch: in
     """
     if not isinstance(batch, int) or batch < 1:
         raise InputError(f"batch={batch!r} must be a positive integer.")
-    if not isinstance(prefetch, int) or isinstance(prefetch, bool) or not 0 <= prefetch <= MAX_PREFETCH:
-        raise InputError(f"prefetch={prefetch!r} must be an integer from 0 to {MAX_PREFETCH}.")
+    check_prefetch(prefetch)
     read = _CaseReader(predictor, predict_metal=predict_metal, settings=settings, overview=overview)
     units: list[tuple[CaseInput, Any]] = []
     items: list[PreparedCase] = []
@@ -221,9 +221,6 @@ def predict_cases(predictor: Predictor, cases: Iterable[CaseInput], *, batch: in
             yield from _finish(predictor, units, items, batch)
             units, items = [], []
     yield from _finish(predictor, units, items, batch)
-
-
-MAX_PREFETCH = 8
 
 
 class _CaseReader:

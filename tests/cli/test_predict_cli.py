@@ -107,8 +107,11 @@ def test_pt_artifact_runs_the_same(tmp_path, tiny_artifacts, inputs):
         (["INPUT", "--device", "tpu"], "device='tpu' is not 'cpu' or 'cuda:N'"),
         (["INPUT", "--top-k", "0"], "Invalid value for '--top-k'"),
         (["INPUT", "--threads", "0"], "Invalid value for '--threads'"),
+        (["INPUT", "--prefetch", "9"], "prefetch=9 must be an integer from 0 to 8"),
+        (["INPUT", "--prefetch", "-1"], "prefetch=-1 must be an integer from 0 to 8"),
     ],
-    ids=["no-inputs", "missing-provider", "bad-provider", "provider-on-cpu", "bad-device", "bad-top-k", "bad-threads"],
+    ids=["no-inputs", "missing-provider", "bad-provider", "provider-on-cpu", "bad-device", "bad-top-k", "bad-threads",
+         "prefetch-too-many", "prefetch-negative"],
 )
 def test_argument_errors(tmp_path, tiny_artifacts, inputs, extra, message):
     import onnxruntime as ort
