@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -45,23 +44,6 @@ def write_studies(root: Path, n: int, slices: int, slice_mm: float) -> list[Path
     return folders
 
 
-def run_once(predictor, cases, out: Path, prefetch: int) -> dict:
-    from sranet.runtime.batch import predict_batch
-
-    out.unlink(missing_ok=True)
-    t0 = time.perf_counter()
-    summary = predict_batch(predictor, cases, out, prefetch=prefetch)
-    wall = time.perf_counter() - t0
-    records = [json.loads(line) for line in out.read_text().splitlines()]
-    stages: dict[str, list[float]] = {}
-    for r in records:
-        for k, v in r.get("timings_ms", {}).items():
-            stages.setdefault(k, []).append(v)
-    return {"prefetch": prefetch, "wall_s": round(wall, 3), "studies_per_s": round(len(cases) / wall, 4),
-            "hips_predicted": summary.predicted, "failed": summary.failed, "refused": summary.refused,
-            "stage_p50_ms": {k: round(statistics.median(v), 1) for k, v in stages.items()}}
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--studies", type=int, default=20)
@@ -77,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from study_e2e import export_model
 
     from sranet.bench.env import collect_environment, machine_label
+    from sranet.bench.throughput import compare_runs, time_batch
     from sranet.runtime.batch import cases_from
     from sranet.runtime.predictor import Predictor
 
@@ -92,11 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         predictors = {t: Predictor.from_artifact(artifact, threads=t) for t in sorted({t for _, t in configs})}
         try:
             for predictor in predictors.values():
-                run_once(predictor, cases[:2], tmp / "warmup.jsonl", 0)  # first-call costs
+                time_batch(predictor, cases[:2], tmp / "warmup.jsonl", 0)  # first-call costs
             for round_ in range(args.rounds):
                 for prefetch, threads in configs:
                     run = {"round": round_, "config": f"{prefetch}:{threads}", "threads": threads,
-                           **run_once(predictors[threads], cases, tmp / "results.jsonl", prefetch)}
+                           **time_batch(predictors[threads], cases, tmp / "results.jsonl", prefetch)}
                     runs.append(run)
                     print(f"round {round_} prefetch {prefetch} threads {threads}: {run['studies_per_s']:.3f} "
                           f"studies/s ({run['wall_s']:.1f} s)", file=sys.stderr)
@@ -104,20 +87,16 @@ def main(argv: list[str] | None = None) -> int:
             for predictor in predictors.values():
                 predictor.close()
         load_after = os.getloadavg()
-    if not all(r["hips_predicted"] for r in runs):
+    if not all(r["predicted"] for r in runs):
         raise SystemExit("a run predicted no hip (every side refused or failed): the studies do not show the hips")
 
-    per_setting = {}
-    base = f"{configs[0][0]}:{configs[0][1]}"
-    for prefetch, threads in configs:
-        name = f"{prefetch}:{threads}"
-        mine = [r for r in runs if r["config"] == name]
-        ratios = [r["studies_per_s"] / next(b for b in runs if b["round"] == r["round"] and b["config"] == base)[
-            "studies_per_s"] for r in mine]
-        per_setting[name] = {"prefetch": prefetch, "threads": threads,
-                             "studies_per_s_median": round(statistics.median(r["studies_per_s"] for r in mine), 4),
-                                      "ratio_to_baseline_by_round": [round(x, 3) for x in ratios],
-                             "ratio_to_baseline_median": round(statistics.median(ratios), 3)}
+    names = [f"{prefetch}:{threads}" for prefetch, threads in configs]
+    base = names[0]
+    per_setting = {c["config"]: {"prefetch": p, "threads": t,
+                                 "studies_per_s_median": round(c["studies_per_s_median"], 4),
+                                 "ratio_to_baseline_by_round": [round(x, 3) for x in c["ratio_vs_first_by_round"]],
+                                 "ratio_to_baseline_median": round(c["ratio_vs_first_median"], 3)}
+                   for c, (p, t) in zip(compare_runs(runs, "config", names), configs, strict=True)}
     env = collect_environment()
     doc = {"benchmark": "batch_throughput", "machine": machine_label(env), "environment": env,
            "load_average_1_5_15": {"before": list(load_before), "after": list(load_after)},

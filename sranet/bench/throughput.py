@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import tempfile
@@ -37,11 +38,42 @@ class Throughput:
             raise InputError(f"--throughput-rounds must be >= 1, got {self.rounds}.")
 
 
+def time_batch(predictor, cases: list, out: Path, prefetch: int) -> dict[str, Any]:
+    """One timed ``predict_batch`` of ``cases`` into a fresh ``out``: wall time, studies/s, what it predicted, and
+    the median of each stage over its records (read, locate, preprocess, infer, post; ms)."""
+    from sranet.runtime.batch import predict_batch
+
+    out.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    summary = predict_batch(predictor, cases, out, prefetch=prefetch)
+    wall = time.perf_counter() - t0
+    stages: dict[str, list[float]] = {}
+    for line in out.read_text().splitlines():
+        for k, v in json.loads(line).get("timings_ms", {}).items():
+            stages.setdefault(k, []).append(v)
+    return {"prefetch": prefetch, "wall_s": wall, "studies_per_s": len(cases) / wall, "predicted": summary.predicted,
+            "refused": summary.refused, "failed": summary.failed,
+            "stage_p50_ms": {k: statistics.median(v) for k, v in stages.items()}}
+
+
+def compare_runs(runs: list[dict[str, Any]], key: str, values: list) -> list[dict[str, Any]]:
+    """Per value of ``runs[i][key]`` (in ``values`` order; the first is the baseline): the median studies/s and the
+    ratio to the baseline's run of the same ``round``, per round and their median."""
+    out = []
+    for value in values:
+        mine = [r for r in runs if r[key] == value]
+        ratios = [r["studies_per_s"] / next(b["studies_per_s"] for b in runs
+                                            if b["round"] == r["round"] and b[key] == values[0]) for r in mine]
+        out.append({key: value, "studies_per_s_median": statistics.median(r["studies_per_s"] for r in mine),
+                    "ratio_vs_first_by_round": ratios, "ratio_vs_first_median": statistics.median(ratios)})
+    return out
+
+
 def throughput_block(path: str | os.PathLike, spec: Throughput, settings: Settings) -> dict[str, Any]:
     """Studies/s of ``predict_batch`` over ``spec.studies`` with ``path``, per prefetch setting: each run's wall time
     and what it predicted, the median per setting and its ratio to the first setting within each round. Results are
     written to a temporary file, removed afterwards."""
-    from sranet.runtime.batch import cases_from, predict_batch
+    from sranet.runtime.batch import cases_from
     from sranet.runtime.predictor import Predictor
 
     cases = cases_from(spec.studies)
@@ -50,23 +82,9 @@ def throughput_block(path: str | os.PathLike, spec: Throughput, settings: Settin
             Predictor.from_artifact(path, device=settings.device, threads=settings.threads,
                                     **({"provider": settings.provider} if settings.provider else {})) as predictor:
         out = Path(tmp) / "results.jsonl"
-        predict_batch(predictor, cases[:1], out)  # warm-up: first-call costs
+        time_batch(predictor, cases[:1], out, 0)  # warm-up: first-call costs
         for round_ in range(spec.rounds):
             for prefetch in spec.prefetch:
-                out.unlink(missing_ok=True)
-                t0 = time.perf_counter()
-                summary = predict_batch(predictor, cases, out, prefetch=prefetch)
-                wall = time.perf_counter() - t0
-                runs.append({"round": round_, "prefetch": prefetch, "wall_s": wall,
-                             "studies_per_s": len(cases) / wall, "predicted": summary.predicted,
-                             "refused": summary.refused, "failed": summary.failed})
-    base = spec.prefetch[0]
-    per = []
-    for prefetch in spec.prefetch:
-        mine = [r for r in runs if r["prefetch"] == prefetch]
-        ratios = [r["studies_per_s"] / next(b["studies_per_s"] for b in runs
-                                            if b["round"] == r["round"] and b["prefetch"] == base) for r in mine]
-        per.append({"prefetch": prefetch, "studies_per_s_median": statistics.median(r["studies_per_s"] for r in mine),
-                    "ratio_vs_first_median": statistics.median(ratios)})
-    return {"artifact": 0, "inputs": len(cases), "rounds": spec.rounds, "baseline_prefetch": base,
-            "results": per, "runs": runs}
+                runs.append({"round": round_, **time_batch(predictor, cases, out, prefetch)})
+    return {"artifact": 0, "inputs": len(cases), "rounds": spec.rounds, "baseline_prefetch": spec.prefetch[0],
+            "results": compare_runs(runs, "prefetch", list(spec.prefetch)), "runs": runs}
