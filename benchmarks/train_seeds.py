@@ -114,8 +114,8 @@ def test_every_epoch(cache: Path, device: str):
     checkpoint is chosen on validation as always). Returns (callback, {epoch: test AUC})."""
     from sranet.data.dataset import CachedDataset, read_cache
     from sranet.train.distributed import resolve_device
-    from sranet.train.loop import predict_split
     from sranet.train.metrics import roc_auc
+    from sranet.train.predict import predict_split
 
     test_set = CachedDataset(read_cache(cache), "test")
     aucs: dict[int, float] = {}
@@ -306,9 +306,9 @@ def init_probe(cache: Path, preset: str, volumes: int = 8) -> list[dict[str, Any
     l_c alone per block (what the classifier can move at step one)."""
     import torch
 
-    from sranet.config import ModelConfig
+    from sranet.config import INIT_SCHEMES, ModelConfig
     from sranet.data.dataset import CachedDataset, read_cache
-    from sranet.model.sranet import INIT_SCHEMES, SRANet, initialize, patchify
+    from sranet.model.sranet import SRANet, initialize, patchify
     from sranet.train.diagnostics import attention_stats, gradient_blocks
 
     ds = CachedDataset(read_cache(cache), "val")

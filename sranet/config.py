@@ -122,6 +122,9 @@ class ModelConfig(_ConfigMixin):
         return MODEL_PRESETS[name]
 
 
+# Weight initialisation schemes of sranet.model.sranet.initialize (TrainConfig.init, `sranet train --init`).
+INIT_SCHEMES = ("kaiming", "torch")
+
 # Named configurations. "paper" is the default; "small" is what the demo trains on a 2-core CPU in minutes;
 # "tiny" keeps unit tests fast. All keep the 4x4x4 grid, so every artifact has 64 attention weights.
 MODEL_PRESETS: dict[str, ModelConfig] = {

@@ -30,11 +30,11 @@ def train(
     warmup: Annotated[int | None, typer.Option("--warmup-epochs", help="Linear lr warm-up over this many epochs (0: off). Default: TrainConfig's (docs/training.md).")] = None,
     grad_clip: Annotated[float | None, typer.Option("--grad-clip", help="Clip the gradient norm per step to this (0: off). Default: TrainConfig's (docs/training.md).")] = None,
     sampler: Annotated[str | None, typer.Option("--sampler", help="random, or balanced (as many positives as negatives per batch). Default: TrainConfig's (docs/training.md).")] = None,
-    select: Annotated[str | None, typer.Option("--select", help="best.pt is the epoch with the highest val_auc, or the lowest val_loss (classification). Default: val_auc.")] = None,
+    select: Annotated[str | None, typer.Option("--select", help="best.pt is the epoch with the highest val_auc, or the lowest val_loss (classification). Default: TrainConfig's (docs/training.md).")] = None,
     augment_mode: Annotated[str | None, typer.Option("--augment-mode", help="head_crop_zoom (keeps the femoral head), crop_zoom, affine or none (flips only). Default: TrainConfig's (docs/training.md).")] = None,
 ) -> None:
-    """Train SRANet; writes OUT/best.pt (best validation AUC), OUT/last.pt, OUT/metrics.jsonl (one line per epoch,
-    with diagnostics) and OUT/plots/diagnostics.png. The recipe is described in docs/training.md."""
+    """Train SRANet; writes OUT/best.pt (the best validated epoch, by --select), OUT/last.pt, OUT/metrics.jsonl (one
+    line per epoch, with diagnostics) and OUT/plots/diagnostics.png. The options are described in docs/training.md."""
     from sranet.train.config import TrainConfig
     from sranet.train.loop import train as run_training
 

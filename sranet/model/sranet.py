@@ -19,7 +19,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from sranet.config import ModelConfig
+from sranet.config import INIT_SCHEMES, ModelConfig
 from sranet.errors import InputError
 
 
@@ -116,9 +116,6 @@ class SRANet(nn.Module):
         z = torch.bmm(a.unsqueeze(1), h).squeeze(1)  # (B, M): Z = sum_n a_n h_n
         logit = self.head(z).squeeze(-1)  # (B,)
         return SRANetOutput(logit, a, q)
-
-
-INIT_SCHEMES = ("kaiming", "torch")
 
 
 def initialize(model: SRANet, scheme: str = "kaiming", attention_std: float = 1e-3) -> SRANet:

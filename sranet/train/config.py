@@ -10,12 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sranet.config import MODEL_PRESETS, ModelConfig, _ConfigMixin, _from_dict
+from sranet.config import INIT_SCHEMES, MODEL_PRESETS, ModelConfig, _ConfigMixin, _from_dict
 from sranet.data.augment import AUGMENT_MODES
 from sranet.errors import ConfigError, check_choice
 
 AMP_CHOICES = ("off", "bf16", "fp16")
-INIT_CHOICES = ("kaiming", "torch")  # sranet.model.sranet.INIT_SCHEMES (this module stays torch-free)
 SAMPLER_CHOICES = ("random", "balanced")
 SELECT_CHOICES = ("val_auc", "val_loss")
 
@@ -77,7 +76,7 @@ class TrainConfig(_ConfigMixin):
     def __post_init__(self) -> None:
         check_choice("model", self.model, MODEL_PRESETS)
         check_choice("amp", self.amp, AMP_CHOICES)
-        check_choice("init", self.init, INIT_CHOICES)
+        check_choice("init", self.init, INIT_SCHEMES)
         check_choice("sampler", self.sampler, SAMPLER_CHOICES)
         check_choice("augment_mode", self.augment_mode, AUGMENT_MODES)
         check_choice("select", self.select, SELECT_CHOICES)

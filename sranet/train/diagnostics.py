@@ -12,7 +12,7 @@ training steps. Keys written per validated epoch (N patches, n validation volume
     attn_zero_share         mean share of patches with weight 0 (min-shift gives the lowest patch exactly 0)
     attn_logit_range        mean of max_n q_n - min_n q_n, the spread of the raw scores min-shift divides by
     attn_target_mass        mean attention on patches whose regulariser target f_n is 1 (bone)
-    val_top_patch_hit_rate  share of visible-lesion positives whose top patch holds lesion (sranet.train.evaluate)
+    val_top_patch_hit_rate  share of visible-lesion positives whose top patch holds lesion (sranet.train.metrics)
     val_lesion_attention_mass, val_lesion_chance_level
     dead_relu               {layer: share of its channels that are 0 on every validation volume and patch}
     zero_activation         {layer: share of its activations that are 0}

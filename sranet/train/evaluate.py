@@ -47,7 +47,7 @@ def evaluate(ckpt_path: str | Path, cache_dir: str | Path, split: str, out_dir: 
     from sranet.data.dataset import read_cache
     from sranet.model.checkpoint import load_checkpoint
     from sranet.train.distributed import resolve_device
-    from sranet.train.loop import predict_split
+    from sranet.train.predict import predict_split
 
     ckpt = load_checkpoint(ckpt_path)
     index = read_cache(cache_dir)

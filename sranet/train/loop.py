@@ -3,8 +3,8 @@
 Per epoch: shuffle the train split (seeded), augment, forward, loss (``sranet.model.loss``), AdamW step; StepLR at
 the end of the epoch; then validation on the val split: AUC, the decision threshold (Youden's J, see
 ``sranet.train.metrics.youden_threshold``) and the metrics at that threshold. Rank 0 appends one JSON line per
-epoch to RUN/metrics.jsonl, writes RUN/last.pt every epoch and RUN/best.pt whenever the validation AUC improves
-(ties: lower validation loss wins). ``resume=True`` continues from RUN/last.pt with its optimizer, scheduler, epoch
+epoch to RUN/metrics.jsonl, writes RUN/last.pt every epoch and RUN/best.pt whenever the validated epoch is the best by
+``TrainConfig.select`` (highest AUC, ties to the lower loss; or lowest classification loss). ``resume=True`` continues from RUN/last.pt with its optimizer, scheduler, epoch
 and RNG state; data order and augmentation are functions of (seed, epoch), so a resumed run sees the same data.
 The run's state, its opening, resuming and saving live in ``sranet.train.run_state``; the scoring of a split in
 ``sranet.train.predict``.
@@ -81,7 +81,7 @@ def train(config: TrainConfig, cache_dir: str | Path, out_dir: str | Path, *, re
     check_splits(index, config)
     ctx = dist.setup(config.device)
     try:
-        run = open_run(config, index, ctx, Path(out_dir), resume, start_time)
+        run = open_run(config, index, ctx, Path(out_dir), resume)
         for epoch in range(run.start_epoch, config.epochs):
             record = _train_epoch(run, epoch, progress and ctx.is_main)
             if ctx.is_main:

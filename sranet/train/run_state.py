@@ -49,10 +49,14 @@ RESUME_FIXED = ("model", "lr", "weight_decay", "lr_step_epochs", "lr_gamma", "ba
 
 
 def _check_resume(stored: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
-    now = cfg.to_dict()
-    changed = [k for k in RESUME_FIXED if k in stored and stored[k] != now[k]]
+    """Refuse a change of any RESUME_FIXED setting; a setting the checkpoint does not record ran at its default."""
+    from dataclasses import fields
+
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    now, was_set = cfg.to_dict(), {k: stored.get(k, defaults[k]) for k in RESUME_FIXED}
+    changed = [k for k in RESUME_FIXED if was_set[k] != now[k]]
     if changed:
-        was = ", ".join(f"{k}={stored[k]!r}" for k in changed)
+        was = ", ".join(f"{k}={was_set[k]!r}" for k in changed)
         asked = ", ".join(f"{k}={now[k]!r}" for k in changed)
         raise TrainingError(
             f"was trained with {was}; cannot resume it with {asked}.", path=path,
@@ -79,7 +83,6 @@ class RunState:
     best: dict[str, Any] = field(
         default_factory=lambda: {"auc": -math.inf, "val_loss": math.inf, "epoch": -1, "threshold": 0.5})
     history: list[dict[str, Any]] = field(default_factory=list)
-    start_time: float = 0.0
     gradients: Any = None  # sranet.train.diagnostics.GradientMonitor
     # (N,) bool lesion patches per val case with a CT-visible lesion (a lesion mask, ARCO stage not I), else None
     val_lesion_patches: list[np.ndarray | None] = field(default_factory=list)
@@ -101,7 +104,7 @@ class RunState:
         return self.out_dir / "metrics.jsonl"
 
 
-def open_run(config: TrainConfig, index, ctx, out_dir: Path, resume: bool, start_time: float) -> RunState:
+def open_run(config: TrainConfig, index, ctx, out_dir: Path, resume: bool) -> RunState:
     """Seed; build the model, optimizer and scheduler; restore them from OUT/last.pt when resuming; build the data."""
     import torch
     from torch.utils.data import DistributedSampler, RandomSampler
@@ -117,7 +120,7 @@ def open_run(config: TrainConfig, index, ctx, out_dir: Path, resume: bool, start
     model = initialize(SRANet(config.model_config), config.init).to(ctx.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step_epochs, gamma=config.lr_gamma)
-    run = RunState(config, ctx, index, out_dir, model, optimizer, scheduler, start_time=start_time)
+    run = RunState(config, ctx, index, out_dir, model, optimizer, scheduler)
     if resume:
         _restore(run)
     elif ctx.is_main:
@@ -173,11 +176,12 @@ def write_epoch(run: RunState, epoch: int, record: dict[str, Any], validated: bo
     from sranet.model import checkpoint
 
     run.history.append(record)
+    safe = json_safe(record)
     with run.metrics_path.open("a") as f:
-        f.write(json.dumps(json_safe(record)) + "\n")
+        f.write(json.dumps(safe) + "\n")
     common = {"model": run.raw_model, "preprocess_config": run.index.preprocess,
               "train_config": run.config.to_dict(), "optimizer": run.optimizer, "scheduler": run.scheduler,
-              "best": run.best, "epoch": epoch + 1, "metrics": json_safe(record)}
+              "best": run.best, "epoch": epoch + 1, "metrics": safe}
     threshold_now = record.get("val_threshold", run.best["threshold"])
     # best.pt first: last.pt marks the epoch as done, so a crash in between must redo the epoch on resume
     if validated and run.best["epoch"] == epoch + 1:

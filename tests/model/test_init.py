@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-from sranet.config import ModelConfig
+from sranet.config import INIT_SCHEMES, ModelConfig
 from sranet.errors import ConfigError
-from sranet.model.sranet import INIT_SCHEMES, SRANet, initialize
-from sranet.train.config import INIT_CHOICES
+from sranet.model.sranet import SRANet, initialize
+from sranet.train.config import TrainConfig
 
 SMALL = ModelConfig.preset("small")
 
@@ -60,7 +60,9 @@ def test_torch_scheme_changes_nothing():
         assert torch.equal(pa, pb)
 
 
-def test_unknown_scheme_and_choices_agree():
-    assert INIT_CHOICES == INIT_SCHEMES
+def test_unknown_scheme_is_refused_by_the_model_and_the_config():
+    assert set(INIT_SCHEMES) == {"kaiming", "torch"}
+    with pytest.raises(ConfigError, match="Did you mean 'kaiming'"):
+        TrainConfig(init="kaimng")
     with pytest.raises(ConfigError, match="Did you mean 'kaiming'"):
         initialize(SRANet(ModelConfig.preset("tiny")), "kaimng")

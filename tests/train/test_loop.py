@@ -179,3 +179,18 @@ def test_crash_while_writing_best_is_redone_on_resume(tiny_cache, tmp_path, monk
     assert result.best_epoch == 2 and load_checkpoint(result.best_path).epoch == 2
     assert load_checkpoint(result.last_path).epoch == 2
     assert [json.loads(x)["epoch"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+
+def test_resume_refuses_a_setting_the_checkpoint_predates_unless_it_is_the_default(tmp_path):
+    """A run saved before a setting existed ran at that setting's default: resuming it with another value is the
+    same silent change as editing a recorded setting."""
+    from sranet.train.config import TrainConfig
+    from sranet.train.run_state import _check_resume
+
+    stored = TrainConfig(model="tiny").to_dict()
+    for key in ("sampler", "init", "select"):
+        stored.pop(key)
+    _check_resume(stored, TrainConfig(model="tiny"), tmp_path / "last.pt")
+    with pytest.raises(TrainingError, match=r"was trained with sampler='random'; cannot resume it with "
+                                            r"sampler='balanced'"):
+        _check_resume(stored, TrainConfig(model="tiny", sampler="balanced"), tmp_path / "last.pt")
