@@ -14,7 +14,7 @@ import numpy as np
 from sranet.errors import GeometryError
 from sranet.runtime.dicom_decode import SliceHeader
 from sranet.runtime.dicom_geometry import StackPlan, assemble, plan_stack
-from sranet.runtime.dicom_pixels import NotExact, exact_int16, read_slice_hu
+from sranet.runtime.dicom_pixels import NotExact, exact_int16, fast_readable, read_slice_hu
 from sranet.runtime.limits import check_volume_bytes
 from sranet.runtime.roi import Roi, roi_box
 from sranet.runtime.volume import Volume
@@ -76,6 +76,9 @@ def build_volume(hs: list[SliceHeader], *, where: Path, roi: Roi | None, policy:
         reader = (lambda i, out: read_slice_hu(hs[i], ((h0, h1), (w0, w1)), out)) if own else \
             (lambda i, out: out.__setitem__(Ellipsis, decode(i)[h0:h1, w0:w1]))
         int16 = own and compact and all(exact_int16(hs[int(plan.order[k])]) for k in range(d0, d1))
+        # threads only where every slice is read here: pydicom's decoders set warning filters, which is not thread-safe
+        if not (own and all(fast_readable(hs[int(plan.order[k])]) for k in range(d0, d1))):
+            threads = 1
         try:
             hu = read_stack(reader, plan, box, np.int16 if int16 else np.float32, threads)
         except NotExact:  # a slice's HU do not fit int16 after all

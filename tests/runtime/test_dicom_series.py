@@ -220,3 +220,29 @@ def test_plan_stack_spacing_rules():
         plan_stack(z([0, 1]), iop, (0.0, 0.7))
     with pytest.raises(GeometryError, match="orthogonal"):
         plan_stack(z([0, 1]), (1, 0, 0, 1, 0, 0), ps)
+
+
+def test_a_compressed_series_reads_the_same_and_leaves_the_warning_filters_alone(tmp_path):
+    """Slices that go through pydicom's decoders are read on one thread: those decoders set warning filters
+    (`warnings.catch_warnings`, not thread-safe), and threads would leave a filter behind for the whole process."""
+    import warnings
+
+    import pydicom
+    from pydicom.uid import RLELossless
+
+    from sranet.data.dicom_write import write_dicom_series
+    from sranet.runtime.io import load_volume
+
+    hu = np.random.default_rng(5).integers(-1000, 1500, size=(24, 32, 32)).astype(np.float32)
+    plain_dir = tmp_path / "plain"
+    plain = write_dicom_series(hu, (2.0, 0.8, 0.8), plain_dir)
+    rle = tmp_path / "rle"
+    rle.mkdir()
+    for f in plain:
+        ds = pydicom.dcmread(f)
+        ds.compress(RLELossless)
+        ds.save_as(rle / f.name)
+    before = list(warnings.filters)
+    for _ in range(5):
+        np.testing.assert_array_equal(load_volume(rle).hu, load_volume(plain_dir).hu)
+    assert warnings.filters == before
