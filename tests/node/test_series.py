@@ -78,3 +78,30 @@ def test_inconsistent_series_is_passed_over_with_its_reason(tmp_path):
     choice = choose_series(tmp_path, broken + good)
     assert choice.series == good[0][1].SeriesInstanceUID
     assert any("PixelSpacing" in p for p in choice.passed_over)
+
+
+def test_a_non_image_object_in_the_series_is_left_out_not_the_series(tmp_path):
+    """A dose report stored as Secondary Capture with modality CT, in the series' UID, is not a slice: the series
+    is chosen without it, as load_volume reads it without it."""
+    from pydicom.uid import SecondaryCaptureImageStorage
+
+    slices = series(40, 1.0)
+    sheet = Dataset()
+    sheet.SOPClassUID, sheet.SOPInstanceUID, sheet.Modality = SecondaryCaptureImageStorage, generate_uid(), "CT"
+    sheet.StudyInstanceUID, sheet.SeriesInstanceUID = STUDY, slices[0][1].SeriesInstanceUID
+    choice = choose_series(tmp_path, slices + [(Path("dose.dcm"), sheet)])
+    assert choice.series == slices[0][1].SeriesInstanceUID and choice.slices == 40
+
+
+def test_damaged_files_are_left_out_of_the_headers(tmp_path):
+    from sranet.data.dicom_write import write_dicom_series
+    from sranet.runtime.node.series import read_headers
+
+    files = write_dicom_series(np.zeros((20, 16, 16), np.float32), (1.0, 0.8, 0.8), tmp_path)
+    data = files[3].read_bytes()
+    for cut in range(150, 700, 7):  # the header cut at many places: whatever pydicom raises, the file is left out
+        files[3].write_bytes(data[:cut])
+        names = [p.name for p, _ in read_headers(tmp_path)]
+        assert files[0].name in names and len(names) in (19, 20)
+    (tmp_path / "junk.dcm").write_bytes(b"not dicom at all")
+    assert "junk.dcm" not in [p.name for p, _ in read_headers(tmp_path)]

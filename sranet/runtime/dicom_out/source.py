@@ -196,11 +196,36 @@ def _enhanced_planes(ds) -> list[tuple]:
     return planes
 
 
-def _usable(ds) -> bool:
+def usable_ct(ds) -> bool:
     """A CT image object the outputs can reference: CT storage class and modality, not a localizer (scout)."""
-    image_type = [str(v).upper() for v in (getattr(ds, "ImageType", None) or [])]
-    return (str(getattr(ds, "SOPClassUID", "")) in CT_STORAGE_CLASSES and str(getattr(ds, "Modality", "")) == "CT"
-            and "LOCALIZER" not in image_type)
+    return is_ct_image(ds) and not is_localizer(ds)
+
+
+def is_ct_image(ds) -> bool:
+    """CT Image or Enhanced CT Image storage, modality CT."""
+    return str(getattr(ds, "SOPClassUID", "")) in CT_STORAGE_CLASSES and str(getattr(ds, "Modality", "")) == "CT"
+
+
+def is_localizer(ds) -> bool:
+    """ImageType holds LOCALIZER (a scout)."""
+    return "LOCALIZER" in [str(v).upper() for v in (getattr(ds, "ImageType", None) or [])]
+
+
+def read_headers(files: Iterable[Path]) -> list[tuple[Path, object]]:
+    """(path, pydicom header) of every file that reads as DICOM; a file that does not, or whose header is damaged
+    (``dicom_decode.read_dataset``'s typed errors, or a value pydicom converts only when it is used), is left out,
+    as ``load_volume`` leaves it out of a series."""
+    from sranet.runtime.dicom_decode import read_dataset
+
+    out = []
+    for path in files:
+        try:  # SranetError from read_dataset; anything pydicom raises converting a damaged value on first use
+            ds = read_dataset(Path(path), header_only=True)
+            _ = is_ct_image(ds), is_localizer(ds), str(getattr(ds, "SeriesInstanceUID", ""))
+        except Exception:  # noqa: BLE001 - the file is left out, as load_volume leaves it out
+            continue
+        out.append((Path(path), ds))
+    return out
 
 
 def _matches(uid: str, number: str, key: str) -> bool:
@@ -217,9 +242,6 @@ def read_source_series(paths: str | os.PathLike | Iterable[str | os.PathLike], *
                 least 4 characters) or the series number.
     Files that are not DICOM, not CT or localizers (scouts), and hidden files, are passed over.
     """
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
     if isinstance(paths, (str, os.PathLike)):
         root = Path(paths)
         files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")) \
@@ -227,12 +249,8 @@ def read_source_series(paths: str | os.PathLike | Iterable[str | os.PathLike], *
     else:
         files = [Path(p) for p in paths]
     by_series: dict[str, list] = {}
-    for path in files:
-        try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
-        except (InvalidDicomError, OSError, ValueError, EOFError):
-            continue
-        if _usable(ds):
+    for _, ds in read_headers(files):
+        if usable_ct(ds):
             by_series.setdefault(str(getattr(ds, "SeriesInstanceUID", "")), []).append(ds)
     if series_uid is not None:
         key = str(series_uid).strip()

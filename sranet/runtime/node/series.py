@@ -27,7 +27,14 @@ from pathlib import Path
 import numpy as np
 
 from sranet.errors import NoUsableSeriesError, SranetError
-from sranet.runtime.dicom_out.source import ENHANCED_CT_IMAGE_STORAGE, SourceSeries
+from sranet.runtime.dicom_out.source import (
+    ENHANCED_CT_IMAGE_STORAGE,
+    SourceSeries,
+    is_ct_image,
+    is_localizer,
+    usable_ct,
+)
+from sranet.runtime.dicom_out.source import read_headers as source_headers
 
 MIN_SLICES = 16
 COVER_MM = 80.0
@@ -57,16 +64,7 @@ class SeriesChoice:
 
 def read_headers(folder: str | os.PathLike) -> list[tuple[Path, object]]:
     """(path, header) of every DICOM file in ``folder`` (``*.dcm``, flat, as the spool keeps a round)."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    out = []
-    for path in sorted(Path(folder).glob("*.dcm")):
-        try:
-            out.append((path, pydicom.dcmread(path, stop_before_pixels=True)))
-        except (InvalidDicomError, OSError, ValueError, EOFError):
-            continue
-    return out
+    return source_headers(sorted(Path(folder).glob("*.dcm")))
 
 
 def _describe(source: SourceSeries) -> tuple[float, float, int]:
@@ -84,11 +82,8 @@ def choose_series(folder: str | os.PathLike, headers: list[tuple[Path, object]] 
     passed: list[str] = []
     scouts = 0
     for path, ds in headers:
-        image_type = [str(v).upper() for v in (getattr(ds, "ImageType", None) or [])]
-        if str(getattr(ds, "Modality", "")) != "CT":
-            continue
-        if "LOCALIZER" in image_type:
-            scouts += 1
+        if not usable_ct(ds):  # another kind of object (dose report, secondary capture), or a scout
+            scouts += is_ct_image(ds) and is_localizer(ds)
             continue
         groups.setdefault(str(getattr(ds, "SeriesInstanceUID", "")), []).append((path, ds))
     if scouts:
