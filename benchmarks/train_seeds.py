@@ -47,21 +47,36 @@ def train_config(name: str, epochs: int | None, overrides: dict[str, Any]):
     return cfg.replace(**overrides) if overrides else cfg
 
 
-def prepare_data(work: Path, data_seed: int, input_size: int, cases: int) -> Path:
-    """Synthesise the demo's phantoms (seed ``data_seed``) and prepare them at ``input_size``; reuse what exists."""
-    from sranet.cli.demo import DEMO_SPLITS, DEMO_WINDOW_HU
-    from sranet.config import PreprocessConfig
-    from sranet.data.prepare import prepare_cache
-    from sranet.data.synthetic_dataset import write_dataset
+def prepare_data(work: Path, data_seed: int, model: str, cases: int, data: str = "pelvis") -> Path:
+    """The demo's data at ``model``'s input size, generated once under ``work`` and reused.
 
-    synth = work / f"data-{data_seed}-{cases}" / "synth"
-    if not (synth / "manifest.csv").is_file():
-        write_dataset(synth, cases, seed=data_seed, shape=SYNTH_SHAPE, workers=2, split_fractions=DEMO_SPLITS)
-    cache = synth.parent / f"cache-{input_size}"
+    pelvis  ``sranet demo``'s: ``cases`` whole-pelvis studies (DICOM, 15% without hips), each hip cropped around
+            the femoral head the localiser finds (no ROI given), 60/20/20 splits by study.
+    hips    single-hip phantoms (``sranet synth``, shape SYNTH_SHAPE) with their ROI, 60/20/20 splits.
+    """
+    from sranet.cli.demo import DEMO_SPLITS, DEMO_WINDOW_HU
+    from sranet.config import ModelConfig, PreprocessConfig
+    from sranet.data.prepare import prepare_cache
+
+    model_cfg = ModelConfig.preset(model)
+    root = work / f"data-{data}-{data_seed}-{cases}"
+    manifest = root / "synth" / "manifest.csv"
+    if not manifest.is_file():
+        if data == "pelvis":
+            from sranet.data.synthetic_pelvis_dataset import DEFAULT_NEGATIVES, write_pelvis_dataset
+
+            write_pelvis_dataset(root / "synth", cases, seed=data_seed, preset="256", negatives=DEFAULT_NEGATIVES,
+                                 split_fractions=DEMO_SPLITS, workers=2)
+        else:
+            from sranet.data.synthetic_dataset import write_dataset
+
+            write_dataset(root / "synth", cases, seed=data_seed, shape=SYNTH_SHAPE, workers=2,
+                          split_fractions=DEMO_SPLITS)
+    cache = root / f"cache-{model_cfg.input_size}"
     if not (cache / "cases.csv").is_file():
-        prepared = prepare_cache(synth / "manifest.csv", cache,
-                                 PreprocessConfig(output_size=input_size, window_hu=DEMO_WINDOW_HU), workers=2)
-        if prepared.failures:
+        prepared = prepare_cache(manifest, cache, PreprocessConfig.for_model(model_cfg, window_hu=DEMO_WINDOW_HU),
+                                 grid=model_cfg.grid, workers=2)
+        if prepared.failures and data == "hips":
             raise SystemExit(f"{len(prepared.failures)} phantoms failed to prepare; see {cache}")
     return cache
 
@@ -156,7 +171,7 @@ def run_seed(cfg, cache: Path, run_dir: Path, data_seed: int, resume: bool, ever
         "seed": cfg.seed,
         "data_seed": data_seed,
         "test_auc": metrics["auc"],
-        "test_auc_visible": test_auc_visible(run_dir / "eval"),
+        "test_auc_visible": metrics["auc_visible"],
         "test_sensitivity": metrics["sensitivity"],
         "test_specificity": metrics["specificity"],
         "test_accuracy": metrics["accuracy"],
@@ -216,18 +231,6 @@ def _epochs_done(run_dir: Path) -> int:
     return sum(1 for line in metrics.read_text().splitlines() if line.strip())
 
 
-def test_auc_visible(eval_dir: Path) -> float | None:
-    """Test AUC without the ARCO stage-I positives (invisible on CT), from the evaluation's predictions.csv."""
-    import csv
-
-    from sranet.train.metrics import roc_auc
-
-    with (eval_dir / "predictions.csv").open() as f:
-        rows = [r for r in csv.DictReader(f) if not (r["label"] == "1" and r["stage"] == "1")]
-    labels = [int(r["label"]) for r in rows]
-    return roc_auc(labels, [float(r["prob"]) for r in rows]) if 0 < sum(labels) < len(labels) else None
-
-
 def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     aucs = sorted(r["test_auc"] for r in results)
     hits = [r["top_patch_hit_rate"] for r in results if r["top_patch_hit_rate"] is not None]
@@ -259,7 +262,7 @@ def sweep(args) -> Path:
     results = []
     for seed in args.seeds:
         data_seed = seed if args.vary_data else args.data_seed
-        cache = prepare_data(work, data_seed, cfg.model_config.input_size, args.cases)
+        cache = prepare_data(work, data_seed, cfg.model, args.cases, args.data)
         run_dir = work / f"{args.config}{'-' + args.tag if args.tag else ''}-d{data_seed}-s{seed}"
         if run_dir.exists() and not args.resume:
             import shutil
@@ -280,11 +283,13 @@ def sweep(args) -> Path:
         "shared_machine_note": "wall times were taken while other jobs shared the CPU cores; see load_average_1min "
                                "per seed (1-minute load; the machine has "
                                f"{os.cpu_count()} logical cores). Metrics do not depend on the load.",
-        "data": {"phantoms": args.cases, "shape": list(SYNTH_SHAPE), "splits": "60/20/20 (train/val/test)",
+        "data": {"kind": args.data, "phantoms": args.cases,
+                 "shape": "whole-pelvis studies, preset 256" if args.data == "pelvis" else list(SYNTH_SHAPE),
+                 "splits": "60/20/20 (train/val/test)",
                  "window_hu": "demo bone window", "data_seed": None if args.vary_data else args.data_seed,
                  "vary_data": args.vary_data,
-                 "lesion_cut_rate": lesion_cut_rates(prepare_data(work, args.data_seed, cfg.model_config.input_size,
-                                                                  args.cases)),
+                 "lesion_cut_rate": lesion_cut_rates(prepare_data(work, args.data_seed, cfg.model, args.cases,
+                                                                  args.data)),
                  "lesion_cut_rate_definition": "per augmentation mode, over (visible-lesion training positive, draw) "
                                                "pairs: share whose crop loses more than 10% of the lesion, and the "
                                                "smallest kept fraction"},
@@ -297,6 +302,24 @@ def sweep(args) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {out}")
+    return out
+
+
+def merge(paths: list[Path], out: Path) -> Path:
+    """One sweep document from per-seed documents of the same configuration (seeds run as separate processes,
+    e.g. one per core): results joined in seed order, the summary recomputed, each part's command kept."""
+    docs = [json.loads(p.read_text()) for p in paths]
+    first = docs[0]
+    for d in docs[1:]:
+        if (d["config"], d["train_config"], d["data"]) != (first["config"], first["train_config"], first["data"]):
+            raise SystemExit(f"cannot merge: {paths[0]} and the others differ in config, training settings or data")
+    results = sorted((r for d in docs for r in d["results"]), key=lambda r: r["seed"])
+    doc = {**first, "results": results, "summary": summarise(results),
+           "parts": [{"file": p.name, "command": d["environment"]["command"], "date_utc": d["environment"]["date_utc"]}
+                     for p, d in zip(paths, docs, strict=True)]}
+    doc["environment"] = {**first["environment"], "command": " ; ".join(d["environment"]["command"] for d in docs)}
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {out} ({len(results)} seeds from {len(docs)} files)")
     return out
 
 
@@ -341,8 +364,8 @@ def probe(args) -> Path:
     results = {}
     for name in ("small", "paper"):
         cfg = train_config(name, None, {})
-        results[name] = init_probe(prepare_data(Path(args.work), args.data_seed, cfg.model_config.input_size,
-                                                args.cases), cfg.model)
+        results[name] = init_probe(prepare_data(Path(args.work), args.data_seed, cfg.model, args.cases, args.data),
+                                   cfg.model)
     doc = {"benchmark": "train_init_probe", "what": "a fresh model on 8 validation phantoms, per init scheme",
            "machine": machine_label(env, gpu=False), "environment": env, "results": results}
     out = Path(args.out) if args.out else RESULTS / "train_init_probe.json"
@@ -414,7 +437,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1, 2, 3, 4])
     ap.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
     ap.add_argument("--set", default="", help='JSON of TrainConfig overrides, e.g. \'{"batch_size": 4}\'')
-    ap.add_argument("--cases", type=int, default=160, help="phantoms to synthesise (the demo's 160)")
+    ap.add_argument("--data", choices=("pelvis", "hips"), default="pelvis",
+                    help="the demo's whole-pelvis studies (default) or single-hip phantoms")
+    ap.add_argument("--cases", type=int, default=None,
+                    help="studies (pelvis, default the demo's 100) or phantoms (hips, default 160) to synthesise")
     ap.add_argument("--data-seed", type=int, default=0)
     ap.add_argument("--vary-data", action="store_true", help="phantom seed = training seed (as sranet demo --seed)")
     ap.add_argument("--work", default=str(ROOT / "runs" / "train_seeds"), help="data and run folders")
@@ -425,10 +451,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true",
                     help="continue (or just evaluate) runs an earlier invocation left in --work instead of restarting")
     ap.add_argument("--tables", action="store_true", help="only rewrite the tables from the committed JSON")
+    ap.add_argument("--merge", nargs="+", type=Path, default=None,
+                    help="only join per-seed result files of one configuration into --out")
     ap.add_argument("--init-probe", action="store_true", help="only measure fresh models per init scheme")
     args = ap.parse_args(argv)
+    if args.cases is None:
+        args.cases = 100 if args.data == "pelvis" else 160
     if args.tables:
         tables()
+    elif args.merge:
+        if not args.out:
+            raise SystemExit("--merge needs --out")
+        merge(args.merge, Path(args.out))
     elif args.init_probe:
         probe(args)
     else:

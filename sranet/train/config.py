@@ -16,7 +16,7 @@ from sranet.errors import ConfigError, check_choice
 
 AMP_CHOICES = ("off", "bf16", "fp16")
 SAMPLER_CHOICES = ("random", "balanced")
-SELECT_CHOICES = ("val_auc", "val_loss")
+SELECT_CHOICES = ("val_auc", "val_auc_visible", "val_loss")
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,8 @@ class TrainConfig(_ConfigMixin):
     workers         DataLoader worker processes (0 = load in the main process).
     device          "cpu", "cuda", "cuda:N" or "auto".
     amp             "off", "bf16" or "fp16" autocast (CUDA only for fp16; bf16 also works on CPU).
+    channels_last   keep the model's weights and activations in the channels-last-3d layout (NDHWC), which
+                    oneDNN and cuDNN convolve faster; the network and its checkpoint are the same either way.
     val_every       validate every this many epochs (and always on the last).
     init            "kaiming" or "torch" (PyTorch's default); see sranet.model.sranet.initialize.
     warmup_epochs   the lr rises linearly from lr / (steps of warm-up) to lr over this many epochs (0: off).
@@ -45,8 +47,9 @@ class TrainConfig(_ConfigMixin):
                     batch of even size holds as many positives as negatives).
     alpha_start     alpha at epoch 0 when alpha_ramp_epochs > 0; alpha moves linearly from it to ``alpha``.
     alpha_ramp_epochs  epochs over which alpha moves from alpha_start to alpha (0: alpha throughout).
-    select          which validated epoch becomes best.pt: "val_auc" (highest AUC, ties to the lower loss) or
-                    "val_loss" (lowest classification loss l_c on validation).
+    select          which validated epoch becomes best.pt: "val_auc" (highest AUC, ties to the lower loss),
+                    "val_auc_visible" (highest AUC without the ARCO stage I positives, which CT cannot show; ties
+                    to the higher AUC, then the lower loss) or "val_loss" (lowest classification loss l_c).
     """
 
     model: str = "paper"
@@ -64,6 +67,7 @@ class TrainConfig(_ConfigMixin):
     workers: int = 0
     device: str = "cpu"
     amp: str = "off"
+    channels_last: bool = False
     val_every: int = 1
     init: str = "torch"
     warmup_epochs: int = 0

@@ -1,7 +1,8 @@
 """``evaluate(ckpt_path, cache_dir, split, out_dir) -> dict``: score a checkpoint on one split of a prepared cache.
 
 Writes to ``out_dir``:
-    metrics.json            sensitivity TP/(TP+FN), specificity, precision, accuracy, AUC, confusion matrix
+    metrics.json            sensitivity TP/(TP+FN), specificity, precision, accuracy, AUC (and ``auc_visible``,
+                            without the ARCO stage I positives CT cannot show), confusion matrix
                             [[TN, FP], [FN, TP]] at the checkpoint's threshold, ROC points, localisation scores
     predictions.csv         case_id, label, stage, prob, call, top_patch
     roc.png                 ROC curve with the operating point
@@ -27,6 +28,7 @@ import numpy as np
 
 from sranet.errors import TrainingError
 from sranet.train.metrics import (
+    auc_visible,
     json_safe,
     localisation,
     localisation_from_patches,
@@ -61,6 +63,7 @@ def evaluate(ckpt_path: str | Path, cache_dir: str | Path, split: str, out_dir: 
     out.mkdir(parents=True, exist_ok=True)
 
     metrics = summarize(labels, probs, ckpt.threshold)
+    metrics["auc_visible"] = auc_visible(labels, probs, [c.stage for c in dataset.cases])
     fpr, tpr, thr = roc_curve(labels, probs)
     lesions = [dataset.load_lesion(i) for i in range(len(dataset))]
     metrics["localisation"] = localisation(attention, lesions, labels, ckpt.model_config.grid)

@@ -18,12 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from sranet.errors import TrainingError
 from sranet.train.config import TrainConfig
-from sranet.train.metrics import roc_auc, summarize, youden_threshold
-from sranet.train.predict import autocast, predict_split
+from sranet.train.metrics import auc_visible, roc_auc, summarize, youden_threshold
+from sranet.train.predict import as_input, autocast, predict_split
 from sranet.train.run_state import RunState, check_splits, open_run, write_epoch
 
 
@@ -161,7 +159,7 @@ def _train_step(run: RunState, batch: dict[str, Any], epoch: int, lr: float, alp
     from sranet.model.loss import sranet_loss
 
     config, ctx = run.config, run.ctx
-    x = batch["volume"].to(ctx.device, non_blocking=True)
+    x = as_input(batch["volume"].to(ctx.device, non_blocking=True), config)
     with autocast(config, ctx.device):
         out = run.model(x)
     loss = sranet_loss(out, batch["label"].to(ctx.device), batch["targets"].to(ctx.device), alpha)
@@ -201,34 +199,30 @@ def _validate(run: RunState, epoch: int, record: dict[str, Any]) -> None:
     val = summarize(pred.labels, pred.probs, threshold)
     loc = localisation_from_patches(pred.attention, run.val_lesion_patches, pred.labels)
     dead, zero = relu.result()
+    visible = auc_visible(pred.labels, pred.probs, [c.stage for c in run.val_set.cases])
     record.update({"val_loss": pred.loss, "val_loss_classification": pred.loss_classification,
                    "val_loss_structure": pred.loss_structure, **{f"val_{k}": v for k, v in val.items()},
                    "val_top_patch_hit_rate": loc["top_patch_hit_rate"],
                    "val_lesion_attention_mass": loc["lesion_attention_mass"],
                    "val_lesion_chance_level": loc["chance_level"], "val_lesion_cases": loc["n_cases"],
-                   "val_auc_visible": _auc_visible(pred.labels, pred.probs, run.val_set.cases),
+                   "val_auc_visible": visible,
                    "attn_patches": int(pred.attention.shape[1]),
                    **attention_stats(pred.attention, pred.attention_logits, pred.targets),
                    "dead_relu": dead, "zero_activation": zero, "val_seconds": round(time.perf_counter() - t0, 3)})
     auc = roc_auc(pred.labels, pred.probs)
-    best = run.best
-    if config.select == "val_loss":
-        improved = pred.loss_classification < best.get("val_loss_classification", math.inf)
-    else:
-        improved = auc > best["auc"] or (auc == best["auc"] and pred.loss < best["val_loss"])
-    if improved:
-        run.best = {"auc": auc, "val_loss": pred.loss, "val_loss_classification": pred.loss_classification,
-                    "epoch": epoch + 1, "threshold": threshold}
+    now = {"auc": auc, "auc_visible": auc if visible is None else visible, "val_loss": pred.loss,
+           "val_loss_classification": pred.loss_classification, "epoch": epoch + 1, "threshold": threshold}
+    if _better(now, run.best, config.select):
+        run.best = now
 
 
-def _auc_visible(labels: np.ndarray, probs: np.ndarray, cases) -> float | None:
-    """AUC of the negatives against the positives whose ARCO stage is known and not I (stage I is invisible on CT
-    by definition, so it caps the AUC below 1). None when a positive has no stage."""
-    stages = [c.stage for c in cases]
-    if any(s is None for s, y in zip(stages, labels, strict=True) if y == 1):
-        return None
-    keep = np.array([y == 0 or s != 1 for s, y in zip(stages, labels, strict=True)])
-    return roc_auc(labels[keep], probs[keep])
+def _better(now: dict[str, Any], best: dict[str, Any], select: str) -> bool:
+    """Whether the validated epoch ``now`` beats ``best`` under the ``select`` rule (TrainConfig.select)."""
+    if select == "val_loss":
+        return now["val_loss_classification"] < best.get("val_loss_classification", math.inf)
+    key = ("auc_visible", "auc") if select == "val_auc_visible" else ("auc",)
+    ours, theirs = tuple(now[k] for k in key), tuple(best.get(k, best["auc"]) for k in key)
+    return ours > theirs or (ours == theirs and now["val_loss"] < best["val_loss"])
 
 
 def _epoch_line(record: dict[str, Any], epochs: int) -> str:

@@ -96,6 +96,22 @@ def roc_auc(labels, scores) -> float:
     return float(u / (n_pos * n_neg))
 
 
+def auc_visible(labels, scores, stages) -> float | None:
+    """AUC of the negatives against the positives whose lesion CT can show: ARCO stage known and not I (stage I is
+    invisible on CT by definition, so such positives rank among the negatives at random and cap the AUC below 1).
+    None when a positive has no stage, or when a class is missing once stage I is left out."""
+    y, s = _check(labels, scores)
+    stages = list(stages)
+    if len(stages) != y.size:
+        raise InputError(f"auc_visible: {len(stages)} stages for {y.size} labels; give one stage (or None) per case.")
+    if any(st is None for st, label in zip(stages, y, strict=True) if label == 1):
+        return None
+    keep = np.array([label == 0 or st != 1 for st, label in zip(stages, y, strict=True)])
+    if not 0 < int(y[keep].sum()) < int(keep.sum()):
+        return None
+    return roc_auc(y[keep], s[keep])
+
+
 def roc_curve(labels, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ROC points (fpr, tpr, thresholds), one per distinct score plus the (0, 0) start at threshold +inf.
 

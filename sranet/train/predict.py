@@ -27,6 +27,13 @@ def autocast(cfg: TrainConfig, device):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def as_input(x, cfg: TrainConfig | None):
+    """``x`` in the memory layout the model trains in: channels-last-3d when ``cfg.channels_last``."""
+    import torch
+
+    return x.contiguous(memory_format=torch.channels_last_3d) if cfg is not None and cfg.channels_last else x
+
+
 class SplitPrediction(NamedTuple):
     labels: np.ndarray  # (n,) int64 0/1
     probs: np.ndarray  # (n,) p(AVNFH present)
@@ -51,7 +58,7 @@ def predict_split(model, dataset, device, cfg: TrainConfig | None = None, batch_
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     with torch.no_grad():
         for batch in loader:
-            x = batch["volume"].to(device)
+            x = as_input(batch["volume"].to(device), cfg)
             with autocast(cfg, device) if cfg else torch.autocast(device.type, enabled=False):
                 out = model(x)
             if cfg is not None:

@@ -118,6 +118,8 @@ def open_run(config: TrainConfig, index, ctx, out_dir: Path, resume: bool) -> Ru
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     model = initialize(SRANet(config.model_config), config.init).to(ctx.device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step_epochs, gamma=config.lr_gamma)
     run = RunState(config, ctx, index, out_dir, model, optimizer, scheduler)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sranet.errors import InputError
-from sranet.train.metrics import confusion, json_safe, roc_auc, roc_curve, summarize, youden_threshold
+from sranet.train.metrics import auc_visible, confusion, json_safe, roc_auc, roc_curve, summarize, youden_threshold
 
 
 def test_confusion_and_rates():
@@ -100,3 +100,15 @@ def test_bad_inputs():
 def test_summary_is_json_safe():
     m = json_safe(summarize([1, 1], [0.8, 0.2], 0.5))
     assert m["specificity"] is None and m["auc"] is None and m["sensitivity"] == 0.5
+
+
+def test_auc_visible_leaves_out_stage_one_positives():
+    labels = [0, 0, 1, 1, 1]
+    scores = [0.2, 0.4, 0.9, 0.1, 0.8]  # the stage-I positive (0.1) ranks below both negatives
+    assert roc_auc(labels, scores) == pytest.approx(4 / 6)
+    assert auc_visible(labels, scores, [0, 0, 3, 1, 2]) == 1.0
+    assert auc_visible(labels, scores, [0, None, 3, 1, 2]) == 1.0  # a negative needs no stage
+    assert auc_visible(labels, scores, [0, 0, 3, None, 2]) is None  # a positive of unknown stage
+    assert auc_visible([0, 1], [0.3, 0.2], [0, 1]) is None  # no visible positive left
+    with pytest.raises(InputError, match="2 stages for 5 labels"):
+        auc_visible(labels, scores, [0, 1])

@@ -126,3 +126,35 @@ def test_select_by_val_loss_and_on_epoch(tiny_cache, tmp_path):
     assert seen == [(1, False), (2, False), (3, False)]
     with pytest.raises(ConfigError, match="Did you mean 'val_loss'"):
         TrainConfig(select="val_los")
+
+
+def test_select_rules_rank_validated_epochs():
+    from sranet.train.loop import _better
+
+    first = {"auc": -np.inf, "val_loss": np.inf, "epoch": -1, "threshold": 0.5}
+    a = {"auc": 0.85, "auc_visible": 1.0, "val_loss": 0.6, "val_loss_classification": 0.5}
+    b = {"auc": 0.87, "auc_visible": 0.97, "val_loss": 0.5, "val_loss_classification": 0.6}
+    c = {"auc": 0.86, "auc_visible": 1.0, "val_loss": 0.4, "val_loss_classification": 0.4}
+    assert all(_better(x, first, rule) for x in (a, b, c) for rule in ("val_auc", "val_auc_visible", "val_loss"))
+    assert _better(b, a, "val_auc") and not _better(a, b, "val_auc")
+    assert _better(a, b, "val_auc_visible") and not _better(b, a, "val_auc_visible")
+    assert _better(c, a, "val_auc_visible")  # same visible AUC: the higher AUC wins
+    assert _better(c, b, "val_loss") and not _better(b, a, "val_loss")
+    # a best-so-far from a checkpoint that has no visible AUC counts its AUC
+    assert _better(a, {"auc": 0.9, "val_loss": 1.0}, "val_auc_visible")
+
+
+def test_channels_last_trains_the_same_network(tiny_cache, tmp_path):
+    import torch
+
+    from sranet.model.checkpoint import load_checkpoint
+
+    cfg = TrainConfig(model="tiny", epochs=1, lr=3e-3, batch_size=4, seed=0, augment=False, init="kaiming",
+                      select="val_auc_visible")
+    plain = train(cfg, tiny_cache, tmp_path / "plain")
+    fast = train(cfg.replace(channels_last=True), tiny_cache, tmp_path / "cl")
+    a, b = (load_checkpoint(r.last_path).model_state for r in (plain, fast))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-4, rtol=1e-3), k
+    assert fast.history[0]["val_auc"] == pytest.approx(plain.history[0]["val_auc"], abs=1e-6)
