@@ -488,8 +488,12 @@ def summary_rows(results_dir: Path) -> tuple[list[tuple[str, str, str, str]], li
 
     def training():
         rs = train["results"]
-        return (" / ".join(f"{r['volumes_per_s']['median']:.2f}" for r in rs) + " volumes/s (batch "
-                + " / ".join(str(r["batch"]) for r in rs) + ")")
+        if not any("variant" in r for r in rs):
+            return (" / ".join(f"{r['volumes_per_s']['median']:.2f}" for r in rs) + " volumes/s (batch "
+                    + " / ".join(str(r["batch"]) for r in rs) + ")")
+        batch = max(r["batch"] for r in rs)
+        return f"batch {batch}: " + ", ".join(f"{r['variant']} {r['volumes_per_s']['median']:.2f}"
+                                              for r in rs if r["batch"] == batch) + " volumes/s"
     add(train, ["train_throughput_cpu.json"], f"training step, {(train or {}).get('settings', {}).get('model', '?')} "
         "config", training)
 

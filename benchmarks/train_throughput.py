@@ -1,10 +1,15 @@
-"""Training throughput of SRANet on this CPU: volumes per second of one full training step.
+"""Training throughput of SRANet on this CPU: volumes per second of one full training step, per precision and
+memory layout.
 
 A step is what ``sranet train`` does per batch: forward, the SRANet loss (classification + structure regulariser),
 backward, AdamW update. Inputs are random (B, 1, S, S, S) float32 volumes with random labels and patch targets
 (throughput does not depend on the values); no data loading or augmentation is timed. Each batch size gets
 ``--warmup`` untimed steps, then ``--steps`` timed ones; every timed step enters the statistics (median, p10, p90,
 mean, min, max of the step time; volumes/s = batch / step time, reported from the median and per quantile).
+
+Variants (``--variants``), as ``sranet train`` runs them: ``fp32`` (the default), ``fp32-cl`` (``--channels-last``),
+``bf16`` (``--amp bf16``) and ``bf16-cl`` (both). Each result carries its speed-up over ``fp32`` at the same batch,
+timed in the same run.
 
     .venv/bin/python benchmarks/train_throughput.py                       # paper config, 128^3, batch 1 and 2
     .venv/bin/python benchmarks/train_throughput.py --model tiny --steps 3 --warmup 1 --out /tmp/t.json   # check
@@ -25,7 +30,11 @@ import numpy as np
 RESULTS = Path(__file__).parent / "results"
 
 
-def time_steps(model_name: str, batch: int, steps: int, warmup: int, threads: int, seed: int = 0) -> dict:
+VARIANTS = {"fp32": ("off", False), "fp32-cl": ("off", True), "bf16": ("bf16", False), "bf16-cl": ("bf16", True)}
+
+
+def time_steps(model_name: str, batch: int, steps: int, warmup: int, threads: int, seed: int = 0,
+               variant: str = "fp32") -> dict:
     import torch
 
     from sranet.config import ModelConfig
@@ -36,16 +45,21 @@ def time_steps(model_name: str, batch: int, steps: int, warmup: int, threads: in
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
     cfg = ModelConfig.preset(model_name)
+    amp, channels_last = VARIANTS[variant]
     model = SRANet(cfg).train()
+    layout = torch.channels_last_3d if channels_last else torch.contiguous_format
+    model = model.to(memory_format=layout)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
     S, N = cfg.input_size, cfg.num_patches
-    x = torch.randn(batch, 1, S, S, S)
+    x = torch.randn(batch, 1, S, S, S).contiguous(memory_format=layout)
     y = (torch.arange(batch) % 2).float()
     f = (torch.rand(batch, N) > 0.5).float()
     times_ms = []
     for i in range(warmup + steps):
         t0 = time.perf_counter()
-        loss = sranet_loss(model(x), y, f, 0.9).total
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp == "bf16"):
+            out = model(x)
+        loss = sranet_loss(out, y, f, 0.9).total
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -57,6 +71,9 @@ def time_steps(model_name: str, batch: int, steps: int, warmup: int, threads: in
     t = np.asarray(times_ms)
     p10, p50, p90 = np.percentile(t, [10, 50, 90])
     return {
+        "variant": variant,
+        "amp": amp,
+        "channels_last": channels_last,
         "model": model_name,
         "input_size": S,
         "parameters": count_parameters(model),
@@ -78,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=10, help="timed steps per batch size")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+                    help="precision and memory layout; the first is the reference of the speed-ups")
     ap.add_argument("--out", type=Path, default=RESULTS / "train_throughput_cpu.json")
     args = ap.parse_args(argv)
     if args.steps < 1 or args.warmup < 0 or min(args.batch) < 1:
@@ -88,18 +107,23 @@ def main(argv: list[str] | None = None) -> int:
     env = collect_environment(threads=args.threads or None, argv=[Path(sys.executable).name, *sys.argv])
     results = []
     for batch in args.batch:
-        r = time_steps(args.model, batch, args.steps, args.warmup, args.threads)
-        print(f"{args.model} {r['input_size']}^3 batch {batch}: median step {r['step_ms']['median']:.0f} ms "
-              f"(p10 {r['step_ms']['p10']:.0f}, p90 {r['step_ms']['p90']:.0f}) -> "
-              f"{r['volumes_per_s']['median']:.2f} volumes/s", flush=True)
-        results.append(r)
+        reference = None
+        for variant in args.variants:
+            r = time_steps(args.model, batch, args.steps, args.warmup, args.threads, variant=variant)
+            reference = reference or r["step_ms"]["median"]
+            r["speedup_vs_" + args.variants[0]] = reference / r["step_ms"]["median"]
+            print(f"{args.model} {r['input_size']}^3 batch {batch} {variant}: median step "
+                  f"{r['step_ms']['median']:.0f} ms (p10 {r['step_ms']['p10']:.0f}, p90 {r['step_ms']['p90']:.0f}) -> "
+                  f"{r['volumes_per_s']['median']:.2f} volumes/s, {r['speedup_vs_' + args.variants[0]]:.2f}x", flush=True)
+            results.append(r)
     doc = {
         "benchmark": "train_throughput",
         "what": "forward + SRANet loss + backward + AdamW step on random inputs; no data loading",
         "device": "cpu",
         "machine": machine_label(env),
         "environment": env,
-        "settings": {"model": args.model, "batches": args.batch, "steps": args.steps, "warmup": args.warmup},
+        "settings": {"model": args.model, "batches": args.batch, "steps": args.steps, "warmup": args.warmup,
+                     "variants": args.variants},
         "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

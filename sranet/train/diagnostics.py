@@ -161,11 +161,13 @@ class GradientMonitor:
         self.sums = None  # (blocks + 1,) summed norms, the last entry the whole model's
         self.total_max = None
         self.clipped = None
+        self.finite = None
         self.steps = 0
 
     def step(self) -> None:
         """Record the current .grad norms (call after backward and after unscaling), then clip when ``clip`` is set:
-        every gradient is scaled by min(1, clip / norm), as ``torch.nn.utils.clip_grad_norm_`` does."""
+        every gradient is scaled by min(1, clip / norm), as ``torch.nn.utils.clip_grad_norm_`` does. A step with a
+        non-finite norm (fp16 overflow, skipped by the GradScaler) enters ``grad_nonfinite_steps``, not the means."""
         import torch
 
         norms = []
@@ -174,11 +176,15 @@ class GradientMonitor:
             norms.append(torch.stack(grads).norm() if grads else torch.zeros((), device=params[0].device))
         block_norms = torch.stack(norms)
         total = block_norms.norm()
-        row = torch.cat([block_norms, total[None]])
+        # an fp16 step whose gradients overflowed (GradScaler skips it) is counted apart, not averaged in
+        finite = torch.isfinite(total)
+        row = torch.where(finite, torch.cat([block_norms, total[None]]), 0.0)
         first = self.sums is None
         self.sums = row if first else self.sums + row
-        self.total_max = total if first else torch.maximum(self.total_max, total)
-        over = (total > self.clip).float() if self.clip is not None else torch.zeros_like(total)
+        kept = torch.where(finite, total, 0.0)
+        self.total_max = kept if first else torch.maximum(self.total_max, kept)
+        self.finite = finite.float() if first else self.finite + finite.float()
+        over = (finite & (total > self.clip)).float() if self.clip is not None else torch.zeros_like(total)
         self.clipped = over if first else self.clipped + over
         self.steps += 1
         if self.clip is not None:
@@ -191,9 +197,11 @@ class GradientMonitor:
     def result(self) -> dict[str, Any]:
         if not self.steps:
             return {}
-        means = (self.sums / self.steps).tolist()
+        finite = int(self.finite)
+        means = (self.sums / max(finite, 1)).tolist() if finite else [None] * len(self.sums)
         return {"grad_norm": dict(zip(self.blocks, means[:-1], strict=True)), "grad_norm_total": means[-1],
-                "grad_norm_total_max": float(self.total_max), "grad_clipped_share": float(self.clipped) / self.steps}
+                "grad_norm_total_max": float(self.total_max) if finite else None,
+                "grad_clipped_share": float(self.clipped) / self.steps, "grad_nonfinite_steps": self.steps - finite}
 
 
 def _series(history: list[dict[str, Any]], key: str, sub: str | None = None) -> tuple[list[float], list[float]]:
@@ -227,11 +235,13 @@ def diagnostics_png(history: list[dict[str, Any]], path, *, title: str = "") -> 
 
     n_patches = next((r["attn_patches"] for r in history if r.get("attn_patches")), None)
     lr0 = next((r["lr"] for r in history if r.get("lr")), 1.0)
+    lr_key = "lr_mean" if any("lr_mean" in r for r in history) else "lr"  # with warm-up: the steps' mean lr
     effective = _series(history, "attn_effective_patches")
     panels = [
         line_panel(lines(("train l_c", "train_loss_classification"), ("train l_s", "train_loss_structure"),
                          ("val l_c", "val_loss_classification"), ("val l_s", "val_loss_structure")), "loss terms"),
-        line_panel(lines(("val AUC", "val_auc"), ("top patch in lesion", "val_top_patch_hit_rate"),
+        line_panel(lines(("val AUC", "val_auc"), ("val AUC w/o stage I", "val_auc_visible"),
+                         ("top patch in lesion", "val_top_patch_hit_rate"),
                          ("chance", "val_lesion_chance_level"), ("lesion mass", "val_lesion_attention_mass")),
                    "validation", y_range=(0.0, 1.0)),
         line_panel([("eff. patches / N", effective[0], [v / (n_patches or 1) for v in effective[1]])]
@@ -242,7 +252,7 @@ def diagnostics_png(history: list[dict[str, Any]], path, *, title: str = "") -> 
                    "dead ReLU channels (share)", y_range=(0.0, 1.0)),
         line_panel([(k, *_series(history, "grad_norm", k)) for k in _sub_keys(history, "grad_norm")],
                    "gradient norm per block (log10)", log_y=True),
-        line_panel([("lr / lr0", *(lambda s: (s[0], [v / lr0 for v in s[1]]))(_series(history, "lr")))]
+        line_panel([("lr / lr0", *(lambda s: (s[0], [v / lr0 for v in s[1]]))(_series(history, lr_key)))]
                    + lines(("alpha", "alpha"), ("targets = 1", "train_target_share"),
                            ("clipped steps", "grad_clipped_share")), "schedule", y_range=(0.0, 1.05)),
     ]

@@ -133,8 +133,10 @@ def _train_epoch(run: RunState, epoch: int, bar: bool) -> dict[str, Any]:
     lr, alpha = run.optimizer.param_groups[0]["lr"], config.alpha_at(epoch)
     loader = _epoch_loader(run, epoch)
     warmup_steps = config.warmup_epochs * len(loader)
+    warm_sum = 0.0
     for step, batch in enumerate(_progress(loader, bar, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch")):
         warm = min(1.0, (epoch * len(loader) + step + 1) / warmup_steps) if warmup_steps else 1.0
+        warm_sum += warm
         loss, n = _train_step(run, batch, epoch, lr, alpha, warm)
         sums += torch.tensor([float(loss.total.detach()) * n, float(loss.classification.detach()) * n,
                               float(loss.structure.detach()) * n, n, float(batch["targets"].sum())], dtype=torch.float64)
@@ -145,7 +147,9 @@ def _train_epoch(run: RunState, epoch: int, bar: bool) -> dict[str, Any]:
     train_l_c, _ = dist.mean_across(float(sums[1]) / max(count, 1), count, ctx)
     train_l_s, _ = dist.mean_across(float(sums[2]) / max(count, 1), count, ctx)
     target_share, _ = dist.mean_across(float(sums[4]) / max(n_targets, 1), n_targets, ctx)
-    return {"epoch": epoch + 1, "lr": lr, "alpha": alpha, "train_loss": train_loss,
+    # lr is the scheduled rate; lr_mean is what the epoch's steps used on average (below lr during warm-up)
+    return {"epoch": epoch + 1, "lr": lr, "lr_mean": lr * warm_sum / max(len(loader), 1), "alpha": alpha,
+            "train_loss": train_loss,
             "train_loss_classification": train_l_c, "train_loss_structure": train_l_s, "train_volumes": train_volumes,
             "world_size": ctx.world_size, "train_target_share": target_share, **run.gradients.result(),
             "train_seconds": round(time.perf_counter() - t0, 3)}

@@ -75,6 +75,21 @@ def test_gradient_norms_per_block_and_clipping():
     assert clipped == pytest.approx(total / 2, rel=1e-3)
 
 
+def test_overflowed_step_is_counted_apart_from_the_norms():
+    torch.manual_seed(0)
+    model = SRANet(ModelConfig.preset("tiny"))
+    monitor = GradientMonitor(model)
+    for scale in (1.0, float("inf"), 1.0):
+        model.zero_grad()
+        out = model(torch.randn(2, 1, 48, 48, 48))
+        (out.logit.sum() * scale).backward()
+        monitor.step()
+    r = monitor.result()
+    assert r["grad_nonfinite_steps"] == 1
+    assert math.isfinite(r["grad_norm_total"]) and math.isfinite(r["grad_norm_total_max"])
+    assert r["grad_norm_total"] > 0
+
+
 def test_diagnostics_png_from_records(tmp_path):
     history = [{"epoch": e, "lr": 1e-3, "alpha": 0.9, "train_loss_classification": 0.7 - 0.1 * e,
                 "train_loss_structure": 0.5, "val_auc": 0.5 + 0.1 * e, "attn_patches": 64,
