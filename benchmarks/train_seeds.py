@@ -242,6 +242,8 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         **by_rule,
         "seeds_test_auc_visible_eq_1": sum(r["test_auc_visible"] == 1.0 for r in results),
+        "seeds_test_auc_visible_ge_0.95": sum((r["test_auc_visible"] or 0) >= 0.95 for r in results),
+        "seeds_test_auc_at_ceiling": sum(r["test_auc"] >= (r["test_auc_ceiling"] or 1) - 1e-9 for r in results),
         "seeds": len(results),
         "test_auc_min": aucs[0],
         "test_auc_median": aucs[len(aucs) // 2],
@@ -386,23 +388,35 @@ def sweep_md(doc: dict[str, Any]) -> list[str]:
     cfg = doc["train_config"]
     recipe = (f"{cfg['model']}, {cfg['epochs']} epochs, lr {cfg['lr']:g}, batch {cfg['batch_size']}, init "
               f"{cfg.get('init', 'torch')}, warm-up {cfg.get('warmup_epochs', 0)}, clip {cfg.get('grad_clip', 0):g}, "
-              f"sampler {cfg.get('sampler', 'random')}, augment {cfg['augment'] and cfg.get('augment_mode', 'crop_zoom')}")
-    data = "one phantom set per seed (as `sranet demo --seed S`)" if doc["data"]["vary_data"] else \
-        f"phantoms of seed {doc['data']['data_seed']}"
-    rows = [f"**{doc['config']}** ({recipe}; {data}): test AUC >= 0.95 for {s['seeds_test_auc_ge_0.95']} of "
-            f"{s['seeds']} seeds, top patch in the lesion >= 0.8 for {s['seeds_hit_ge_0.8']} of {s['seeds']}.", "",
-            "| seed | test AUC | sensitivity | specificity | top patch in lesion | val AUC >= 0.9 at epoch | best epoch "
-            "| wall s | train volumes/s | load avg start/end |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              f"sampler {cfg.get('sampler', 'random')}, augment {cfg['augment'] and cfg.get('augment_mode', 'crop_zoom')}, "
+              f"select {cfg.get('select', 'val_auc')}, amp {cfg.get('amp', 'off')}"
+              + (", channels-last" if cfg.get("channels_last") else ""))
+    kind = doc["data"].get("kind", "hips")
+    what = (f"{doc['data']['phantoms']} whole-pelvis studies" if kind == "pelvis"
+            else f"{doc['data']['phantoms']} single-hip phantoms")
+    data = f"{what}, one set per seed (as `sranet demo --seed S`)" if doc["data"]["vary_data"] else \
+        f"{what} of data seed {doc['data']['data_seed']}"
+    n = s["seeds"]
+    rows = [f"**{doc['config']}** ({recipe}; {data}): test AUC without stage I >= 0.95 for "
+            f"{s.get('seeds_test_auc_visible_ge_0.95', '?')} of {n} seeds; test AUC >= 0.95 for "
+            f"{s['seeds_test_auc_ge_0.95']} of {n} and at its ceiling for {s.get('seeds_test_auc_at_ceiling', '?')} "
+            f"of {n}; top patch in the lesion >= 0.8 for {s['seeds_hit_ge_0.8']} of {n}.", "",
+            "| seed | test AUC (ceiling) | AUC w/o stage I | sensitivity | specificity | top patch in lesion "
+            "| val AUC >= 0.9 at epoch (w/o stage I) | best epoch | wall s | train volumes/s | load avg start/end |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in doc["results"]:
         hit = f"{_f(r['top_patch_hit_rate'], 2)} ({r['lesion_cases']} cases)"
         load = r["load_average_1min"]
         seed = f"{r['seed']}" + (f" (data {r['data_seed']})" if doc["data"]["vary_data"] else "")
-        rows.append(f"| {seed} | {_f(r['test_auc'])} | {_f(r['test_sensitivity'], 2)} | {_f(r['test_specificity'], 2)} "
-                    f"| {hit} | {r['epochs_to_val_auc_0.9'] or 'never'} | {r['best_epoch']} | {r['wall_s']:.0f} "
-                    f"| {_f(r['train_volumes_per_s'], 2)} | {load['start']:.1f} / {load['end']:.1f} |")
-    rows += ["", f"*{env['date_utc']}, {doc['machine']}, torch {env['libraries'].get('torch', '?')}; shared machine "
-                 f"(wall times inflated by other jobs, see the load average). Command: `{env['command']}`*"]
+        reached = (f"{r['epochs_to_val_auc_0.9'] or 'never'} "
+                   f"({r.get('epochs_to_val_auc_visible_0.9') or 'never'})")
+        rows.append(f"| {seed} | {_f(r['test_auc'])} ({_f(r['test_auc_ceiling'])}) | {_f(r.get('test_auc_visible'))} "
+                    f"| {_f(r['test_sensitivity'], 2)} | {_f(r['test_specificity'], 2)} | {hit} | {reached} "
+                    f"| {r['best_epoch']} | {r['wall_s']:.0f} | {_f(r['train_volumes_per_s'], 2)} "
+                    f"| {load['start']:.1f} / {load['end']:.1f} |")
+    rows += ["", f"*{env['date_utc']}, {doc['machine']}, torch {env['libraries'].get('torch', '?')}; "
+                 f"{doc.get('timing_note', 'shared machine (wall times inflated by other jobs, see the load average)')}. "
+                 f"Command: `{env['command']}`*"]
     return rows
 
 
@@ -421,7 +435,7 @@ def update_section(path: Path, name: str, lines: list[str]) -> None:
 def tables() -> None:
     docs = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("train_seeds_*.json"))}
     lines: list[str] = []
-    for name in ("train_seeds_small", "train_seeds_small_demo", "train_seeds_paper"):
+    for name in ("train_seeds_small", "train_seeds_small_baseline", "train_seeds_paper"):
         if name in docs:
             lines += sweep_md(docs[name]) + [""]
         else:
