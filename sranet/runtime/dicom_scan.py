@@ -16,6 +16,7 @@ well-formed number, an element or item that runs past the end of the file, malfo
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import struct
@@ -267,8 +268,6 @@ def _static_fields(values: dict, pixels: tuple | None, enhanced: bool, syntax: s
 
 
 def _finite(values: tuple | None) -> tuple | None:
-    import math
-
     if values is not None and not all(math.isfinite(x) for x in values):
         raise Fallback
     return values

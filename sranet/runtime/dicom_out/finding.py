@@ -15,6 +15,7 @@ import numpy as np
 from sranet.errors import InputError
 
 SIDES = {"L": "left", "R": "right"}
+MAX_QC_TEXT = 1024  # characters per QC flag (each becomes an SR TEXT item, which stays readable)
 Box3 = tuple[tuple[float, float], tuple[float, float], tuple[float, float]]
 
 
@@ -163,8 +164,8 @@ class HipFinding:
                                  "with each low < high (LPS mm).")
             object.__setattr__(self, "roi_mm", box)
         for flag in self.qc:
-            if not isinstance(flag, str) or not flag.strip() or len(flag) > 1024:
-                raise InputError(f"QC flag {flag!r} must be a non-empty string of at most 1024 characters.")
+            if not isinstance(flag, str) or not flag.strip() or len(flag) > MAX_QC_TEXT:
+                raise InputError(f"QC flag {flag!r} must be a non-empty string of at most {MAX_QC_TEXT} characters.")
         object.__setattr__(self, "qc", tuple(self.qc))
         object.__setattr__(self, "top_patches", tuple(self.top_patches))
 

@@ -25,13 +25,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sranet.errors import InputError, SranetError
-from sranet.runtime.dicom_out.finding import AlgorithmInfo, AttentionMap, AttentionPatch, HeadLocation, HipFinding
+from sranet.runtime.dicom_out.finding import (
+    MAX_QC_TEXT,
+    AlgorithmInfo,
+    AttentionMap,
+    AttentionPatch,
+    HeadLocation,
+    HipFinding,
+)
 
 if TYPE_CHECKING:
     from sranet.runtime.predictor import Prediction, Predictor
     from sranet.runtime.study import StudyPrediction
 
-MAX_QC_TEXT = 1024  # HipFinding's limit per QC flag (an SR TEXT item stays readable)
 
 
 def algorithm_info(predictor: Predictor) -> AlgorithmInfo:
