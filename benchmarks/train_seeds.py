@@ -435,7 +435,7 @@ def update_section(path: Path, name: str, lines: list[str]) -> None:
 def tables() -> None:
     docs = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("train_seeds_*.json"))}
     lines: list[str] = []
-    for name in ("train_seeds_small", "train_seeds_small_baseline", "train_seeds_paper"):
+    for name in ("train_seeds_small", "train_seeds_small_demo", "train_seeds_small_recipe", "train_seeds_paper"):
         if name in docs:
             lines += sweep_md(docs[name]) + [""]
         else:

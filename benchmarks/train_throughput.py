@@ -14,7 +14,8 @@ timed in the same run.
     .venv/bin/python benchmarks/train_throughput.py                       # paper config, 128^3, batch 1 and 2
     .venv/bin/python benchmarks/train_throughput.py --model tiny --steps 3 --warmup 1 --out /tmp/t.json   # check
 
-Writes benchmarks/results/train_throughput_cpu.json (machine, versions, command, date, settings, results).
+Writes benchmarks/results/train_throughput_cpu.json (``--device cuda``: train_throughput_gpu.json) with the machine,
+versions, command, date, settings and results.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ VARIANTS = {"fp32": ("off", False), "fp32-cl": ("off", True), "bf16": ("bf16", F
 
 
 def time_steps(model_name: str, batch: int, steps: int, warmup: int, threads: int, seed: int = 0,
-               variant: str = "fp32") -> dict:
+               variant: str = "fp32", device: str = "cpu") -> dict:
     import torch
 
     from sranet.config import ModelConfig
@@ -46,23 +47,26 @@ def time_steps(model_name: str, batch: int, steps: int, warmup: int, threads: in
     torch.manual_seed(seed)
     cfg = ModelConfig.preset(model_name)
     amp, channels_last = VARIANTS[variant]
+    dev = torch.device(device)
     model = SRANet(cfg).train()
     layout = torch.channels_last_3d if channels_last else torch.contiguous_format
-    model = model.to(memory_format=layout)
+    model = model.to(dev, memory_format=layout)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
     S, N = cfg.input_size, cfg.num_patches
-    x = torch.randn(batch, 1, S, S, S).contiguous(memory_format=layout)
-    y = (torch.arange(batch) % 2).float()
-    f = (torch.rand(batch, N) > 0.5).float()
+    x = torch.randn(batch, 1, S, S, S).to(dev).contiguous(memory_format=layout)
+    y = (torch.arange(batch) % 2).float().to(dev)
+    f = (torch.rand(batch, N) > 0.5).float().to(dev)
     times_ms = []
     for i in range(warmup + steps):
         t0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp == "bf16"):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
             out = model(x)
         loss = sranet_loss(out, y, f, 0.9).total
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
         dt = (time.perf_counter() - t0) * 1000.0
         if not np.isfinite(loss.item()):
             raise RuntimeError("loss became non-finite during the benchmark")
@@ -97,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
                     help="precision and memory layout; the first is the reference of the speed-ups")
-    ap.add_argument("--out", type=Path, default=RESULTS / "train_throughput_cpu.json")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda on a GPU machine")
+    ap.add_argument("--out", type=Path, default=None, help="default results/train_throughput_<cpu|gpu>.json")
     args = ap.parse_args(argv)
     if args.steps < 1 or args.warmup < 0 or min(args.batch) < 1:
         ap.error("--steps must be >= 1, --warmup >= 0 and every --batch >= 1")
@@ -109,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     for batch in args.batch:
         reference = None
         for variant in args.variants:
-            r = time_steps(args.model, batch, args.steps, args.warmup, args.threads, variant=variant)
+            r = time_steps(args.model, batch, args.steps, args.warmup, args.threads, variant=variant,
+                           device=args.device)
             reference = reference or r["step_ms"]["median"]
             r["speedup_vs_" + args.variants[0]] = reference / r["step_ms"]["median"]
             print(f"{args.model} {r['input_size']}^3 batch {batch} {variant}: median step "
@@ -119,13 +125,15 @@ def main(argv: list[str] | None = None) -> int:
     doc = {
         "benchmark": "train_throughput",
         "what": "forward + SRANet loss + backward + AdamW step on random inputs; no data loading",
-        "device": "cpu",
-        "machine": machine_label(env),
+        "device": args.device,
+        "machine": machine_label(env, gpu=args.device != "cpu"),
         "environment": env,
         "settings": {"model": args.model, "batches": args.batch, "steps": args.steps, "warmup": args.warmup,
                      "variants": args.variants},
         "results": results,
     }
+    if args.out is None:
+        args.out = RESULTS / f"train_throughput_{'cpu' if args.device == 'cpu' else 'gpu'}.json"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -41,6 +41,7 @@ class TrainConfig(_ConfigMixin):
                     oneDNN and cuDNN convolve faster; the network and its checkpoint are the same either way.
     val_every       validate every this many epochs (and always on the last).
     init            "kaiming" or "torch" (PyTorch's default); see sranet.model.sranet.initialize.
+    attention_init_std  with init "kaiming": the standard deviation of the attention output w's initial weights.
     warmup_epochs   the lr rises linearly from lr / (steps of warm-up) to lr over this many epochs (0: off).
     grad_clip       clip the whole model's gradient norm to this value per step (0: off).
     sampler         "random" (shuffle) or "balanced" (every class equally often, classes alternating, so every
@@ -70,6 +71,7 @@ class TrainConfig(_ConfigMixin):
     channels_last: bool = False
     val_every: int = 1
     init: str = "torch"
+    attention_init_std: float = 1e-3
     warmup_epochs: int = 0
     grad_clip: float = 0.0
     sampler: str = "random"
@@ -92,6 +94,8 @@ class TrainConfig(_ConfigMixin):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"TrainConfig.{name} must be an integer >= 0, got {value!r}.")
+        if not (isinstance(self.attention_init_std, (int, float)) and self.attention_init_std > 0):
+            raise ConfigError(f"TrainConfig.attention_init_std must be > 0, got {self.attention_init_std!r}.")
         if not (isinstance(self.grad_clip, (int, float)) and self.grad_clip >= 0):
             raise ConfigError(f"TrainConfig.grad_clip must be >= 0 (0 = off), got {self.grad_clip!r}.")
         if not (isinstance(self.alpha_start, (int, float)) and 0 <= self.alpha_start <= 1):

@@ -44,8 +44,8 @@ def check_splits(index, cfg: TrainConfig) -> None:
 
 # Settings that define the optimisation; resuming with other values would silently change the run, so it is refused.
 RESUME_FIXED = ("model", "lr", "weight_decay", "lr_step_epochs", "lr_gamma", "batch_size", "alpha",
-                "min_bone_fraction", "augment", "augment_mode", "seed", "init", "warmup_epochs", "grad_clip", "sampler",
-                "alpha_start", "alpha_ramp_epochs", "select")
+                "min_bone_fraction", "augment", "augment_mode", "seed", "init", "attention_init_std", "warmup_epochs",
+                "grad_clip", "sampler", "alpha_start", "alpha_ramp_epochs", "select")
 
 
 def _check_resume(stored: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
@@ -117,7 +117,7 @@ def open_run(config: TrainConfig, index, ctx, out_dir: Path, resume: bool) -> Ru
 
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
-    model = initialize(SRANet(config.model_config), config.init).to(ctx.device)
+    model = initialize(SRANet(config.model_config), config.init, config.attention_init_std).to(ctx.device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
