@@ -96,3 +96,49 @@ def test_preprocess_stages_quick(tmp_path):
     assert doc["series"]["shape"] == [8, 512, 512]
     for stage in ("scan", "read", "decode", "hu", "stack", "plan", "resample", "normalize", "load_volume_roi"):
         assert doc["stages"][stage]["n"] == 1 and doc["stages"][stage]["p50_ms"] >= 0
+
+
+def test_train_throughput_variants_carry_their_ratio(tmp_path):
+    out = tmp_path / "t.json"
+    load_script("train_throughput").main(["--model", "tiny", "--steps", "1", "--warmup", "0", "--batch", "1",
+                                          "--variants", "fp32", "bf16-cl", "--out", str(out)])
+    doc = json.loads(out.read_text())
+    rows = {r["variant"]: r for r in doc["results"]}
+    assert rows["fp32"]["speedup_vs_fp32"] == 1.0
+    assert rows["bf16-cl"]["amp"] == "bf16" and rows["bf16-cl"]["channels_last"] is True
+    ratio = rows["fp32"]["step_ms"]["median"] / rows["bf16-cl"]["step_ms"]["median"]
+    assert rows["bf16-cl"]["speedup_vs_fp32"] == pytest.approx(ratio)
+
+
+def _seed_doc(seed: int, auc: float, visible: float, hit: float) -> dict:
+    record = {"seed": seed, "data_seed": 0, "test_auc": auc, "test_auc_visible": visible, "test_auc_ceiling": 0.929,
+              "test_sensitivity": 0.9, "test_specificity": 0.9, "top_patch_hit_rate": hit, "lesion_cases": 12,
+              "epochs_to_val_auc_0.9": 5, "epochs_to_val_auc_visible_0.9": 4, "best_epoch": 9, "wall_s": 10.0,
+              "train_volumes_per_s": 2.0, "load_average_1min": {"start": 1.0, "end": 1.0}}
+    return {"config": "small", "train_config": {"model": "small", "epochs": 10, "lr": 1e-3, "batch_size": 8,
+                                                "augment": False},
+            "data": {"kind": "pelvis", "phantoms": 100, "data_seed": 0, "vary_data": False},
+            "environment": {"command": f"train_seeds.py --seeds {seed}", "date_utc": "d", "libraries": {}},
+            "machine": "m", "results": [record], "summary": {}}
+
+
+def test_train_seeds_merges_per_seed_files_and_renders_them(tmp_path):
+    ts = load_script("train_seeds")
+    parts = []
+    for seed, auc, visible, hit in ((1, 0.96, 1.0, 0.5), (0, 0.90, 0.97, 1.0)):
+        parts.append(tmp_path / f"s{seed}.json")
+        parts[-1].write_text(json.dumps(_seed_doc(seed, auc, visible, hit)))
+    ts.main(["--merge", *map(str, parts), "--out", str(tmp_path / "m.json")])
+    doc = json.loads((tmp_path / "m.json").read_text())
+    assert [r["seed"] for r in doc["results"]] == [0, 1]
+    s = doc["summary"]
+    assert (s["seeds"], s["seeds_test_auc_ge_0.95"], s["seeds_test_auc_visible_ge_0.95"], s["seeds_hit_ge_0.8"]) == \
+        (2, 1, 2, 1)
+    assert s["seeds_test_auc_at_ceiling"] == 1  # 0.96 >= 0.929; 0.90 is not
+    text = "\n".join(ts.sweep_md(doc))
+    assert "| 0 | 0.900 (0.929) | 0.970 |" in text and "for 2 of 2 seeds" in text
+    other = _seed_doc(2, 0.9, 0.9, 0.9)
+    other["train_config"]["lr"] = 1e-4
+    (tmp_path / "o.json").write_text(json.dumps(other))
+    with pytest.raises(SystemExit, match="cannot merge"):
+        ts.main(["--merge", str(parts[0]), str(tmp_path / "o.json"), "--out", str(tmp_path / "x.json")])
