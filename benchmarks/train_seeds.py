@@ -382,13 +382,13 @@ def _f(x, d: int = 3) -> str:
     return "-" if x is None else f"{x:.{d}f}"
 
 
-def sweep_md(doc: dict[str, Any]) -> list[str]:
+def sweep_md(doc: dict[str, Any], title: str | None = None) -> list[str]:
     env = doc["environment"]
     s = doc["summary"]
     cfg = doc["train_config"]
     recipe = (f"{cfg['model']}, {cfg['epochs']} epochs, lr {cfg['lr']:g}, batch {cfg['batch_size']}, init "
               f"{cfg.get('init', 'torch')}, warm-up {cfg.get('warmup_epochs', 0)}, clip {cfg.get('grad_clip', 0):g}, "
-              f"sampler {cfg.get('sampler', 'random')}, augment {cfg['augment'] and cfg.get('augment_mode', 'crop_zoom')}, "
+              f"sampler {cfg.get('sampler', 'random')}, augment {cfg['augment'] and cfg.get('augment_mode', 'crop_zoom') or 'off'}, "
               f"select {cfg.get('select', 'val_auc')}, amp {cfg.get('amp', 'off')}"
               + (", channels-last" if cfg.get("channels_last") else ""))
     kind = doc["data"].get("kind", "hips")
@@ -397,7 +397,7 @@ def sweep_md(doc: dict[str, Any]) -> list[str]:
     data = f"{what}, one set per seed (as `sranet demo --seed S`)" if doc["data"]["vary_data"] else \
         f"{what} of data seed {doc['data']['data_seed']}"
     n = s["seeds"]
-    rows = [f"**{doc['config']}** ({recipe}; {data}): test AUC without stage I >= 0.95 for "
+    rows = [f"**{title or doc['config']}** ({recipe}; {data}): test AUC without stage I >= 0.95 for "
             f"{s.get('seeds_test_auc_visible_ge_0.95', '?')} of {n} seeds; test AUC >= 0.95 for "
             f"{s['seeds_test_auc_ge_0.95']} of {n} and at its ceiling for {s.get('seeds_test_auc_at_ceiling', '?')} "
             f"of {n}; top patch in the lesion >= 0.8 for {s['seeds_hit_ge_0.8']} of {n}.", "",
@@ -435,9 +435,12 @@ def update_section(path: Path, name: str, lines: list[str]) -> None:
 def tables() -> None:
     docs = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("train_seeds_*.json"))}
     lines: list[str] = []
-    for name in ("train_seeds_small", "train_seeds_small_demo", "train_seeds_small_recipe", "train_seeds_paper"):
+    titles = {"train_seeds_small": "small, the demo's settings",
+              "train_seeds_small_demo": "small, the demo's settings, one phantom set per seed",
+              "train_seeds_small_recipe": "small, the recipe", "train_seeds_paper": "paper, the recipe"}
+    for name, title in titles.items():
         if name in docs:
-            lines += sweep_md(docs[name]) + [""]
+            lines += sweep_md(docs[name], title) + [""]
         else:
             lines += [f"(no {name}.json yet)", ""]
     for target in (ROOT / "docs" / "training.md", ROOT / "README.md"):
