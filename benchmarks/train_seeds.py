@@ -312,11 +312,17 @@ def merge(paths: list[Path], out: Path) -> Path:
     e.g. one per core): results joined in seed order, the summary recomputed, each part's command kept."""
     docs = [json.loads(p.read_text()) for p in paths]
     first = docs[0]
+
+    def settings(d):  # the number of epochs may differ per seed (each result records its own)
+        return d["config"], {k: v for k, v in d["train_config"].items() if k != "epochs"}, d["data"]
+
     for d in docs[1:]:
-        if (d["config"], d["train_config"], d["data"]) != (first["config"], first["train_config"], first["data"]):
+        if settings(d) != settings(first):
             raise SystemExit(f"cannot merge: {paths[0]} and the others differ in config, training settings or data")
     results = sorted((r for d in docs for r in d["results"]), key=lambda r: r["seed"])
+    epochs = sorted({d["train_config"]["epochs"] for d in docs})
     doc = {**first, "results": results, "summary": summarise(results),
+           "train_config": {**first["train_config"], "epochs": epochs[0] if len(epochs) == 1 else epochs},
            "parts": [{"file": p.name, "command": d["environment"]["command"], "date_utc": d["environment"]["date_utc"]}
                      for p, d in zip(paths, docs, strict=True)]}
     doc["environment"] = {**first["environment"], "command": " ; ".join(d["environment"]["command"] for d in docs)}
@@ -386,7 +392,8 @@ def sweep_md(doc: dict[str, Any], title: str | None = None) -> list[str]:
     env = doc["environment"]
     s = doc["summary"]
     cfg = doc["train_config"]
-    recipe = (f"{cfg['model']}, {cfg['epochs']} epochs, lr {cfg['lr']:g}, batch {cfg['batch_size']}, init "
+    epochs = cfg["epochs"] if isinstance(cfg["epochs"], int) else "/".join(map(str, cfg["epochs"])) + " (per seed)"
+    recipe = (f"{cfg['model']}, {epochs} epochs, lr {cfg['lr']:g}, batch {cfg['batch_size']}, init "
               f"{cfg.get('init', 'torch')}, warm-up {cfg.get('warmup_epochs', 0)}, clip {cfg.get('grad_clip', 0):g}, "
               f"sampler {cfg.get('sampler', 'random')}, augment {cfg['augment'] and cfg.get('augment_mode', 'crop_zoom') or 'off'}, "
               f"select {cfg.get('select', 'val_auc')}, amp {cfg.get('amp', 'off')}"

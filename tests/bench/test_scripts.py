@@ -137,6 +137,12 @@ def test_train_seeds_merges_per_seed_files_and_renders_them(tmp_path):
     assert s["seeds_test_auc_at_ceiling"] == 1  # 0.96 >= 0.929; 0.90 is not
     text = "\n".join(ts.sweep_md(doc))
     assert "| 0 | 0.900 (0.929) | 0.970 |" in text and "for 2 of 2 seeds" in text
+    longer = _seed_doc(3, 0.9, 0.9, 0.9)
+    longer["train_config"]["epochs"] = 40  # seeds may run for different numbers of epochs
+    (tmp_path / "l.json").write_text(json.dumps(longer))
+    ts.main(["--merge", str(parts[0]), str(tmp_path / "l.json"), "--out", str(tmp_path / "l2.json")])
+    merged = json.loads((tmp_path / "l2.json").read_text())
+    assert merged["train_config"]["epochs"] == [10, 40] and "10/40 (per seed) epochs" in "\n".join(ts.sweep_md(merged))
     other = _seed_doc(2, 0.9, 0.9, 0.9)
     other["train_config"]["lr"] = 1e-4
     (tmp_path / "o.json").write_text(json.dumps(other))
