@@ -235,7 +235,8 @@ def diagnostics_png(history: list[dict[str, Any]], path, *, title: str = "") -> 
 
     n_patches = next((r["attn_patches"] for r in history if r.get("attn_patches")), None)
     lr0 = next((r["lr"] for r in history if r.get("lr")), 1.0)
-    lr_key = "lr_mean" if any("lr_mean" in r for r in history) else "lr"  # with warm-up: the steps' mean lr
+    # the rate the epoch's steps used on average (below the scheduled lr during warm-up), where recorded
+    lr_used = [{"epoch": r["epoch"], "lr": r.get("lr_mean", r.get("lr"))} for r in history]
     effective = _series(history, "attn_effective_patches")
     panels = [
         line_panel(lines(("train l_c", "train_loss_classification"), ("train l_s", "train_loss_structure"),
@@ -252,7 +253,7 @@ def diagnostics_png(history: list[dict[str, Any]], path, *, title: str = "") -> 
                    "dead ReLU channels (share)", y_range=(0.0, 1.0)),
         line_panel([(k, *_series(history, "grad_norm", k)) for k in _sub_keys(history, "grad_norm")],
                    "gradient norm per block (log10)", log_y=True),
-        line_panel([("lr / lr0", *(lambda s: (s[0], [v / lr0 for v in s[1]]))(_series(history, lr_key)))]
+        line_panel([("lr / lr0", *(lambda s: (s[0], [v / lr0 for v in s[1]]))(_series(lr_used, "lr")))]
                    + lines(("alpha", "alpha"), ("targets = 1", "train_target_share"),
                            ("clipped steps", "grad_clipped_share")), "schedule", y_range=(0.0, 1.05)),
     ]
