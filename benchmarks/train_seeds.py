@@ -146,8 +146,13 @@ def selected_epochs(history: list[dict[str, Any]]) -> dict[str, int]:
     """The epoch each selection rule picks from the validation records (as sranet.train.loop does)."""
     validated = [r for r in history if r.get("val_auc") is not None]
     by_auc = max(validated, key=lambda r: (r["val_auc"], -r["val_loss"], -r["epoch"]))
+    def visible(r):  # the AUC without stage I, as the loop's val_auc_visible rule reads it
+        return r["val_auc"] if r.get("val_auc_visible") is None else r["val_auc_visible"]
+
+    by_visible = max(validated, key=lambda r: (visible(r), r["val_auc"], -r["val_loss"], -r["epoch"]))
     by_loss = min(validated, key=lambda r: (r["val_loss_classification"], r["epoch"]))
-    return {"val_auc": by_auc["epoch"], "val_loss": by_loss["epoch"], "last": history[-1]["epoch"]}
+    return {"val_auc": by_auc["epoch"], "val_auc_visible": by_visible["epoch"], "val_loss": by_loss["epoch"],
+            "last": history[-1]["epoch"]}
 
 
 def run_seed(cfg, cache: Path, run_dir: Path, data_seed: int, resume: bool, every_epoch: bool) -> dict[str, Any]:

@@ -74,7 +74,7 @@ def save_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module, preproce
     threshold = check_threshold(threshold, path=path, where="threshold")
     data = {
         "format": FORMAT,
-        "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "model_state": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},  # any training layout
         "model_config": model.cfg.to_dict(),
         "preprocess_config": preprocess_config.to_dict(),
         "threshold": float(threshold),

@@ -198,7 +198,7 @@ class GradientMonitor:
         if not self.steps:
             return {}
         finite = int(self.finite)
-        means = (self.sums / max(finite, 1)).tolist() if finite else [None] * len(self.sums)
+        means = (self.sums / finite).tolist() if finite else [None] * len(self.sums)
         return {"grad_norm": dict(zip(self.blocks, means[:-1], strict=True)), "grad_norm_total": means[-1],
                 "grad_norm_total_max": float(self.total_max) if finite else None,
                 "grad_clipped_share": float(self.clipped) / self.steps, "grad_nonfinite_steps": self.steps - finite}
