@@ -6,8 +6,9 @@ test split, and record test AUC, sensitivity, specificity, the top-attention pat
 visible-lesion positives, the epoch at which validation AUC first reached 0.9, wall time (training and validation
 summed over epochs; checkpoint writes left out) and training volumes/s.
 
-The data are the demo's: 160 phantoms (``sranet synth`` with the demo's shape and 60/20/20 splits), prepared with
-the demo's bone window at the model's input size. They are generated once under --work and reused. With
+The data are the demo's (``--data pelvis``, the default): 100 whole-pelvis phantom studies, each hip cropped around
+the femoral head the localiser finds, 60/20/20 splits by study; or 160 single-hip phantoms (``--data hips``). They
+are prepared with the demo's bone window at the model's input size, generated once under --work and reused. With
 ``--vary-data`` the phantoms' seed follows the training seed, as ``sranet demo --seed S`` does (one data set per
 seed); otherwise every seed trains on the phantoms of ``--data-seed``.
 
@@ -16,6 +17,7 @@ seed); otherwise every seed trains on the phantoms of ``--data-seed``.
     .venv/bin/python benchmarks/train_seeds.py --config paper --seeds 0,1 --epochs 40
     .venv/bin/python benchmarks/train_seeds.py --tables      # rewrite the tables in docs/training.md and README.md
     .venv/bin/python benchmarks/train_seeds.py --init-probe  # fresh models per init scheme -> train_init_probe.json
+    .venv/bin/python benchmarks/train_seeds.py --shortcut-probe RUN...  # where best.pt's zero-weight patch falls
 
 Writes benchmarks/results/train_seeds_<config>[_<tag>].json (machine, versions, command, date, the training
 config, per-seed results, the load average at the start and end of each seed: other processes on the machine
@@ -35,6 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
 AUC_REACHED = 0.9
 SYNTH_SHAPE = (80, 112, 112)  # the demo's phantom shape (sranet/cli/demo.py)
+RECIPE_KEYS = ("model", "epochs", "lr", "batch_size", "init", "warmup_epochs", "grad_clip", "sampler", "augment",
+               "augment_mode", "instance_weight", "select")
 
 
 def train_config(name: str, epochs: int | None, overrides: dict[str, Any]):
@@ -183,6 +187,7 @@ def run_seed(cfg, cache: Path, run_dir: Path, data_seed: int, resume: bool, ever
         "test_n": metrics["n"],
         "test_n_positive": metrics["n_positive"],
         "top_patch_hit_rate": loc["top_patch_hit_rate"],
+        "bottom_patch_hit_rate": loc.get("bottom_patch_hit_rate"),
         "lesion_cases": loc["n_cases"],
         "top_patch_hit_rate_all_lesion_masks": metrics["localisation"]["top_patch_hit_rate"],
         "lesion_attention_mass": loc["lesion_attention_mass"],
@@ -211,10 +216,10 @@ def run_seed(cfg, cache: Path, run_dir: Path, data_seed: int, resume: bool, ever
     return record
 
 
-HISTORY_KEYS = ("train_loss_classification", "train_loss_structure", "val_auc", "val_auc_visible",
-                "val_top_patch_hit_rate", "attn_effective_patches", "attn_top_share", "attn_logit_range",
-                "attn_onehot_share", "attn_uniform_share", "train_target_share", "grad_norm_total",
-                "grad_clipped_share", "train_seconds")
+HISTORY_KEYS = ("train_loss_classification", "train_loss_structure", "train_loss_instance", "val_auc",
+                "val_auc_visible", "val_top_patch_hit_rate", "val_bottom_patch_hit_rate", "attn_effective_patches",
+                "attn_top_share", "attn_logit_range", "attn_onehot_share", "attn_uniform_share", "train_target_share",
+                "grad_norm_total", "grad_clipped_share", "train_seconds")
 
 
 def compact(record: dict[str, Any]) -> dict[str, Any]:
@@ -387,6 +392,38 @@ def probe(args) -> Path:
     return out
 
 
+def shortcut_probe(args) -> Path:
+    """Per finished run folder: its best checkpoint on the test split, the top- and the zero-weight patch's lesion
+    hit rates over visible-lesion positives. A zero-weight patch in the lesion for (nearly) every positive is the
+    min-shift shortcut: the attention detects the lesion by switching it off (docs/training.md)."""
+    from sranet.bench.env import collect_environment, machine_label
+    from sranet.model.checkpoint import load_checkpoint
+    from sranet.train.evaluate import evaluate
+
+    env = collect_environment(argv=[Path(sys.executable).name, *sys.argv])
+    rows = []
+    for run in args.shortcut_probe:
+        train_cfg = load_checkpoint(run / "best.pt").train_config
+        cache = prepare_data(Path(args.work), args.data_seed, train_cfg["model"], args.cases, args.data)
+        metrics = evaluate(run / "best.pt", cache, "test", run / "eval", overlays=0)
+        loc = metrics["localisation_visible"]
+        rows.append({"run": run.name, "seed": train_cfg["seed"],
+                     "train_config": {k: train_cfg.get(k) for k in RECIPE_KEYS},
+                     "test_auc": metrics["auc"], "test_auc_visible": metrics["auc_visible"],
+                     "lesion_cases": loc["n_cases"], "top_patch_hit_rate": loc["top_patch_hit_rate"],
+                     "zero_weight_patch_hit_rate": loc["bottom_patch_hit_rate"],
+                     "lesion_attention_mass": loc["lesion_attention_mass"], "lesion_chance_level": loc["chance_level"]})
+        print(rows[-1], flush=True)
+    doc = {"benchmark": "train_minshift_shortcut",
+           "what": "each run's best checkpoint on the test split: where its top and its zero-weight patch fall",
+           "data": {"kind": args.data, "data_seed": args.data_seed, "cases": args.cases},
+           "machine": machine_label(env, gpu=False), "environment": env, "results": rows}
+    out = Path(args.out) if args.out else RESULTS / "train_minshift_shortcut.json"
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {out}")
+    return out
+
+
 # ---- tables: docs/training.md and README.md, generated from the committed JSON ----------------------------------
 
 def _f(x, d: int = 3) -> str:
@@ -402,7 +439,8 @@ def sweep_md(doc: dict[str, Any], title: str | None = None) -> list[str]:
               f"{cfg.get('init', 'torch')}, warm-up {cfg.get('warmup_epochs', 0)}, clip {cfg.get('grad_clip', 0):g}, "
               f"sampler {cfg.get('sampler', 'random')}, augment {cfg['augment'] and cfg.get('augment_mode', 'crop_zoom') or 'off'}, "
               f"select {cfg.get('select', 'val_auc')}, amp {cfg.get('amp', 'off')}"
-              + (", channels-last" if cfg.get("channels_last") else ""))
+              + (", channels-last" if cfg.get("channels_last") else "")
+              + f", instance term {cfg.get('instance_weight') or 'off'}")  # absent: the file's runs trained without it
     kind = doc["data"].get("kind", "hips")
     what = (f"{doc['data']['phantoms']} whole-pelvis studies" if kind == "pelvis"
             else f"{doc['data']['phantoms']} single-hip phantoms")
@@ -444,18 +482,26 @@ def update_section(path: Path, name: str, lines: list[str]) -> None:
     path.write_text(text[:begin.end()] + "\n".join(lines) + "\n" + text[end:])
 
 
+# (file stem, title, also in the README): the defaults first, then the runs with the paper's loss alone
+SWEEPS = (
+    ("train_seeds_small_inst", "small, the demo's settings (instance term on)", True),
+    ("train_seeds_small_demoinst", "small, the demo's settings, one phantom set per seed", True),
+    ("train_seeds_paper_inst", "paper, the defaults (instance term on) with head_crop_zoom, bf16, channels-last", True),
+    ("train_seeds_small", "small, the paper's loss (the demo's other settings)", False),
+    ("train_seeds_small_demo", "small, the paper's loss, one phantom set per seed", False),
+    ("train_seeds_small_recipe", "small, the recipe with the paper's loss", False),
+    ("train_seeds_paper", "paper, the recipe with the paper's loss", False),
+)
+
+
 def tables() -> None:
     docs = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("train_seeds_*.json"))}
-    lines: list[str] = []
-    titles = {"train_seeds_small": "small, the demo's settings",
-              "train_seeds_small_demo": "small, the demo's settings, one phantom set per seed",
-              "train_seeds_small_recipe": "small, the recipe", "train_seeds_paper": "paper, the recipe"}
-    for name, title in titles.items():
-        if name in docs:
-            lines += sweep_md(docs[name], title) + [""]
-        else:
-            lines += [f"(no {name}.json yet)", ""]
-    for target in (ROOT / "docs" / "training.md", ROOT / "README.md"):
+    for target, readme in ((ROOT / "docs" / "training.md", False), (ROOT / "README.md", True)):
+        lines: list[str] = []
+        for name, title, in_readme in SWEEPS:
+            if readme and not in_readme:
+                continue
+            lines += sweep_md(docs[name], title) + [""] if name in docs else [f"(no {name}.json yet)", ""]
         update_section(target, "train-seeds", lines[:-1])
         print(f"updated {target}")
 
@@ -483,6 +529,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--merge", nargs="+", type=Path, default=None,
                     help="only join per-seed result files of one configuration into --out")
     ap.add_argument("--init-probe", action="store_true", help="only measure fresh models per init scheme")
+    ap.add_argument("--shortcut-probe", nargs="+", type=Path, default=None, metavar="RUN",
+                    help="only evaluate these run folders' best.pt: where the top and the zero-weight patch fall")
     args = ap.parse_args(argv)
     if args.cases is None:
         args.cases = 100 if args.data == "pelvis" else 160
@@ -494,6 +542,8 @@ def main(argv: list[str] | None = None) -> int:
         merge(args.merge, Path(args.out))
     elif args.init_probe:
         probe(args)
+    elif args.shortcut_probe:
+        shortcut_probe(args)
     else:
         sweep(args)
     return 0

@@ -32,6 +32,7 @@ def train(
     grad_clip: Annotated[float | None, typer.Option("--grad-clip", help="Clip the gradient norm per step to this (0: off). Default: TrainConfig's (docs/training.md).")] = None,
     sampler: Annotated[str | None, typer.Option("--sampler", help="random, or balanced (as many positives as negatives per batch). Default: TrainConfig's (docs/training.md).")] = None,
     select: Annotated[str | None, typer.Option("--select", help="best.pt is the epoch with the highest val_auc, val_auc_visible (without ARCO stage I positives) or the lowest val_loss (classification). Default: TrainConfig's (docs/training.md).")] = None,
+    instance_weight: Annotated[float | None, typer.Option("--instance-weight", help="Weight beta of the instance term (the top patch's own logit must give the label; training only, same network; 0: off). Default: TrainConfig's (docs/training.md).")] = None,
     augment_mode: Annotated[str | None, typer.Option("--augment-mode", help="head_crop_zoom (keeps the femoral head), crop_zoom, affine or none (flips only). Default: TrainConfig's (docs/training.md).")] = None,
 ) -> None:
     """Train SRANet; writes OUT/best.pt (the best validated epoch, by --select), OUT/last.pt, OUT/metrics.jsonl (one
@@ -40,7 +41,7 @@ def train(
     from sranet.train.loop import train as run_training
 
     recipe = {"init": init, "warmup_epochs": warmup, "grad_clip": grad_clip, "sampler": sampler,
-              "augment_mode": augment_mode, "select": select}
+              "augment_mode": augment_mode, "select": select, "instance_weight": instance_weight}
     config = TrainConfig(model=model, epochs=epochs, lr=lr, lr_step_epochs=lr_step, batch_size=batch_size,
                          alpha=alpha, augment=augment, seed=seed, workers=workers, device=device, amp=amp,
                          channels_last=channels_last,

@@ -8,6 +8,10 @@ for Automatic Femoral Head Necrosis Diagnosis and Localization").
   4. Fusion        Z = sum_n a_n h_n.
   5. Head          Linear(M, 1) -> logit of p(AVNFH present).
 
+Because the weights sum to 1 and the head is linear, the logit is the attention-weighted mean of the patches' own
+logits c_n = head(h_n): logit = sum_n a_n c_n. In training mode the model also returns c_n (``patch_logits``), which
+the optional instance term of the loss reads; in eval mode (and in every exported graph) it is not computed.
+
 The structure regulariser (training only) supervises the raw attention logits q_n; it lives in ``loss.py``.
 Shapes use B = batch, N = P**3 patches, C = channels, p = patch edge.
 """
@@ -27,6 +31,7 @@ class SRANetOutput(NamedTuple):
     logit: torch.Tensor  # (B,)   logit of p(AVNFH present); sigmoid gives the probability
     attention: torch.Tensor  # (B, N) attention weights a_n, each row sums to 1 (up to eps)
     attention_logits: torch.Tensor  # (B, N) raw gated-attention scores q_n, supervised by the structure regulariser
+    patch_logits: torch.Tensor | None = None  # (B, N) head(h_n) per patch, in training mode only
 
 
 def patchify(x: torch.Tensor, grid: int) -> torch.Tensor:
@@ -115,7 +120,8 @@ class SRANet(nn.Module):
         a, q = self.attention(h)  # (B, N), (B, N)
         z = torch.bmm(a.unsqueeze(1), h).squeeze(1)  # (B, M): Z = sum_n a_n h_n
         logit = self.head(z).squeeze(-1)  # (B,)
-        return SRANetOutput(logit, a, q)
+        patch_logits = self.head(h).squeeze(-1) if self.training else None  # (B, N)
+        return SRANetOutput(logit, a, q, patch_logits)
 
 
 def initialize(model: SRANet, scheme: str = "kaiming", attention_std: float = 1e-3) -> SRANet:

@@ -13,6 +13,7 @@ training steps. Keys written per validated epoch (N patches, n validation volume
     attn_logit_range        mean of max_n q_n - min_n q_n, the spread of the raw scores min-shift divides by
     attn_target_mass        mean attention on patches whose regulariser target f_n is 1 (bone)
     val_top_patch_hit_rate  share of visible-lesion positives whose top patch holds lesion (sranet.train.metrics)
+    val_bottom_patch_hit_rate  the same for the lowest-weight patch (weight 0): near 1 when the lesion is switched off
     val_lesion_attention_mass, val_lesion_chance_level
     dead_relu               {layer: share of its channels that are 0 on every validation volume and patch}
     zero_activation         {layer: share of its activations that are 0}
@@ -240,9 +241,11 @@ def diagnostics_png(history: list[dict[str, Any]], path, *, title: str = "") -> 
     effective = _series(history, "attn_effective_patches")
     panels = [
         line_panel(lines(("train l_c", "train_loss_classification"), ("train l_s", "train_loss_structure"),
+                         ("train l_i", "train_loss_instance"),
                          ("val l_c", "val_loss_classification"), ("val l_s", "val_loss_structure")), "loss terms"),
         line_panel(lines(("val AUC", "val_auc"), ("val AUC w/o stage I", "val_auc_visible"),
                          ("top patch in lesion", "val_top_patch_hit_rate"),
+                         ("zero-weight patch in lesion", "val_bottom_patch_hit_rate"),
                          ("chance", "val_lesion_chance_level"), ("lesion mass", "val_lesion_attention_mass")),
                    "validation", y_range=(0.0, 1.0)),
         line_panel([("eff. patches / N", effective[0], [v / (n_patches or 1) for v in effective[1]])]

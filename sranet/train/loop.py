@@ -41,11 +41,11 @@ class TrainResult:
 def demo_train_config() -> TrainConfig:
     """Settings of the README demo: the "small" model (64^3) on the synthetic phantoms, a few minutes on 2 CPU cores.
 
-    Batch 8, lr 1e-3 for 40 epochs then 1e-4, 50 epochs, no augmentation, the other settings TrainConfig's
-    defaults. With PyTorch's default initialisation the classification loss can sit at ~0.69 for 10-30 epochs,
-    depending on the seed (docs/training.md: why, and the options that remove the stall). The val/test AUC is
-    capped below 1 because stage-I lesions are invisible on CT by design. The metrics of the committed demo run
-    are in benchmarks/results/demo/.
+    Batch 8, lr 1e-3 for 40 epochs then 1e-4, 50 epochs, no augmentation, the other settings TrainConfig's defaults,
+    among them the instance term (docs/training.md: the sweep, and why training stalls or classifies without
+    localising). The val/test
+    AUC is capped below 1 because stage-I lesions are invisible on CT by design. The metrics of the committed demo
+    run are in benchmarks/results/demo/.
     """
     return TrainConfig(model="small", epochs=50, lr=1e-3, lr_step_epochs=40, batch_size=8, alpha=0.9,
                        augment=False, seed=0)
@@ -128,7 +128,7 @@ def _train_epoch(run: RunState, epoch: int, bar: bool) -> dict[str, Any]:
     t0 = time.perf_counter()
     run.model.train()
     run.gradients.reset()
-    sums = torch.zeros(5, dtype=torch.float64)  # total, l_c, l_s, volumes, targets that are 1
+    sums = torch.zeros(6, dtype=torch.float64)  # total, l_c, l_s, volumes, targets that are 1, l_i
     n_targets = 0
     lr, alpha = run.optimizer.param_groups[0]["lr"], config.alpha_at(epoch)
     loader = _epoch_loader(run, epoch)
@@ -139,7 +139,8 @@ def _train_epoch(run: RunState, epoch: int, bar: bool) -> dict[str, Any]:
         warm_sum += warm
         loss, n = _train_step(run, batch, epoch, lr, alpha, warm)
         sums += torch.tensor([float(loss.total.detach()) * n, float(loss.classification.detach()) * n,
-                              float(loss.structure.detach()) * n, n, float(batch["targets"].sum())], dtype=torch.float64)
+                              float(loss.structure.detach()) * n, n, float(batch["targets"].sum()),
+                              0.0 if loss.instance is None else float(loss.instance.detach()) * n], dtype=torch.float64)
         n_targets += batch["targets"].numel()
     run.scheduler.step()
     count = int(sums[3])
@@ -147,10 +148,14 @@ def _train_epoch(run: RunState, epoch: int, bar: bool) -> dict[str, Any]:
     train_l_c, _ = dist.mean_across(float(sums[1]) / max(count, 1), count, ctx)
     train_l_s, _ = dist.mean_across(float(sums[2]) / max(count, 1), count, ctx)
     target_share, _ = dist.mean_across(float(sums[4]) / max(n_targets, 1), n_targets, ctx)
+    instance = {}
+    if config.instance_weight > 0:
+        instance["train_loss_instance"] = dist.mean_across(float(sums[5]) / max(count, 1), count, ctx)[0]
     # lr is the scheduled rate; lr_mean is what the epoch's steps used on average (below lr during warm-up)
     return {"epoch": epoch + 1, "lr": lr, "lr_mean": lr * warm_sum / max(len(loader), 1), "alpha": alpha,
             "train_loss": train_loss,
-            "train_loss_classification": train_l_c, "train_loss_structure": train_l_s, "train_volumes": train_volumes,
+            "train_loss_classification": train_l_c, "train_loss_structure": train_l_s, **instance,
+            "train_volumes": train_volumes,
             "world_size": ctx.world_size, "train_target_share": target_share, **run.gradients.result(),
             "train_seconds": round(time.perf_counter() - t0, 3)}
 
@@ -166,7 +171,8 @@ def _train_step(run: RunState, batch: dict[str, Any], epoch: int, lr: float, alp
     x = as_input(batch["volume"].to(ctx.device, non_blocking=True), config)
     with autocast(config, ctx.device):
         out = run.model(x)
-    loss = sranet_loss(out, batch["label"].to(ctx.device), batch["targets"].to(ctx.device), alpha)
+    loss = sranet_loss(out, batch["label"].to(ctx.device), batch["targets"].to(ctx.device), alpha,
+                       config.instance_weight)
     finite = torch.isfinite(loss.total.detach()).float()
     if ctx.distributed:
         torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
@@ -207,6 +213,7 @@ def _validate(run: RunState, epoch: int, record: dict[str, Any]) -> None:
     record.update({"val_loss": pred.loss, "val_loss_classification": pred.loss_classification,
                    "val_loss_structure": pred.loss_structure, **{f"val_{k}": v for k, v in val.items()},
                    "val_top_patch_hit_rate": loc["top_patch_hit_rate"],
+                   "val_bottom_patch_hit_rate": loc["bottom_patch_hit_rate"],
                    "val_lesion_attention_mass": loc["lesion_attention_mass"],
                    "val_lesion_chance_level": loc["chance_level"], "val_lesion_cases": loc["n_cases"],
                    "val_auc_visible": visible,

@@ -210,19 +210,26 @@ def localisation(attention: np.ndarray, lesions: list[np.ndarray | None], labels
 
 
 def localisation_from_patches(attention: np.ndarray, inside: list[np.ndarray | None], labels: np.ndarray) -> dict[str, Any]:
-    """``localisation`` from per-case lesion patch flags ``inside`` ((N,) bool from ``lesion_patches``, or None)."""
-    hits, masses, chance = [], [], []
+    """``localisation`` from per-case lesion patch flags ``inside`` ((N,) bool from ``lesion_patches``, or None).
+
+    ``bottom_patch_hit_rate`` is the share whose lowest-weight patch (min-shift: weight exactly 0) holds lesion: near
+    1 when the attention detects the lesion by switching it off, a shortcut docs/training.md describes.
+    """
+    hits, bottoms, masses, chance = [], [], [], []
     for a, flags, y in zip(attention, inside, labels, strict=True):
         if flags is None or y != 1 or not flags.any():
             continue
         hits.append(bool(flags[int(np.argmax(a))]))
+        bottoms.append(bool(flags[int(np.argmin(a))]))
         masses.append(float(a[flags].sum()))
         chance.append(float(flags.mean()))
     if not hits:
-        return {"n_cases": 0, "top_patch_hit_rate": None, "lesion_attention_mass": None, "chance_level": None}
+        return {"n_cases": 0, "top_patch_hit_rate": None, "bottom_patch_hit_rate": None,
+                "lesion_attention_mass": None, "chance_level": None}
     return {
         "n_cases": len(hits),
         "top_patch_hit_rate": float(np.mean(hits)),
+        "bottom_patch_hit_rate": float(np.mean(bottoms)),
         "lesion_attention_mass": float(np.mean(masses)),
         "chance_level": float(np.mean(chance)),
     }

@@ -43,16 +43,21 @@ def check_splits(index, cfg: TrainConfig) -> None:
 
 
 # Settings that define the optimisation; resuming with other values would silently change the run, so it is refused.
-RESUME_FIXED = ("model", "lr", "weight_decay", "lr_step_epochs", "lr_gamma", "batch_size", "alpha",
+RESUME_FIXED = ("model", "lr", "weight_decay", "lr_step_epochs", "lr_gamma", "batch_size", "alpha", "instance_weight",
                 "min_bone_fraction", "augment", "augment_mode", "seed", "init", "attention_init_std", "warmup_epochs",
                 "grad_clip", "sampler", "alpha_start", "alpha_ramp_epochs", "select")
 
 
+# What a checkpoint that does not record one of these settings trained with, where that differs from today's default.
+UNRECORDED = {"instance_weight": 0.0}
+
+
 def _check_resume(stored: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
-    """Refuse a change of any RESUME_FIXED setting; a setting the checkpoint does not record ran at its default."""
+    """Refuse a change of any RESUME_FIXED setting; a setting the checkpoint does not record ran at its default
+    (or at its UNRECORDED value)."""
     from dataclasses import fields
 
-    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    defaults = {f.name: f.default for f in fields(TrainConfig)} | UNRECORDED
     now, was_set = cfg.to_dict(), {k: stored.get(k, defaults[k]) for k in RESUME_FIXED}
     changed = [k for k in RESUME_FIXED if was_set[k] != now[k]]
     if changed:

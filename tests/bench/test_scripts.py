@@ -137,6 +137,9 @@ def test_train_seeds_merges_per_seed_files_and_renders_them(tmp_path):
     assert s["seeds_test_auc_at_ceiling"] == 1  # 0.96 >= 0.929; 0.90 is not
     text = "\n".join(ts.sweep_md(doc))
     assert "| 0 | 0.900 (0.929) | 0.970 |" in text and "for 2 of 2 seeds" in text
+    assert "instance term off" in text
+    doc["train_config"]["instance_weight"] = 0.5
+    assert "instance term 0.5;" in "\n".join(ts.sweep_md(doc))
     longer = _seed_doc(3, 0.9, 0.9, 0.9)
     longer["train_config"]["epochs"] = 40  # seeds may run for different numbers of epochs
     (tmp_path / "l.json").write_text(json.dumps(longer))

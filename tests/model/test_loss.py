@@ -33,6 +33,35 @@ def test_loss_matches_hand_computation():
     assert parts.total.item() == pytest.approx(alpha * l_c + (1 - alpha) * l_s, rel=1e-6)
 
 
+def test_instance_term_matches_hand_computation():
+    logit, q = torch.tensor([0.5, -1.0]), torch.zeros(2, 4)
+    c = torch.tensor([[-2.0, 1.5, 0.0, 0.3], [-0.5, -3.0, 0.2, -2.0]])  # the patches' own logits
+    y, f = torch.tensor([1.0, 0.0]), torch.ones(2, 4)
+    paper = sranet_loss(SRANetOutput(logit, torch.softmax(q, 1), q), y, f, 0.9)
+    parts = sranet_loss(SRANetOutput(logit, torch.softmax(q, 1), q, c), y, f, 0.9, instance_weight=0.5)
+    l_i = (_bce(_sig(1.5), 1) + _bce(_sig(0.2), 0)) / 2  # each volume's top patch against its label
+    assert parts.instance.item() == pytest.approx(l_i, rel=1e-6)
+    assert parts.total.item() == pytest.approx(paper.total.item() + 0.5 * l_i, rel=1e-6)
+    assert paper.instance is None and parts.classification.item() == paper.classification.item()
+
+
+def test_instance_term_needs_patch_logits_and_a_valid_weight():
+    q = torch.zeros(1, 64)
+    with pytest.raises(ConfigError, match="training mode"):
+        sranet_loss(SRANetOutput(torch.zeros(1), q, q), torch.zeros(1), torch.zeros(1, 64), 0.9, instance_weight=1.0)
+    with pytest.raises(ConfigError, match="instance_weight"):
+        sranet_loss(SRANetOutput(torch.zeros(1), q, q, q), torch.zeros(1), torch.zeros(1, 64), 0.9, instance_weight=-1)
+
+
+def test_logit_is_the_attention_weighted_mean_of_patch_logits():
+    torch.manual_seed(0)
+    model = SRANet(ModelConfig.preset("tiny")).train()
+    out = model(torch.randn(3, 1, 48, 48, 48))
+    assert out.patch_logits.shape == (3, 64)
+    torch.testing.assert_close(out.logit, (out.attention * out.patch_logits).sum(1), atol=1e-5, rtol=1e-5)
+    assert model.eval()(torch.randn(1, 1, 48, 48, 48)).patch_logits is None  # not computed (nor exported) in eval
+
+
 @pytest.mark.parametrize("alpha", [0.0, 1.0])
 def test_alpha_extremes_pick_one_term(alpha):
     q = torch.randn(2, 64)

@@ -55,6 +55,7 @@ def test_localisation_by_hand():
     loc = localisation(np.stack([hit, miss, hit]), [lesion, lesion, None], np.array([1, 1, 1]), 4)
     assert loc["n_cases"] == 2
     assert loc["top_patch_hit_rate"] == pytest.approx(0.5)
+    assert loc["bottom_patch_hit_rate"] == pytest.approx(0.5)  # miss's zero-weight patch (0) is in the lesion
     assert loc["lesion_attention_mass"] == pytest.approx((0.9 + 0.0) / 2)
     assert loc["chance_level"] == pytest.approx(2 / 64)
     assert localisation(np.stack([hit]), [None], np.array([1]), 4)["top_patch_hit_rate"] is None

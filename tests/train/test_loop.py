@@ -81,6 +81,22 @@ def test_resume_with_other_lr_is_refused(run, tiny_cache, tmp_path):
         train(FAST.replace(epochs=3, lr=0.01), tiny_cache, tmp_path / "r", resume=True)
 
 
+def test_checkpoint_without_instance_weight_resumes_without_the_term(run, tiny_cache, tmp_path):
+    """A checkpoint that does not record instance_weight trained without the instance term, whatever the default."""
+    import shutil
+
+    _, out = run
+    shutil.copytree(out, tmp_path / "r")
+    raw = torch.load(tmp_path / "r" / "last.pt", weights_only=True)
+    del raw["train_config"]["instance_weight"]
+    torch.save(raw, tmp_path / "r" / "last.pt")
+    assert FAST.instance_weight > 0
+    with pytest.raises(TrainingError, match="instance_weight=0.0; cannot resume it with instance_weight=0.5"):
+        train(FAST.replace(epochs=3), tiny_cache, tmp_path / "r", resume=True)
+    resumed = train(FAST.replace(epochs=3, instance_weight=0.0), tiny_cache, tmp_path / "r", resume=True)
+    assert "train_loss_instance" not in resumed.history[-1]
+
+
 def test_lr_steps_by_gamma(tiny_cache, tmp_path):
     train(FAST.replace(epochs=3, lr_step_epochs=1, lr=1e-3, val_every=5), tiny_cache, tmp_path)
     lrs = [json.loads(x)["lr"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]

@@ -99,10 +99,15 @@ def test_alpha_schedule():
 def test_recipe_options_in_a_run(tiny_cache, tmp_path):
     cfg = TrainConfig(model="tiny", epochs=2, lr=3e-3, batch_size=4, seed=0, init="kaiming", warmup_epochs=1,
                       grad_clip=1e-3, sampler="balanced", alpha=0.8, alpha_start=1.0, alpha_ramp_epochs=2,
-                      augment_mode="head_crop_zoom")
+                      augment_mode="head_crop_zoom", instance_weight=0.5)
     result = train(cfg, tiny_cache, tmp_path)
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["alpha"] for r in lines] == pytest.approx([1.0, 0.9])
+    for r in lines:  # the total holds the instance term: alpha * l_c + (1 - alpha) * l_s + 0.5 * l_i
+        assert r["train_loss_instance"] > 0
+        parts = r["alpha"] * r["train_loss_classification"] + (1 - r["alpha"]) * r["train_loss_structure"]
+        assert r["train_loss"] == pytest.approx(parts + 0.5 * r["train_loss_instance"], rel=1e-5)
+        assert 0 <= r["val_bottom_patch_hit_rate"] <= 1
     assert lines[0]["grad_clipped_share"] == 1.0  # a tiny clip clips every step
     assert lines[0]["grad_norm_total"] > 1e-3
     assert lines[0]["train_volumes"] == 12 and 0 < lines[0]["train_target_share"] <= 1
