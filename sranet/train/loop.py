@@ -238,7 +238,10 @@ def _better(now: dict[str, Any], best: dict[str, Any], select: str) -> bool:
 
 def _epoch_line(record: dict[str, Any], epochs: int) -> str:
     text = (f"epoch {record['epoch']}/{epochs}  lr {record['lr']:.2g}  train_loss {record['train_loss']:.4f}"
-            f" (l_c {record['train_loss_classification']:.4f}, l_s {record['train_loss_structure']:.4f})")
+            f" (l_c {record['train_loss_classification']:.4f}, l_s {record['train_loss_structure']:.4f}")
+    if "train_loss_instance" in record:
+        text += f", l_i {record['train_loss_instance']:.4f}"
+    text += ")"
     if "val_auc" in record:
         text += (f"  val_loss {record['val_loss']:.4f}  val_auc {record['val_auc']:.3f}"
                  f"  sens {record['val_sensitivity']:.2f}  spec {record['val_specificity']:.2f}")

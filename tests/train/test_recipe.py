@@ -164,3 +164,13 @@ def test_channels_last_trains_the_same_network(tiny_cache, tmp_path):
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-4, rtol=1e-3), k
     assert fast.history[0]["val_auc"] == pytest.approx(plain.history[0]["val_auc"], abs=1e-6)
+
+
+def test_epoch_line_shows_the_loss_terms_it_sums():
+    from sranet.train.loop import _epoch_line
+
+    record = {"epoch": 3, "lr": 1e-3, "train_loss": 0.9, "train_loss_classification": 0.6,
+              "train_loss_structure": 0.3, "seconds": 5.0}
+    assert "(l_c 0.6000, l_s 0.3000)  (5 s)" in _epoch_line(record, 10)
+    line = _epoch_line(record | {"train_loss_instance": 0.42}, 10)
+    assert "(l_c 0.6000, l_s 0.3000, l_i 0.4200)" in line
