@@ -181,6 +181,8 @@ def _predict_test_studies(artifact: Path, out: Path, cache: Path, *, threads: in
     (out_dir / "summary.md").write_text(_summary_md(summary))
     p = summary["prediction"]
     auc = "n/a (one class)" if p["auc"] is None else f"{p['auc']:.3f}"
+    if p.get("auc_visible") is not None:
+        auc += f" ({p['auc_visible']:.3f} without stage I)"
     hit = "n/a" if p["top_patch_hit_rate"] is None else f"{p['top_patch_hit_rate']:.2f} of {p['hit_cases']}"
     typer.echo(f"{len(studies)} test studies -> {done.predicted + rest.predicted} hips predicted, "
                f"{done.refused + rest.refused} sides refused, {done.failed + rest.failed} failed -> {results_path}; "
@@ -194,7 +196,7 @@ def _score(records: list[dict], truth: list[dict], cache: Path, threshold: float
     """Per-hip scores of whole-study predictions against the phantoms' truth.
 
     prediction    AUC, sensitivity and specificity (at the artifact's threshold) over the hips predicted that have
-                  a label (in the manifest); ``top_patch_hit_rate``: share of predicted positive hips whose
+                  a label (in the manifest), and the AUC without the ARCO stage I positives (invisible on CT); ``top_patch_hit_rate``: share of predicted positive hips whose
                   highest-attention patch holds lesion voxels. The lesion on the network's grid comes from the
                   prepared cache, whose crop of that hip is the prediction's exactly when both ROIs agree (the same
                   localiser on the same study; checked per hip, mismatches are counted and left out).
@@ -205,7 +207,7 @@ def _score(records: list[dict], truth: list[dict], cache: Path, threshold: float
     """
     import numpy as np
 
-    from sranet.train.metrics import confusion, roc_auc
+    from sranet.train.metrics import auc_visible, confusion, roc_auc
 
     by_case = {r["case"]: r for r in records}
     test = [t for t in truth if t["split"] == "test"]
@@ -213,8 +215,9 @@ def _score(records: list[dict], truth: list[dict], cache: Path, threshold: float
     hips = [(t, by_case[t["case_id"]]) for t in test if not _is_study_without_hips(t) and t["case_id"] in by_case]
     refusals = _count(r["error"] for _, r in hips if "error" in r)
     vis, swapped = _localisation_errors(hips, by_case)
-    labels, probs, hits, mismatched = _labelled_predictions(hips, cache)
+    labels, probs, stages, hits, mismatched = _labelled_predictions(hips, cache)
     both = len(set(labels)) == 2
+    visible = auc_visible(labels, probs, stages) if both else None
     conf = confusion(np.array(labels), np.array(probs), threshold) if labels else None
     table = _localisation_table(vis)
     full = table.get("full", {})
@@ -224,6 +227,7 @@ def _score(records: list[dict], truth: list[dict], cache: Path, threshold: float
     return {
         "prediction": {"n_hips": len(labels), "positives": int(sum(labels)), "threshold": threshold,
                        "auc": _r(roc_auc(np.array(labels), np.array(probs))) if both else None,
+                       "auc_visible": None if visible is None else _r(visible),
                        "sensitivity": _r(conf.sensitivity) if conf else None,
                        "specificity": _r(conf.specificity) if conf else None,
                        "top_patch_hit_rate": _r(float(np.mean(hits))) if hits else None, "hit_cases": len(hits),
@@ -282,9 +286,11 @@ def _localisation_errors(hips: list[tuple[dict, dict]], by_case: dict[str, dict]
     return vis, swapped
 
 
-def _labelled_predictions(hips: list[tuple[dict, dict]], cache: Path) -> tuple[list[int], list[float], list[bool], int]:
-    """Labels and probabilities of the predicted hips that have a label in the cache; for positive hips whose ROI
-    matches the cache's, whether the top-attention patch holds lesion voxels; and the count of ROI mismatches."""
+def _labelled_predictions(hips: list[tuple[dict, dict]], cache: Path
+                          ) -> tuple[list[int], list[float], list[int | None], list[bool], int]:
+    """Labels, probabilities and ARCO stages of the predicted hips that have a label in the cache; for positive hips
+    whose ROI matches the cache's, whether the top-attention patch holds lesion voxels; and the count of ROI
+    mismatches."""
     import numpy as np
 
     from sranet.data.dataset import read_cache
@@ -292,13 +298,14 @@ def _labelled_predictions(hips: list[tuple[dict, dict]], cache: Path) -> tuple[l
 
     cached_index = read_cache(cache)
     index, grid = {c.case_id: c for c in cached_index.cases}, cached_index.grid
-    labels, probs, hits, mismatched = [], [], [], 0
+    labels, probs, stages, hits, mismatched = [], [], [], [], 0
     for t, r in hips:
         cached = index.get(t["case_id"])
         if "probability" not in r or cached is None or cached.label is None:
             continue
         labels.append(int(cached.label))
         probs.append(float(r["probability"]))
+        stages.append(cached.stage)
         if cached.label == 1 and cached.lesion is not None:
             meta = json.loads((cache / "meta" / f"{cached.case_id}.json").read_text())
             if meta.get("roi", {}).get("roi") != r["roi"]:
@@ -307,7 +314,7 @@ def _labelled_predictions(hips: list[tuple[dict, dict]], cache: Path) -> tuple[l
             lesion = np.load(cached.lesion)
             if lesion.any():
                 hits.append(bool(lesion_patches(lesion, grid)[int(r["top_patches"][0]["patch"])]))
-    return labels, probs, hits, mismatched
+    return labels, probs, stages, hits, mismatched
 
 
 def _localisation_table(vis: dict[str, dict]) -> dict[str, dict]:
@@ -347,6 +354,7 @@ def _summary_md(summary: dict) -> str:
     lines = ["| per hip, from whole studies (test split) | value |", "|---|---|",
              f"| hips predicted that have a label | {p['n_hips']} ({p['positives']} positive) |",
              f"| AUC | {f(p['auc'])} |",
+             f"| AUC without the stage-I positives (invisible on CT) | {f(p.get('auc_visible'))} |",
              f"| sensitivity / specificity at the artifact's threshold {p['threshold']:.3f} | "
              f"{f(p['sensitivity'])} / {f(p['specificity'])} |",
              f"| top-attention patch on the lesion | {f(p['top_patch_hit_rate'], 2)} of {p['hit_cases']} positive hips |",

@@ -33,6 +33,9 @@ def test_demo_quick_runs_the_whole_path(tmp_path):
     summary = json.loads((out / "predict" / "summary.json").read_text())
     assert summary["localisation"]["by_visibility"]["full"]["found"] >= 1
     assert summary["prediction"]["roi_mismatch_with_cache"] == 0
+    visible = summary["prediction"]["auc_visible"]  # None where a split lacks a class once stage I is left out
+    assert visible is None or 0 <= visible <= 1
+    assert "| AUC without the stage-I positives (invisible on CT) |" in (out / "predict" / "summary.md").read_text()
     bench = json.loads((out / "benchmark.json").read_text())
     assert "locate" in bench["end_to_end"]["stage_order"]  # the first test study, read and located
 
