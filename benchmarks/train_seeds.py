@@ -187,7 +187,7 @@ def run_seed(cfg, cache: Path, run_dir: Path, data_seed: int, resume: bool, ever
         "test_n": metrics["n"],
         "test_n_positive": metrics["n_positive"],
         "top_patch_hit_rate": loc["top_patch_hit_rate"],
-        "bottom_patch_hit_rate": loc.get("bottom_patch_hit_rate"),
+        "bottom_patch_hit_rate": loc["bottom_patch_hit_rate"],
         "lesion_cases": loc["n_cases"],
         "top_patch_hit_rate_all_lesion_masks": metrics["localisation"]["top_patch_hit_rate"],
         "lesion_attention_mass": loc["lesion_attention_mass"],

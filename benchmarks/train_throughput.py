@@ -1,8 +1,9 @@
 """Training throughput of SRANet on this CPU: volumes per second of one full training step, per precision and
 memory layout.
 
-A step is what ``sranet train`` does per batch: forward, the SRANet loss (classification + structure regulariser),
-backward, AdamW update. Inputs are random (B, 1, S, S, S) float32 volumes with random labels and patch targets
+A step is what ``sranet train`` does per batch with its default loss settings: forward, the SRANet loss
+(classification, structure regulariser and instance term at TrainConfig's alpha and instance_weight), backward,
+AdamW update. Inputs are random (B, 1, S, S, S) float32 volumes with random labels and patch targets
 (throughput does not depend on the values); no data loading or augmentation is timed. Each batch size gets
 ``--warmup`` untimed steps, then ``--steps`` timed ones; every timed step enters the statistics (median, p10, p90,
 mean, min, max of the step time; volumes/s = batch / step time, reported from the median and per quantile).
@@ -41,6 +42,7 @@ def time_steps(model_name: str, batch: int, steps: int, warmup: int, threads: in
     from sranet.config import ModelConfig
     from sranet.model.loss import sranet_loss
     from sranet.model.sranet import SRANet, count_parameters
+    from sranet.train.config import TrainConfig
 
     if threads:
         torch.set_num_threads(threads)
@@ -51,7 +53,8 @@ def time_steps(model_name: str, batch: int, steps: int, warmup: int, threads: in
     model = SRANet(cfg).train()
     layout = torch.channels_last_3d if channels_last else torch.contiguous_format
     model = model.to(dev, memory_format=layout)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
+    train_cfg = TrainConfig()
+    opt = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     S, N = cfg.input_size, cfg.num_patches
     x = torch.randn(batch, 1, S, S, S).to(dev).contiguous(memory_format=layout)
     y = (torch.arange(batch) % 2).float().to(dev)
@@ -61,7 +64,7 @@ def time_steps(model_name: str, batch: int, steps: int, warmup: int, threads: in
         t0 = time.perf_counter()
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
             out = model(x)
-        loss = sranet_loss(out, y, f, 0.9).total
+        loss = sranet_loss(out, y, f, train_cfg.alpha, train_cfg.instance_weight).total
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -196,8 +196,9 @@ def _score(records: list[dict], truth: list[dict], cache: Path, threshold: float
     """Per-hip scores of whole-study predictions against the phantoms' truth.
 
     prediction    AUC, sensitivity and specificity (at the artifact's threshold) over the hips predicted that have
-                  a label (in the manifest), and the AUC without the ARCO stage I positives (invisible on CT); ``top_patch_hit_rate``: share of predicted positive hips whose
-                  highest-attention patch holds lesion voxels. The lesion on the network's grid comes from the
+                  a label (in the manifest), and the AUC without the ARCO stage I positives (invisible on CT);
+                  ``top_patch_hit_rate``: share of predicted positive hips whose highest-attention patch holds
+                  lesion voxels. The lesion on the network's grid comes from the
                   prepared cache, whose crop of that hip is the prediction's exactly when both ROIs agree (the same
                   localiser on the same study; checked per hip, mismatches are counted and left out).
     localisation  per truth visibility: hips, heads reported, centre error (median, p95, max, share <= 5 mm);

@@ -28,7 +28,7 @@ from sranet.model.sranet import SRANetOutput
 
 
 class LossParts(NamedTuple):
-    total: torch.Tensor  # () alpha * l_c + (1 - alpha) * l_s
+    total: torch.Tensor  # () alpha * l_c + (1 - alpha) * l_s + beta * l_i
     classification: torch.Tensor  # () l_c
     structure: torch.Tensor  # () l_s
     instance: torch.Tensor | None = None  # () l_i, when its weight beta > 0

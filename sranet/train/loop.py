@@ -43,9 +43,8 @@ def demo_train_config() -> TrainConfig:
 
     Batch 8, lr 1e-3 for 40 epochs then 1e-4, 50 epochs, no augmentation, the other settings TrainConfig's defaults,
     among them the instance term (docs/training.md: the sweep, and why training stalls or classifies without
-    localising). The val/test
-    AUC is capped below 1 because stage-I lesions are invisible on CT by design. The metrics of the committed demo
-    run are in benchmarks/results/demo/.
+    localising). The val/test AUC is capped below 1 because stage-I lesions are invisible on CT by design. The
+    metrics of the committed demo run are in benchmarks/results/demo/.
     """
     return TrainConfig(model="small", epochs=50, lr=1e-3, lr_step_epochs=40, batch_size=8, alpha=0.9,
                        augment=False, seed=0)
